@@ -1,0 +1,56 @@
+"""What an engine is: one object that runs a validated :class:`ConvSpec` on one device.
+
+Engines never see bytes, HTTP or settings. They receive C-contiguous float32 arrays
+``x (N, C_in, H, W)``, ``weight (C_out, C_in // groups, k_h, k_w)``, ``bias (C_out,)`` or None,
+and the spec that :func:`convserve.conv.spec.conv_spec` built for exactly those shapes, and
+return float32 ``(N, C_out, H_out, W_out)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeAlias
+
+import numpy as np
+
+from convserve.conv.spec import ConvSpec
+
+__all__ = ["DEVICES", "ENGINES", "Device", "DeviceStatus", "Engine", "EngineName"]
+
+EngineName: TypeAlias = Literal["numpy", "onnxruntime"]
+Device: TypeAlias = Literal["cpu", "cuda"]
+ENGINES: tuple[EngineName, ...] = ("numpy", "onnxruntime")
+DEVICES: tuple[Device, ...] = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """Whether ``device`` can run here, and if not, why."""
+
+    device: Device
+    available: bool
+    reason: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: EngineName
+
+    def version(self) -> str:
+        """The version of the library doing the arithmetic."""
+        ...
+
+    def devices(self) -> list[DeviceStatus]:
+        """Every device this engine knows, with availability and the reason when not."""
+        ...
+
+    def conv2d(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        spec: ConvSpec,
+        device: Device = "cpu",
+    ) -> np.ndarray:
+        """Run ``spec`` on ``device``; raise EngineUnavailableError if it cannot run there."""
+        ...

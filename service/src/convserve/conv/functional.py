@@ -1,0 +1,87 @@
+"""``conv2d`` with PyTorch's functional signature, dispatching to an engine."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from convserve.conv.engine import DEVICES, ENGINES, Device, Engine, EngineName
+from convserve.conv.spec import IntOrPair, PaddingArg, conv_spec, prepare_arrays
+from convserve.errors import InvalidArgumentError
+
+__all__ = ["check_device", "conv2d", "get_engine"]
+
+
+@functools.cache
+def get_engine(name: str) -> Engine:
+    """The process-wide default instance of engine ``name`` (created on first use)."""
+    if name == "numpy":
+        from convserve.conv.numpy_engine import NumpyEngine
+
+        return NumpyEngine()
+    if name == "onnxruntime":
+        from convserve.conv.onnx_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine()
+    raise InvalidArgumentError(
+        f"engine={name!r} is not one of {', '.join(ENGINES)}", field="engine"
+    )
+
+
+def check_device(device: str) -> Device:
+    if device not in DEVICES:
+        raise InvalidArgumentError(
+            f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
+        )
+    return device  # type: ignore[return-value]
+
+
+def conv2d(
+    x: object,
+    weight: object,
+    bias: object | None = None,
+    stride: IntOrPair = 1,
+    padding: PaddingArg = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    engine: EngineName | Engine = "numpy",
+    device: Device = "cpu",
+) -> np.ndarray:
+    """Apply a 2-D convolution exactly as ``torch.nn.functional.conv2d`` does.
+
+    Parameters
+    ----------
+    x : array_like of shape (N, C_in, H, W) or (C_in, H, W)
+    weight : array_like of shape (C_out, C_in // groups, k_h, k_w)
+    bias : array_like of shape (C_out,), optional
+    stride, dilation : int or (h, w), each >= 1
+    padding : int, (p_h, p_w), (top, bottom, left, right), "valid" or "same"
+    groups : int, dividing C_in and C_out
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
+    engine : "numpy", "onnxruntime" or an Engine instance
+    device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
+
+    Returns
+    -------
+    ndarray of float32, shape (N, C_out, H_out, W_out), or (C_out, H_out, W_out) for 3-D ``x``
+
+    Raises
+    ------
+    convserve.ConvServeError
+        ShapeError, InvalidArgumentError or EngineUnavailableError naming the numbers involved.
+    """
+    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias)
+    squeeze = x_arr.ndim == 3
+    spec = conv_spec(
+        x_arr.shape, w_arr.shape, None if b_arr is None else b_arr.shape,
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        padding_mode=padding_mode,
+    )
+    impl = get_engine(engine) if isinstance(engine, str) else engine
+    dev = check_device(device)
+    x4 = x_arr.reshape(spec.input_shape)
+    y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
+    return y[0] if squeeze else y
+

@@ -1,0 +1,93 @@
+"""Service settings, read from ``CONVSERVE_*`` environment variables.
+
+``create_app(Settings(...))`` takes an instance, so tests never patch the environment; only
+``convserve.main:app`` reads the environment, once, when it is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "available_cores"]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable ``CONVSERVE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVSERVE_", extra="ignore", frozen=True)
+
+    engine: Literal["numpy", "onnxruntime"] = "onnxruntime"
+    """Engine used when a request names none."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Device used when a request names none."""
+
+    max_upload_bytes: Annotated[int, Field(ge=1)] = 25_000_000
+    """Largest request body in bytes (image upload or JSON)."""
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    """Largest decoded image, width x height, checked from the header before decoding."""
+    max_kernel_size: Annotated[int, Field(ge=1)] = 63
+    """Largest kernel side (k_h and k_w)."""
+    max_out_channels: Annotated[int, Field(ge=1)] = 512
+    """Largest C_out of one layer."""
+    max_macs: Annotated[int, Field(ge=1)] = 20_000_000_000
+    """Largest number of multiply-accumulates one request may cost (all layers together)."""
+    max_layers: Annotated[int, Field(ge=1)] = 32
+    """Most layers in one /v1/layers request."""
+    max_array_values: Annotated[int, Field(ge=1)] = 4_000_000
+    """Most numbers a format=array response or a JSON input array may hold."""
+
+    cors_origins: Annotated[list[str], NoDecode] = ["*"]
+    """Origins allowed by CORS (comma-separated); ``*`` allows any, without credentials."""
+    api_keys: Annotated[list[str], NoDecode] = []
+    """Accepted API keys (comma-separated); empty means no authentication."""
+
+    worker_threads: Annotated[int, Field(ge=1)] = Field(default_factory=available_cores)
+    """Threads that run convolutions and encoding, per process."""
+    queue_size: Annotated[int, Field(ge=0)] = 32
+    """Requests that may wait for a worker thread before new ones get 503."""
+    compute_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds a request may wait for and spend in computation before it gets 503/504."""
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    """Threads one convolution may use (ONNX Runtime intra-op, NumPy bands); 0 = cores / workers."""
+    web_concurrency: Annotated[int, Field(ge=1)] = Field(
+        default_factory=lambda: int(os.environ.get("WEB_CONCURRENCY", "1") or 1)
+    )
+    """Server processes sharing this machine (uvicorn workers), to divide the cores among."""
+    ort_cache_size: Annotated[int, Field(ge=1)] = 64
+    """ONNX Runtime sessions kept per process (LRU by shapes, options and device)."""
+    png_compress_level: Annotated[int, Field(ge=0, le=9)] = 1
+    """zlib level of returned PNGs: 1 is several times faster than 6 for a few % more bytes."""
+    warmup: bool = True
+    """Run one small convolution on each available engine at start-up before /readyz is 200."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of the service's structured logs."""
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def threads_per_op(self) -> int:
+        """Threads one convolution may use so that workers do not oversubscribe the cores."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return max(1, available_cores() // self.web_concurrency)
