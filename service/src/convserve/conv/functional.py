@@ -34,7 +34,7 @@ def check_device(device: str) -> Device:
         raise InvalidArgumentError(
             f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
         )
-    return device  # type: ignore[return-value]
+    return device
 
 
 def conv2d(

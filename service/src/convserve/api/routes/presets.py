@@ -1,0 +1,63 @@
+"""GET /v1/presets and GET /v1/presets/{name}: named kernels and what they become."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from convserve.api.deps import require_api_key
+from convserve.api.problems import PROBLEM_MEDIA_TYPE
+from convserve.api.schemas import Problem
+from convserve.conv.presets import PRESETS, resolve_preset
+from convserve.errors import InvalidArgumentError
+
+router = APIRouter(prefix="/v1", tags=["presets"], dependencies=[Depends(require_api_key)])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Unknown preset"},
+    422: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}},
+          "description": "Bad channels or parameter"},
+}
+
+
+def _number(name: str, text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"parameter {name}={text!r} is not a number", field=f"preset_params.{name}"
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidArgumentError(
+            f"parameter {name}={text!r} must be a finite number", field=f"preset_params.{name}"
+        )
+    return value
+
+
+@router.get("/presets", summary="Every named kernel")
+def list_presets() -> dict[str, list[dict[str, Any]]]:
+    """Name, description, channel rule, parameters (defaults and ranges), source and whether
+    the preset keeps values in [0, 1] (range-preserving)."""
+    return {"presets": [preset.to_info() for preset in PRESETS.values()]}
+
+
+@router.get("/presets/{name}", summary="A preset resolved for C input channels",
+            responses=_ERRORS)
+def get_preset(
+    name: str,
+    request: Request,
+    channels: Annotated[int, Query(ge=1, le=64, description="Input channels C")] = 3,
+) -> dict[str, Any]:
+    """The exact ``weight`` (c_out, C/groups, k_h, k_w), ``bias`` and ``groups`` the preset
+    becomes for ``channels`` inputs. Any other query parameter is a preset parameter
+    (``?size=5&sigma=1.5``)."""
+    params = {k: _number(k, v) for k, v in request.query_params.items() if k != "channels"}
+    resolved = resolve_preset(name, channels, params)
+    info = resolved.to_dict()
+    info["preset"] = PRESETS[resolved.name].to_info()
+    return info

@@ -1,0 +1,192 @@
+"""What one app instance owns at run time: engines, the bounded compute pool, readiness.
+
+CPU-bound work (decoding, convolution, encoding) never runs on the event loop. It goes to a
+fixed pool of ``worker_threads`` threads with at most ``queue_size`` requests waiting; a request
+that finds the queue full is refused at once with 503 and ``Retry-After`` (never a hang). A
+request that waits or computes longer than ``compute_timeout_s`` gets 504; if it was still
+queued its slot is freed at once, if it was already running the thread finishes the work and
+frees the slot then (a Python thread cannot be interrupted safely).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from convserve.api.metrics import Metrics
+from convserve.conv.engine import Engine
+from convserve.conv.numpy_engine import NumpyEngine
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.conv.spec import conv_spec
+from convserve.errors import ComputeTimeoutError, EngineUnavailableError, OverloadedError
+from convserve.settings import Settings
+
+__all__ = ["ComputePool", "Runtime"]
+
+T = TypeVar("T")
+log = logging.getLogger("convserve")
+
+
+class ComputePool:
+    """A bounded thread pool that refuses work instead of queueing without end.
+
+    Parameters
+    ----------
+    workers : int
+        Threads running work.
+    queue_size : int
+        Work items that may wait for a thread; one more is refused with OverloadedError.
+    timeout_s : float
+        Seconds a caller waits (queue and run) before ComputeTimeoutError.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        queue_size: int,
+        timeout_s: float,
+        on_reject: Callable[[], None] | None = None,
+    ) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self.timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="convserve-compute")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._on_reject = on_reject
+
+    @property
+    def in_flight(self) -> int:
+        """Work items queued or running."""
+        return self._in_flight
+
+    def _release(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the pool; refuse at once when the pool is full."""
+        with self._lock:
+            if self._in_flight >= self.capacity:
+                if self._on_reject is not None:
+                    self._on_reject()
+                retry_after = max(1, int(np.ceil(self.timeout_s / 10)))
+                raise OverloadedError(
+                    f"all {self.workers} compute threads are busy and "
+                    f"{self.capacity - self.workers} requests are already waiting; retry later "
+                    "(CONVSERVE_WORKER_THREADS and CONVSERVE_QUEUE_SIZE set the capacity)",
+                    retry_after=retry_after,
+                )
+            self._in_flight += 1
+        future = self._executor.submit(fn)
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+                                          self.timeout_s)
+        except TimeoutError:
+            future.cancel()  # frees the slot at once if the work never started
+            raise ComputeTimeoutError(
+                f"the computation did not finish within {self.timeout_s:g} s "
+                "(CONVSERVE_COMPUTE_TIMEOUT_S); try a smaller image, kernel or fewer channels"
+            ) from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Runtime:
+    """Engines, pools, metrics and readiness of one app."""
+
+    settings: Settings
+    metrics: Metrics
+    engines: dict[str, Engine] = field(init=False)
+    pool: ComputePool = field(init=False)
+    encoder: ThreadPoolExecutor = field(init=False)
+    ready: threading.Event = field(default_factory=threading.Event)
+    warmup_error: str | None = None
+    _closed: bool = field(init=False, default=True)
+
+    def __post_init__(self) -> None:
+        threads = self.settings.threads_per_op
+        self.engines = {
+            "numpy": NumpyEngine(threads=threads),
+            "onnxruntime": OnnxRuntimeEngine(
+                intra_op_threads=threads, cache_size=self.settings.ort_cache_size
+            ),
+        }
+        self._closed = True
+        self.open()
+
+    def open(self) -> None:
+        """Start the thread pools (again, after :meth:`close`; the app's lifespan calls it)."""
+        if not self._closed:
+            return
+        self.pool = ComputePool(
+            self.settings.worker_threads,
+            self.settings.queue_size,
+            self.settings.compute_timeout_s,
+            on_reject=self.metrics.rejected_overload.inc,
+        )
+        # PNG encoding of several channels runs in parallel beside the compute threads.
+        self.encoder = ThreadPoolExecutor(
+            max(2, self.settings.threads_per_op), thread_name_prefix="convserve-encode"
+        )
+        self._closed = False
+
+    def engine(self, name: str) -> Engine:
+        return self.engines[name]
+
+    def warm_up(self) -> None:
+        """Load the default engine and run one small convolution on every usable device.
+
+        Sets :attr:`ready` when the default engine and device answered correctly.
+        """
+        x = np.arange(2 * 5 * 5, dtype=np.float32).reshape(1, 2, 5, 5)
+        w = np.ones((3, 2, 3, 3), dtype=np.float32)
+        spec = conv_spec(x.shape, w.shape, None, padding=1)
+        expected = self.engines["numpy"].conv2d(x, w, None, spec, "cpu")
+        default = (self.settings.engine, self.settings.device)
+        try:
+            for engine in self.engines.values():
+                for status in engine.devices():
+                    if not status.available:
+                        continue
+                    started = time.perf_counter()
+                    y = engine.conv2d(x, w, None, spec, status.device)
+                    np.testing.assert_allclose(y, expected, rtol=1e-5)
+                    log.info(
+                        "warm-up done",
+                        extra={"engine": engine.name, "device": status.device,
+                               "ms": round(1000 * (time.perf_counter() - started), 1)},
+                    )
+            usable = {
+                (engine.name, status.device)
+                for engine in self.engines.values()
+                for status in engine.devices()
+                if status.available
+            }
+            if default not in usable:
+                raise EngineUnavailableError(
+                    f"the default engine={default[0]!r} device={default[1]!r} "
+                    "(CONVSERVE_ENGINE, CONVSERVE_DEVICE) is not usable here"
+                )
+        except Exception as exc:  # readiness reports why instead of crashing the server
+            self.warmup_error = str(exc)
+            log.error("warm-up failed: %s", exc)
+            return
+        self.ready.set()
+
+    def close(self) -> None:
+        """Stop the thread pools; running work finishes, queued work is cancelled."""
+        self._closed = True
+        self.pool.shutdown()
+        self.encoder.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,136 @@
+"""The ASGI app: ``create_app(settings)`` builds it; ``convserve.main:app`` serves the env's.
+
+``app`` is built on first access from ``Settings()`` (the ``CONVSERVE_*`` environment), not at
+import time, so importing this module has no side effects and tests build their own apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from convserve import __version__
+from convserve.api.metrics import Metrics
+from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
+from convserve.api.problems import install_problem_handlers
+from convserve.api.routes import convolve, engines, health, presets
+from convserve.api.runtime import Runtime
+from convserve.api.schemas import BODY_MODELS
+from convserve.settings import Settings
+
+__all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)
+
+STATIC_DIR = resources.files("convserve") / "static"
+
+DESCRIPTION = """\
+Apply convolution layers to images, exactly as PyTorch's `torch.nn.functional.conv2d`
+(cross-correlation, no kernel flip), on a NumPy engine or an ONNX Runtime Conv graph.
+
+Errors are RFC 9457 `application/problem+json` with `type`, `title`, `status`, `detail` and,
+for field problems, `errors: [{"field", "message"}]`.
+"""
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("convserve")
+    logger.setLevel(level.upper())
+    if not any(getattr(h, "_convserve", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+        handler._convserve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app for ``settings`` (default: from the environment)."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+    runtime = Runtime(settings=settings, metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.open()
+        # Warm up in the background: the server answers /healthz at once and /readyz turns
+        # 200 when the engines have run one convolution.
+        if settings.warmup:
+            warmup = asyncio.get_running_loop().run_in_executor(None, runtime.warm_up)
+        else:
+            runtime.ready.set()
+        try:
+            yield
+        finally:
+            if settings.warmup:
+                await warmup
+            runtime.close()
+
+    app = FastAPI(
+        title="convserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        license_info={"name": "MIT"},
+    )
+    app.state.runtime = runtime
+    app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
+    install_problem_handlers(app)
+    for module in (convolve, presets, engines, health):
+        app.include_router(module.router)
+
+    index = STATIC_DIR / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    def demo_page() -> FileResponse:
+        return FileResponse(str(index), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Server-Timing", "X-Convserve-Shape",
+                        "X-Convserve-Padding", "X-Convserve-Engine", "Content-Disposition",
+                        "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
+                       max_body_bytes=settings.max_upload_bytes)
+    return app
+
+
+def _openapi_with_body_models(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the JSON body models that routes parse by hand."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in BODY_MODELS:
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(js.pop("$defs", {}))
+            components[model.__name__] = js
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
