@@ -1,0 +1,172 @@
+"""HTTP benchmark of POST /v1/convolve (``make bench``; not a test).
+
+R1: a 512x512 RGB PNG (a real photo, resized), preset ``sobel``, ``format=json``.
+Measures in one run:
+
+(a) the in-process sum of decode + convolution + encode for R1 (the pipeline functions the
+    server calls, without HTTP);
+(b) p50/p99 latency and requests/s of R1 over loopback with 1 and 4 concurrent connections,
+    against a real uvicorn (uvloop + httptools) in a child process;
+(c) the same for a 2048x2048 image and for ``format=npy``.
+
+Target: R1 p50 at 1 connection <= 1.25x (a). Client and server share this machine's cores, so
+the 4-connection figures include the client's own work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from convserve import pipeline
+from convserve.conv.functional import get_engine
+from convserve.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "tests" / "data" / "chelsea.png"
+
+
+def photo_png(side: int) -> bytes:
+    image = Image.open(PHOTO).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def in_process_ms(data: bytes, fmt: str, runs: int) -> float:
+    """Median ms of decode + prepare + convolve + encode, as the server does it."""
+    settings = Settings()
+    engine = get_engine(settings.engine)
+    times = []
+    for _ in range(runs + 2):
+        started = time.perf_counter()
+        decoded = pipeline.decode_request_input(data, None, None, color_mode="rgb",
+                                                settings=settings)
+        prepared = pipeline.prepare_convolution(
+            decoded=decoded, kernel=None, preset="sobel", preset_params={}, stride=1,
+            padding=None, dilation=1, groups=None, padding_mode=None, engine=None,
+            device=None, settings=settings,
+        )
+        y = pipeline.run_convolution(prepared, engine)
+        pipeline.render_result(y, prepared, fmt=fmt, normalize="auto", channel=None,
+                               settings=settings, executor=None)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times[2:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CONVSERVE_LOG_LEVEL": "warning"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "convserve.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the server did not become ready in 60 s")
+
+
+async def load(url: str, data: bytes, fmt: str, connections: int, requests: int
+               ) -> tuple[list[float], float]:
+    """Send ``requests`` requests over ``connections`` concurrent connections."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        async def one() -> None:
+            started = time.perf_counter()
+            response = await client.post(
+                "/v1/convolve", files={"image": ("r.png", data, "image/png")},
+                data={"preset": "sobel", "format": fmt},
+            )
+            response.raise_for_status()
+            latencies.append(1000 * (time.perf_counter() - started))
+
+        for _ in range(connections):  # warm the connections and the session cache
+            await one()
+        latencies.clear()
+        queue = list(range(requests))
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                await one()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return latencies, requests / elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=60, help="requests per R1 row")
+    args = parser.parse_args()
+
+    cases = [
+        ("R1 512x512 json", photo_png(512), "json", args.requests),
+        ("R1 512x512 npy", photo_png(512), "npy", args.requests),
+        ("2048x2048 json", photo_png(2048), "json", max(8, args.requests // 6)),
+        ("2048x2048 npy", photo_png(2048), "npy", max(8, args.requests // 6)),
+    ]
+    port = free_port()
+    server = start_server(port)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        for name, data, fmt, count in cases:
+            inproc = in_process_ms(data, fmt, runs=max(5, count // 4))
+            for connections in (1, 4):
+                latencies, rps = asyncio.run(load(url, data, fmt, connections, count))
+                rows.append((name, connections, inproc, percentile(latencies, 50),
+                             percentile(latencies, 99), rps))
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    print(f"cores available: {len(os.sched_getaffinity(0))}; server: 1 uvicorn worker "
+          "(uvloop, httptools), onnxruntime on cpu\n")
+    print("| request | conns | in-process ms (a) | p50 ms | p99 ms | req/s | p50 / (a) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    verdict = "n/a"
+    for name, connections, inproc, p50, p99, rps in rows:
+        ratio = p50 / inproc
+        print(f"| {name} | {connections} | {inproc:.1f} | {p50:.1f} | {p99:.1f} | {rps:.1f} | "
+              f"{ratio:.2f}x |")
+        if name == "R1 512x512 json" and connections == 1:
+            verdict = "PASS" if ratio <= 1.25 else "FAIL"
+            target = ratio
+    print(f"\nTarget R1 p50 at 1 connection <= 1.25x in-process: {target:.2f}x {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
