@@ -1,0 +1,707 @@
+"""The NumPy engine: ``conv2d`` on the CPU with NumPy and its BLAS, fast rather than textbook.
+
+Every strategy works on *bands* of output rows, so working memory stays bounded whatever the
+image size (a few MB per thread besides ``x`` and ``y``), and the bands run on ``threads``
+threads (NumPy releases the GIL in ufuncs and matmul). Each band first copies the input rows it
+reads into a padded buffer ``(C_in, R_p, W_p)``, applying ``padding_mode`` on the way, so the
+input is never padded as a whole.
+
+Strategies, picked by :func:`choose_strategy` from the shapes and the weights
+(``g`` = groups, ``R`` = output rows in a band):
+
+``direct``
+    1x1 kernel, stride 1, no padding: a matrix product over channels per group,
+    ``(C_out/g, C_in/g) @ (C_in/g, pixels)``, straight from ``x`` into ``y``.
+``im2col``
+    Wide layers: the band's patches are copied into columns ``(C_in/g * k_h * k_w, R * W_out)``
+    and one matrix product per group writes the band of ``y``. The BLAS does exactly the useful
+    work; the price is copying the input ``k_h * k_w`` times.
+``toeplitz``
+    Few channels (depthwise, RGB in): for each kernel column ``v`` the band is ``T_v @ X_v``, where
+    ``X_v`` is the padded band *viewed* (not copied) ``v * d_w`` columns to the right, shape
+    ``(C_in/g * R_p, W_out)``, and ``T_v`` ``(C_out/g * R, C_in/g * R_p)`` is a banded Toeplitz
+    matrix holding kernel column ``v`` along the rows. One batched matmul over groups and ``v``,
+    then a sum over ``v``. It multiplies zeros (``R_p / k_h`` times the useful work), which the
+    BLAS does faster than the memory traffic that im2col or per-tap accumulation would cost.
+``separable``
+    One input channel per group and every kernel of rank 1 (box, Gaussian, Sobel and Prewitt
+    parts): ``w[o] = outer(col_o, row_o)``, found by SVD and kept only when both the second
+    singular value and the reconstruction error are below ``1e-6`` of the kernel's scale.
+    A vertical pass (a Toeplitz matmul with ``col_o``) then a horizontal pass (``k_w`` in-place
+    multiply-adds of shifted views with ``row_o``) do ``k_h + k_w`` instead of ``k_h * k_w``
+    multiply-adds per output.
+
+Accumulation is in float32, as in any float32 convolution library; results match a float64
+reference to ``1e-4`` relative.
+
+OpenBLAS called from several threads at once, each call asking for all cores, oversubscribes
+the CPU and can run tens of times slower. While a convolution runs, this engine therefore pins
+OpenBLAS to one thread (reference-counted, restored afterwards) and does its own threading.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from convserve.conv.engine import Device, DeviceStatus, EngineName
+from convserve.conv.spec import ConvSpec, PaddingMode
+from convserve.errors import EngineUnavailableError, ShapeError
+from convserve.settings import available_cores
+
+__all__ = ["CUDA_UNAVAILABLE_REASON", "STRATEGIES", "NumpyEngine", "Strategy", "choose_strategy"]
+
+CUDA_UNAVAILABLE_REASON = (
+    "the NumPy engine runs on the CPU only; use engine=onnxruntime with onnxruntime-gpu for CUDA"
+)
+
+Strategy: TypeAlias = Literal["direct", "im2col", "toeplitz", "separable"]
+STRATEGIES: tuple[Strategy, ...] = ("direct", "im2col", "toeplitz", "separable")
+
+_ITEM = np.dtype(np.float32).itemsize
+
+# A kernel is rank 1 when its second singular value and its reconstruction error are both below
+# this fraction of its scale (float32 rounding of a float64 outer product is about 1e-7).
+RANK1_RTOL = 1e-6
+
+# Band heights in output rows, tuned on a 2-core AVX-512 machine. Toeplitz bands stay short
+# because the zeros they multiply grow with the band; im2col bands aim at a column buffer of
+# about 2 MB; direct bands at about 16k pixels.
+_TOEPLITZ_ROWS = 8
+_SEPARABLE_ROWS = 16
+_IM2COL_BYTES = 2 << 20
+_DIRECT_PIXELS = 1 << 14
+
+# Toeplitz against im2col (measured on 512x512 inputs, 2 threads): im2col copies the input
+# k_h*k_w times and calls the BLAS once per group, Toeplitz multiplies R_p/k_h times the useful
+# work. Toeplitz wins for kernels of 5x5 and more on a few channels, and for many groups.
+_TOEPLITZ_MIN_TAPS = 25
+_TOEPLITZ_MIN_GROUPS = 12
+_TOEPLITZ_MAX_PAIRS = 32  # (C_out/g) * (C_in/g): beyond this the wasted multiplies dominate
+
+
+# -- padding -------------------------------------------------------------------------------
+
+
+def _source_index(size: int, before: int, after: int, mode: PaddingMode) -> np.ndarray:
+    """For each position of an axis padded by ``(before, after)``, its source index or -1 (zero).
+
+    Returns
+    -------
+    ndarray of int64, shape (before + size + after,)
+    """
+    i = np.arange(-before, size + after)
+    if mode == "zeros":
+        return np.where((i >= 0) & (i < size), i, -1)
+    if mode == "replicate":
+        return np.clip(i, 0, size - 1)
+    if mode == "circular":
+        return i % size
+    if size == 1:  # reflect without padding: the spec forbids reflect pads >= size
+        return np.zeros_like(i)
+    period = 2 * (size - 1)
+    j = np.abs(i) % period
+    return np.where(j < size, j, period - j)
+
+
+def _row_runs(source_rows: np.ndarray) -> tuple[tuple[int, int, int], ...]:
+    """Split source row indices into runs ``(dest, source, count)`` of consecutive rows or zeros.
+
+    A zero run has ``source == -1``.
+    """
+    runs: list[tuple[int, int, int]] = []
+    start, total = 0, len(source_rows)
+    while start < total:
+        first = int(source_rows[start])
+        end = start + 1
+        if first < 0:
+            while end < total and source_rows[end] < 0:
+                end += 1
+        else:
+            while end < total and source_rows[end] == source_rows[end - 1] + 1:
+                end += 1
+        runs.append((start, first, end - start))
+        start = end
+    return tuple(runs)
+
+
+@dataclass(frozen=True)
+class _Band:
+    """Output rows ``[row0, row0 + rows)`` of image ``n``, and how to fill their padded input."""
+
+    n: int
+    row0: int
+    rows: int
+    runs: tuple[tuple[int, int, int], ...]
+
+
+class _BandPadder:
+    """Copies the input rows a band reads into a padded buffer ``(C_in, R_p, W_p)``."""
+
+    def __init__(self, spec: ConvSpec) -> None:
+        top, bottom, left, right = spec.pads
+        self.stride_h = spec.stride[0]
+        self.rows = _source_index(spec.height, top, bottom, spec.padding_mode)
+        cols = _source_index(spec.width, left, right, spec.padding_mode)
+        self.left, self.right, self.width = left, right, spec.width
+        self.zeros = spec.padding_mode == "zeros"
+        # Pad columns are copied from inside the buffer, where column = source column + left.
+        self.left_from = cols[:left] + left
+        self.right_from = cols[left + spec.width :] + left
+
+    def runs(self, row0: int, padded_rows: int) -> tuple[tuple[int, int, int], ...]:
+        """Row runs of the band whose first output row is ``row0``."""
+        start = row0 * self.stride_h
+        return _row_runs(self.rows[start : start + padded_rows])
+
+    def fill(self, image: np.ndarray, band: _Band, buf: np.ndarray) -> None:
+        """Fill ``buf`` (C_in, R_p, W_p) with the padded rows of ``image`` (C_in, H, W)."""
+        left, width = self.left, self.width
+        for dest, source, count in band.runs:
+            if source < 0:
+                buf[:, dest : dest + count, :] = 0.0
+            else:
+                buf[:, dest : dest + count, left : left + width] = image[
+                    :, source : source + count
+                ]
+        if self.zeros:
+            buf[:, :, :left] = 0.0
+            buf[:, :, left + width :] = 0.0
+        else:
+            if left:
+                buf[:, :, :left] = buf[:, :, self.left_from]
+            if self.right:
+                buf[:, :, left + width :] = buf[:, :, self.right_from]
+
+
+# -- weights -------------------------------------------------------------------------------
+
+
+def rank1_factors(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Column and row factors of every 2-D kernel if each has rank 1, else None.
+
+    Parameters
+    ----------
+    weight : ndarray of shape (C_out, 1, k_h, k_w)
+
+    Returns
+    -------
+    (col, row) : float32 ndarrays of shapes (C_out, k_h) and (C_out, k_w) with
+        ``weight[o, 0] ~= outer(col[o], row[o])`` to ``RANK1_RTOL`` of ``max |weight[o]|``,
+        or None when some kernel is not of rank 1.
+    """
+    kernels = weight[:, 0].astype(np.float64)
+    u, s, vt = np.linalg.svd(kernels)
+    if s.shape[1] > 1 and np.any(s[:, 1] > RANK1_RTOL * s[:, 0]):
+        return None
+    root = np.sqrt(s[:, 0])
+    col = u[:, :, 0] * root[:, None]
+    row = vt[:, 0, :] * root[:, None]
+    error = np.abs(col[:, :, None] * row[:, None, :] - kernels).max(axis=(1, 2))
+    if np.any(error > RANK1_RTOL * np.abs(kernels).max(axis=(1, 2))):
+        return None
+    return col.astype(np.float32), row.astype(np.float32)
+
+
+def _toeplitz(columns: np.ndarray, rows: int, padded_rows: int, s_h: int, d_h: int) -> np.ndarray:
+    """Banded matrices that apply kernel columns down the rows of a band.
+
+    Parameters
+    ----------
+    columns : ndarray of shape (G, V, O, I, k_h)
+        Kernel column ``v`` of output ``o`` and input ``i`` in group ``g``.
+
+    Returns
+    -------
+    ndarray of float32, shape (G, V, O * rows, I * padded_rows), with
+    ``T[g, v, o*rows + r, i*padded_rows + r*s_h + u*d_h] = columns[g, v, o, i, u]``.
+    """
+    g, v, o, i, k_h = columns.shape
+    t = np.zeros((g, v, o, rows, i, padded_rows), dtype=np.float32)
+    for r in range(rows):
+        for u in range(k_h):
+            t[:, :, :, r, :, r * s_h + u * d_h] = columns[..., u]
+    return t.reshape(g, v, o * rows, i * padded_rows)
+
+
+# -- BLAS threads ----------------------------------------------------------------------------
+
+
+class _BlasThreads:
+    """Keeps OpenBLAS on one thread while any convolution of this engine runs.
+
+    OpenBLAS's thread count is process-wide; this finds its setter in the loaded libraries
+    (NumPy wheels ship it as ``scipy_openblas*``), pins it to 1 on the first entry and restores
+    it on the last exit. Where no OpenBLAS setter is found (MKL, Accelerate) it does nothing.
+    """
+
+    _PREFIXES = ("scipy_openblas", "openblas")
+    _SUFFIXES = ("64_", "")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 1
+        self._get: Callable[[], int] | None = None
+        self._set: Callable[[int], None] | None = None
+        self._find()
+
+    def _find(self) -> None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return
+        paths = sorted({
+            line.split()[-1] for line in maps.splitlines()
+            if "openblas" in line.rsplit("/", 1)[-1].lower() and line.split()[-1].startswith("/")
+        })
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in self._PREFIXES:
+                for suffix in self._SUFFIXES:
+                    setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                    getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    if setter is not None and getter is not None:
+                        setter.argtypes, setter.restype = [ctypes.c_int], None
+                        getter.argtypes, getter.restype = [], ctypes.c_int
+                        self._set, self._get = setter, getter
+                        return
+
+    def threads(self) -> int | None:
+        """OpenBLAS's current thread count, or None where it cannot be controlled."""
+        return None if self._get is None else int(self._get())
+
+    @contextmanager
+    def single(self) -> Iterator[None]:
+        if self._set is None or self._get is None:
+            yield
+            return
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._get()
+                self._set(1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._set(self._saved)
+
+
+_BLAS = _BlasThreads()
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+
+class _Workspace:
+    """One thread's buffers: the padded band and the strategy's scratch (flat float32)."""
+
+    def __init__(self, channels: int, padded_rows: int, padded_width: int, scratch: int) -> None:
+        self.channels = channels
+        self.padded_width = padded_width
+        self.padded = np.empty(channels * padded_rows * padded_width, dtype=np.float32)
+        self.flat = np.empty(scratch, dtype=np.float32)
+
+    def band_buffer(self, padded_rows: int) -> np.ndarray:
+        """A C-contiguous ``(C_in, padded_rows, W_p)`` view on the padded-band storage."""
+        size = self.channels * padded_rows * self.padded_width
+        return self.padded[:size].reshape(self.channels, padded_rows, self.padded_width)
+
+    def scratch(self, shape: tuple[int, ...], offset: int = 0) -> np.ndarray:
+        """A C-contiguous view of ``shape`` on the scratch storage, from ``offset``."""
+        return self.flat[offset : offset + math.prod(shape)].reshape(shape)
+
+
+class _BandKernel:
+    """What one strategy does to one band of output rows.
+
+    Subclasses set ``band_rows`` and ``padded`` (whether ``run`` reads a padded band buffer) and
+    implement ``scratch_size`` and ``run``.
+    """
+
+    band_rows: int
+    padded: bool = True
+
+    def __init__(self, spec: ConvSpec, bias: np.ndarray | None) -> None:
+        self.spec = spec
+        self.bias = (
+            None if bias is None else bias.reshape(spec.groups, spec.out_per_group, 1, 1)
+        )
+
+    def padded_rows(self, rows: int) -> int:
+        """Padded input rows that ``rows`` output rows read."""
+        s_h, d_h = self.spec.stride[0], self.spec.dilation[0]
+        return (rows - 1) * s_h + d_h * (self.spec.kernel_h - 1) + 1
+
+    def scratch_size(self) -> int:
+        return 0
+
+    def workspace(self) -> _Workspace:
+        spec = self.spec
+        rows = self.padded_rows(self.band_rows) if self.padded else 0
+        return _Workspace(spec.in_channels, rows, spec.padded_width, self.scratch_size())
+
+    def output(self, y: np.ndarray, band: _Band) -> np.ndarray:
+        """The band's rows of ``y`` as a ``(G, C_out/g, rows, W_out)`` view."""
+        spec = self.spec
+        image = y[band.n].reshape(
+            spec.groups, spec.out_per_group, spec.out_height, spec.out_width
+        )
+        band_rows: np.ndarray = image[:, :, band.row0 : band.row0 + band.rows]
+        return band_rows
+
+    def flat_output(self, y: np.ndarray, band: _Band) -> np.ndarray:
+        """The band's rows of ``y`` as a ``(G, C_out/g, rows * W_out)`` view."""
+        spec = self.spec
+        image = y[band.n].reshape(
+            spec.groups, spec.out_per_group, spec.out_height * spec.out_width
+        )
+        w_out = spec.out_width
+        band_pixels: np.ndarray = image[:, :, band.row0 * w_out : (band.row0 + band.rows) * w_out]
+        return band_pixels
+
+    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
+            y: np.ndarray) -> None:
+        """Write ``band`` of ``y`` (N, C_out, H_out, W_out) from ``x`` or its padded ``buf``."""
+        raise NotImplementedError
+
+
+def _rows(spec: ConvSpec, requested: int | None, preferred: int) -> int:
+    return max(1, min(preferred if requested is None else requested, spec.out_height))
+
+
+class _Direct(_BandKernel):
+    """1x1, stride 1, unpadded: ``y[g] = w[g] @ x[g]`` over the band's pixels."""
+
+    padded = False
+
+    def __init__(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
+                 band_rows: int | None) -> None:
+        super().__init__(spec, bias)
+        self.weight = weight.reshape(spec.groups, spec.out_per_group, spec.in_per_group)
+        self.band_rows = _rows(spec, band_rows, max(1, _DIRECT_PIXELS // spec.width))
+
+    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
+            y: np.ndarray) -> None:
+        spec = self.spec
+        pixels = spec.height * spec.width
+        image = x[band.n].reshape(spec.groups, spec.in_per_group, pixels)
+        first = band.row0 * spec.width
+        out = self.flat_output(y, band)
+        np.matmul(self.weight, image[:, :, first : first + band.rows * spec.width], out=out)
+        if self.bias is not None:
+            out += self.bias[..., 0]
+
+
+class _Im2col(_BandKernel):
+    """Patches as columns ``(G, C_in/g * k_h * k_w, R * W_out)``, one matmul per group."""
+
+    def __init__(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
+                 band_rows: int | None) -> None:
+        super().__init__(spec, bias)
+        self.depth = spec.in_per_group * spec.kernel_h * spec.kernel_w
+        self.weight = weight.reshape(spec.groups, spec.out_per_group, self.depth)
+        row_bytes = spec.in_channels * spec.kernel_h * spec.kernel_w * spec.out_width * _ITEM
+        self.band_rows = _rows(spec, band_rows, max(1, _IM2COL_BYTES // row_bytes))
+
+    def scratch_size(self) -> int:
+        return self.spec.groups * self.depth * self.band_rows * self.spec.out_width
+
+    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
+            y: np.ndarray) -> None:
+        spec = self.spec
+        g, c_in_g = spec.groups, spec.in_per_group
+        (s_h, s_w), (d_h, d_w) = spec.stride, spec.dilation
+        rows, w_out = band.rows, spec.out_width
+        _, r_p, w_p = buf.shape
+        shape = (g, c_in_g, spec.kernel_h, spec.kernel_w, rows, w_out)
+        steps = (c_in_g * r_p * w_p, r_p * w_p, d_h * w_p, d_w, s_h * w_p, s_w)
+        patches = as_strided(buf, shape=shape, strides=tuple(_ITEM * s for s in steps),
+                             writeable=False)
+        cols = ws.scratch(shape)
+        np.copyto(cols, patches)
+        out = self.flat_output(y, band)
+        np.matmul(self.weight, cols.reshape(g, self.depth, rows * w_out), out=out)
+        if self.bias is not None:
+            out += self.bias[..., 0]
+
+
+class _Toeplitz(_BandKernel):
+    """``sum_v T_v @ X_v``: banded ``T_v`` times ``X_v``, a shifted view of the padded band."""
+
+    def __init__(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
+                 band_rows: int | None) -> None:
+        super().__init__(spec, bias)
+        self.band_rows = _rows(spec, band_rows, _TOEPLITZ_ROWS)
+        g, o, i = spec.groups, spec.out_per_group, spec.in_per_group
+        # (G, k_w, C_out/g, C_in/g, k_h): kernel column v of every (o, i) pair.
+        columns = weight.reshape(g, o, i, spec.kernel_h, spec.kernel_w).transpose(0, 4, 1, 2, 3)
+        self.matrices = {
+            rows: _toeplitz(columns, rows, self.padded_rows(rows), spec.stride[0],
+                            spec.dilation[0])
+            for rows in {self.band_rows, spec.out_height % self.band_rows} - {0}
+        }
+
+    def scratch_size(self) -> int:
+        spec = self.spec
+        return spec.out_channels * spec.kernel_w * self.band_rows * spec.out_width
+
+    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
+            y: np.ndarray) -> None:
+        spec = self.spec
+        g, o, i = spec.groups, spec.out_per_group, spec.in_per_group
+        k_w, w_out, rows = spec.kernel_w, spec.out_width, band.rows
+        _, r_p, w_p = buf.shape
+        shifted = as_strided(
+            buf, shape=(g, k_w, i * r_p, w_out),
+            strides=(i * r_p * w_p * _ITEM, spec.dilation[1] * _ITEM, w_p * _ITEM,
+                     spec.stride[1] * _ITEM),
+            writeable=False,
+        )
+        products = ws.scratch((g, k_w, o * rows, w_out))
+        np.matmul(self.matrices[rows], shifted, out=products)
+        out = self.output(y, band)
+        np.sum(products.reshape(g, k_w, o, rows, w_out), axis=1, out=out)
+        if self.bias is not None:
+            out += self.bias
+
+
+class _Separable(_BandKernel):
+    """Rank-1 kernels, one input channel per group: a vertical then a horizontal 1-D pass."""
+
+    def __init__(self, spec: ConvSpec, factors: tuple[np.ndarray, np.ndarray],
+                 bias: np.ndarray | None, band_rows: int | None) -> None:
+        super().__init__(spec, bias)
+        self.band_rows = _rows(spec, band_rows, _SEPARABLE_ROWS)
+        g, o = spec.groups, spec.out_per_group
+        col, row = factors
+        self.row = row.reshape(g, o, spec.kernel_w, 1, 1)
+        columns = col.reshape(g, 1, o, 1, spec.kernel_h)
+        self.matrices = {
+            rows: _toeplitz(columns, rows, self.padded_rows(rows), spec.stride[0],
+                            spec.dilation[0])[:, 0]
+            for rows in {self.band_rows, spec.out_height % self.band_rows} - {0}
+        }
+
+    def scratch_size(self) -> int:
+        spec = self.spec
+        return spec.out_channels * self.band_rows * (spec.padded_width + spec.out_width)
+
+    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
+            y: np.ndarray) -> None:
+        spec = self.spec
+        g, o = spec.groups, spec.out_per_group
+        rows, w_out = band.rows, spec.out_width
+        w_p = buf.shape[2]
+        (_, s_w), (_, d_w) = spec.stride, spec.dilation
+        vertical = ws.scratch((g, o * rows, w_p))
+        np.matmul(self.matrices[rows], buf, out=vertical)
+        columns = vertical.reshape(g, o, rows, w_p)
+        product = ws.scratch((g, o, rows, w_out), offset=vertical.size)
+        out = self.output(y, band)
+        span = (w_out - 1) * s_w + 1
+        for v in range(spec.kernel_w):
+            tap = columns[..., v * d_w : v * d_w + span : s_w]
+            if v == 0:
+                np.multiply(tap, self.row[:, :, v], out=out)
+            else:
+                np.multiply(tap, self.row[:, :, v], out=product)
+                out += product
+        if self.bias is not None:
+            out += self.bias
+
+
+def choose_strategy(spec: ConvSpec, weight: np.ndarray) -> Strategy:
+    """The strategy :class:`NumpyEngine` uses for this layer by default.
+
+    Parameters
+    ----------
+    spec : ConvSpec
+    weight : ndarray of shape (C_out, C_in // groups, k_h, k_w)
+    """
+    k_h, k_w = spec.kernel_h, spec.kernel_w
+    if (k_h, k_w) == (1, 1) and spec.stride == (1, 1) and spec.pads == (0, 0, 0, 0):
+        return "direct"
+    if spec.in_per_group == 1 and k_h > 1 and k_w > 1 and rank1_factors(weight) is not None:
+        return "separable"
+    pairs = spec.out_per_group * spec.in_per_group
+    many_taps = k_h * k_w >= _TOEPLITZ_MIN_TAPS and (spec.in_channels > 1 or k_h * k_w >= 49)
+    many_groups = spec.groups >= _TOEPLITZ_MIN_GROUPS and k_h > 1
+    if spec.stride[1] == 1 and pairs <= _TOEPLITZ_MAX_PAIRS and (many_taps or many_groups):
+        return "toeplitz"
+    return "im2col"
+
+
+def _kernel(strategy: Strategy, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
+            band_rows: int | None) -> _BandKernel:
+    if strategy == "direct":
+        if (spec.kernel_h, spec.kernel_w) != (1, 1) or spec.stride != (1, 1) or any(spec.pads):
+            raise ValueError("strategy='direct' needs a 1x1 kernel, stride 1 and no padding")
+        return _Direct(spec, weight, bias, band_rows)
+    if strategy == "im2col":
+        return _Im2col(spec, weight, bias, band_rows)
+    if strategy == "toeplitz":
+        return _Toeplitz(spec, weight, bias, band_rows)
+    if strategy == "separable":
+        factors = rank1_factors(weight) if spec.in_per_group == 1 else None
+        if factors is None:
+            raise ValueError("strategy='separable' needs C_in/groups == 1 and rank-1 kernels")
+        return _Separable(spec, factors, bias, band_rows)
+    raise ValueError(f"strategy={strategy!r} is not one of {', '.join(STRATEGIES)}")
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+class NumpyEngine:
+    """Convolution with NumPy on the CPU, in bands of output rows on ``threads`` threads.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads one convolution may use (the calling thread included); None means the cores
+        this process may run on.
+    """
+
+    name: EngineName = "numpy"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = max(1, available_cores() if threads is None else int(threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def version(self) -> str:
+        """NumPy's version."""
+        return np.__version__
+
+    def devices(self) -> list[DeviceStatus]:
+        """The CPU (always available) and CUDA (never, with the reason)."""
+        return [
+            DeviceStatus("cpu", True, details={"threads": self.threads}),
+            DeviceStatus("cuda", False, reason=CUDA_UNAVAILABLE_REASON),
+        ]
+
+    def conv2d(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        spec: ConvSpec,
+        device: Device = "cpu",
+        *,
+        strategy: Strategy | None = None,
+        band_rows: int | None = None,
+    ) -> np.ndarray:
+        """Run ``spec`` on the CPU.
+
+        Parameters
+        ----------
+        x : ndarray of float32, shape (N, C_in, H, W)
+        weight : ndarray of float32, shape (C_out, C_in // groups, k_h, k_w)
+        bias : ndarray of float32, shape (C_out,), or None
+        spec : ConvSpec
+            Validated by :func:`convserve.conv.spec.conv_spec` for exactly these shapes.
+        device : "cpu"
+            "cuda" raises :class:`~convserve.errors.EngineUnavailableError`.
+        strategy : "direct", "im2col", "toeplitz" or "separable", optional
+            Force a strategy (tests, benchmarks); by default :func:`choose_strategy` picks.
+        band_rows : int, optional
+            Force the output rows per band (tests, benchmarks).
+
+        Returns
+        -------
+        ndarray of float32, shape (N, C_out, H_out, W_out)
+
+        Raises
+        ------
+        EngineUnavailableError
+            ``device`` is not "cpu".
+        ShapeError
+            The arrays do not have the shapes ``spec`` describes.
+        """
+        if device != "cpu":
+            raise EngineUnavailableError(
+                f"device={device!r}: {CUDA_UNAVAILABLE_REASON}", field="device"
+            )
+        # The strategies read x through strided views: shapes must be exactly the spec's.
+        if (
+            x.shape != spec.input_shape
+            or weight.shape != spec.weight_shape
+            or (bias is not None) != spec.bias
+            or (bias is not None and bias.shape != (spec.out_channels,))
+        ):
+            raise ShapeError(
+                f"arrays x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
+                f"{None if bias is None else bias.shape} do not match the spec's "
+                f"{spec.input_shape}, {spec.weight_shape}, "
+                f"{(spec.out_channels,) if spec.bias else None}"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        chosen = choose_strategy(spec, weight) if strategy is None else strategy
+        kernel = _kernel(chosen, spec, weight, b, band_rows)
+        y = np.empty(spec.output_shape, dtype=np.float32)
+        with _BLAS.single():
+            self._run_bands(x, y, spec, kernel)
+        return y
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.threads - 1, thread_name_prefix="convserve-numpy"
+                )
+            return self._pool
+
+    def _parallel(self, jobs: Sequence[Callable[[], None]]) -> None:
+        """Run ``jobs[1:]`` on the pool and ``jobs[0]`` here; re-raise the first error."""
+        futures: list[Future[None]] = [self._executor().submit(job) for job in jobs[1:]]
+        try:
+            jobs[0]()
+        finally:
+            wait(futures)
+        for future in futures:
+            future.result()
+
+    def _run_bands(self, x: np.ndarray, y: np.ndarray, spec: ConvSpec,
+                   kernel: _BandKernel) -> None:
+        padder = _BandPadder(spec) if kernel.padded else None
+        bands: list[_Band] = []
+        for n in range(spec.batch):
+            for row0 in range(0, spec.out_height, kernel.band_rows):
+                rows = min(kernel.band_rows, spec.out_height - row0)
+                runs = () if padder is None else padder.runs(row0, kernel.padded_rows(rows))
+                bands.append(_Band(n, row0, rows, runs))
+        workers = min(self.threads, len(bands))
+
+        def job(mine: Sequence[_Band]) -> Callable[[], None]:
+            def run() -> None:
+                ws = kernel.workspace()
+                buf = ws.padded
+                for band in mine:
+                    if padder is not None:
+                        buf = ws.band_buffer(kernel.padded_rows(band.rows))
+                        padder.fill(x[band.n], band, buf)
+                    kernel.run(ws, x, buf, band, y)
+
+            return run
+
+        # Interleaved bands balance the load when later bands are cheaper (the last is short).
+        self._parallel([job(bands[w::workers]) for w in range(workers)])
