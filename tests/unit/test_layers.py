@@ -304,3 +304,14 @@ def test_unknown_activation_and_init_are_named() -> None:
         activation_layer("gelu", (1, 2, 2))
     with pytest.raises(InvalidArgumentError, match="init='zeros' is not one of he_normal"):
         conv2d_layer((1, 4, 4), filters=1, kernel_size=1, init="zeros")
+
+
+@pytest.mark.cuda
+def test_stack_runs_as_one_graph_on_cuda_and_matches_the_cpu() -> None:
+    runner = LayerRunner(NumpyEngine(threads=1), intra_op_threads=1)
+    stack = _mixed_stack()
+    x = np.random.default_rng(5).standard_normal(stack.input_shape).astype(np.float32)
+    on_gpu = runner.run(stack, x, "onnxruntime", "cuda", keep_all=True)
+    on_cpu = runner.run(stack, x, "numpy", "cpu", keep_all=True)
+    for index, (a, b) in enumerate(zip(on_gpu, on_cpu, strict=True)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"layer {index}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
+from convserve.conv.layers import LayerRunner
 from convserve.conv.numpy_engine import NumpyEngine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.spec import conv_spec
@@ -109,6 +110,7 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     engines: dict[str, Engine] = field(init=False)
+    layers: LayerRunner = field(init=False)
     pool: ComputePool = field(init=False)
     encoder: ThreadPoolExecutor = field(init=False)
     ready: threading.Event = field(default_factory=threading.Event)
@@ -123,6 +125,9 @@ class Runtime:
                 intra_op_threads=threads, cache_size=self.settings.ort_cache_size
             ),
         }
+        # Layer stacks: NumPy layer by layer, ONNX Runtime as one graph with its own sessions.
+        self.layers = LayerRunner(self.engines["numpy"], intra_op_threads=threads,
+                                  cache_size=self.settings.ort_cache_size)
         self._closed = True
         self.open()
 

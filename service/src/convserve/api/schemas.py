@@ -12,16 +12,38 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "BODY_MODELS",
+    "AbsLayerSpec",
+    "ActivationSpec",
+    "AvgPool2dLayerSpec",
     "ChannelResult",
+    "Conv2dLayerSpec",
+    "ConvLayerOptions",
     "ConvolveOptions",
     "ConvolveRequest",
     "ConvolveResponse",
     "Cost",
     "EngineInfo",
     "EnginesResponse",
+    "ExplainAt",
+    "ExplainOptions",
+    "ExplainRequest",
+    "ExplainResponse",
+    "ExplainTerm",
     "InputSpec",
     "KernelSpec",
+    "LayerResult",
+    "LayerSpec",
+    "LayersOptions",
+    "LayersRequest",
+    "LayersResponse",
+    "LeakyReluLayerSpec",
+    "MaxPool2dLayerSpec",
     "Problem",
+    "ReluLayerSpec",
+    "RunOptions",
+    "SigmoidLayerSpec",
+    "StackCost",
+    "TanhLayerSpec",
 ]
 
 IntPair = Annotated[
@@ -71,8 +93,8 @@ class InputSpec(_Strict):
         return self
 
 
-class ConvolveOptions(_Strict):
-    """Every option of /v1/convolve except the input itself."""
+class ConvLayerOptions(_Strict):
+    """One convolution layer: its kernel (explicit or a preset) and its options."""
 
     kernel: KernelSpec | None = None
     """An explicit kernel; give exactly one of kernel and preset."""
@@ -93,6 +115,20 @@ class ConvolveOptions(_Strict):
     padding_mode: PaddingModeName | None = None
     """zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
     Default: zeros with a kernel, reflect with a preset."""
+
+    @model_validator(mode="after")
+    def _kernel_xor_preset(self) -> ConvLayerOptions:
+        if (self.kernel is None) == (self.preset is None):
+            raise ValueError(
+                "give exactly one of kernel (an explicit weight tensor) and preset "
+                "(a name from GET /v1/presets)"
+            )
+        return self
+
+
+class ConvolveOptions(ConvLayerOptions):
+    """Every option of /v1/convolve except the input itself."""
+
     engine: EngineName | None = None
     """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
     device: DeviceName | None = None
@@ -108,15 +144,6 @@ class ConvolveOptions(_Strict):
     """The output channel returned by format=png (default 0)."""
     dry_run: bool = False
     """Validate and return shapes and cost without computing."""
-
-    @model_validator(mode="after")
-    def _kernel_xor_preset(self) -> ConvolveOptions:
-        if (self.kernel is None) == (self.preset is None):
-            raise ValueError(
-                "give exactly one of kernel (an explicit weight tensor) and preset "
-                "(a name from GET /v1/presets)"
-            )
-        return self
 
 
 class ConvolveRequest(ConvolveOptions):
@@ -205,6 +232,293 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-BODY_MODELS: list[type[BaseModel]] = [ConvolveRequest]
+class RunOptions(_Strict):
+    """Where the computation runs and how an image becomes channels."""
+
+    engine: EngineName | None = None
+    """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
+    device: DeviceName | None = None
+    """cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422."""
+    color_mode: ColorMode = "rgb"
+    """How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's)."""
+
+
+class ExplainAt(_Strict):
+    """An output position (channel, row, column); each index starts at 0."""
+
+    channel: int = 0
+    """Output channel o, in [0, c_out)."""
+    y: int
+    """Output row r, in [0, h_out)."""
+    x: int
+    """Output column c, in [0, w_out)."""
+
+
+class ExplainOptions(RunOptions, ConvLayerOptions):
+    """Every option of /v1/explain except the input: a /v1/convolve layer plus ``at``."""
+
+    at: ExplainAt = Field(examples=[{"channel": 0, "y": 0, "x": 0}])
+    """The output element to explain; in multipart, a JSON string."""
+
+
+class ExplainRequest(ExplainOptions):
+    """A JSON body for /v1/explain: the options plus the input."""
+
+    input: InputSpec
+    """The image or array the layer runs over."""
+
+
+class ExplainTerm(BaseModel):
+    """What one input channel contributes: window x kernel, element by element."""
+
+    input_channel: int
+    """Index of the input channel (within the whole input, respecting groups)."""
+    window: list[list[float]]
+    """The k_h x k_w input values multiplied (dilation applied; padding values included)."""
+    in_padding: list[list[bool]]
+    """True where the window value lies in the padding, not in the input."""
+    kernel: list[list[float]]
+    """The k_h x k_w weights for this input channel."""
+    products: list[list[float]]
+    """window * kernel, element by element (exact, float64)."""
+    sum: float
+    """The sum of the products (float64)."""
+
+
+class ExplainResponse(BaseModel):
+    """The answer of /v1/explain: every product behind one output element."""
+
+    at: ExplainAt
+    value: float
+    """The output at ``at`` as the engine computes it: exactly what /v1/convolve returns there."""
+    total: float
+    """sum of the terms' sums plus the bias, in float64; equals value up to float32 rounding."""
+    bias: float | None
+    output_shape: list[int]
+    """[c_out, h_out, w_out] of the whole layer."""
+    window_origin: dict[str, int]
+    """Input coordinate {y, x} of the window's top-left tap; negative or past the input's
+    size when it lies in the padding."""
+    rows: list[int]
+    """Input rows the window reads (dilation applied)."""
+    cols: list[int]
+    """Input columns the window reads (dilation applied)."""
+    terms: list[ExplainTerm]
+    """One per input channel the output channel reads, in input-channel order."""
+    expression: str
+    """The whole sum on one line, channel by channel, e.g.
+    (0×0 + 1×1 + 3×2 + 4×3) + (1×1 + 2×2 + 4×3 + 5×4) = 56; a bias is appended as + b."""
+    engine: str
+    device: str
+    padding: list[int]
+    """Resolved padding [top, bottom, left, right]."""
+    padding_mode: str
+    stride: list[int]
+    dilation: list[int]
+    groups: int
+    input: dict[str, Any]
+    kernel: dict[str, Any]
+    cost: Cost
+    timing_ms: dict[str, float]
+
+
+ActivationName = Literal["relu", "leaky_relu", "sigmoid", "tanh", "abs"]
+InitName = Literal[
+    "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
+    "lecun_uniform", "pytorch_default",
+]
+
+
+class ReluLayerSpec(_Strict):
+    """max(x, 0), element-wise."""
+
+    type: Literal["relu"]
+
+
+class LeakyReluLayerSpec(_Strict):
+    """x for x >= 0, else slope * x."""
+
+    type: Literal["leaky_relu"]
+    slope: Annotated[float, Field(allow_inf_nan=False)] = 0.01
+    """The negative slope (PyTorch's default 0.01)."""
+
+
+class SigmoidLayerSpec(_Strict):
+    """1 / (1 + exp(-x)), element-wise."""
+
+    type: Literal["sigmoid"]
+
+
+class TanhLayerSpec(_Strict):
+    """tanh(x), element-wise."""
+
+    type: Literal["tanh"]
+
+
+class AbsLayerSpec(_Strict):
+    """|x|, element-wise."""
+
+    type: Literal["abs"]
+
+
+ActivationSpec = Annotated[
+    ReluLayerSpec | LeakyReluLayerSpec | SigmoidLayerSpec | TanhLayerSpec | AbsLayerSpec,
+    Field(discriminator="type"),
+]
+
+
+class Conv2dLayerSpec(ConvLayerOptions):
+    """A convolution layer: give exactly one of ``kernel``, ``preset`` or ``filters`` (with
+    ``kernel_size``, for seeded initial weights). Padding defaults to 0 and zeros with a kernel
+    or filters, to 'same' and reflect with a preset."""
+
+    type: Literal["conv2d"]
+    filters: Annotated[int, Field(ge=1)] | None = None
+    """Output channels of seeded initial weights (c_out); needs kernel_size."""
+    kernel_size: IntPair | None = None
+    """k or [k_h, k_w] of seeded initial weights."""
+    init: InitName = "he_normal"
+    """Initialiser of seeded weights (fan_in = c_in/groups*k_h*k_w, fan_out = c_out*k_h*k_w):
+    he_normal (std sqrt(2/fan_in)), he_uniform, glorot_normal, glorot_uniform (Keras'
+    default), lecun_normal, lecun_uniform, pytorch_default (nn.Conv2d's). Normals are not
+    truncated; biases start at 0 except with pytorch_default."""
+    seed: Annotated[int, Field(ge=0)] | None = None
+    """Seed of numpy.random.default_rng for the initial weights; default: the layer's index."""
+    bias: bool = True
+    """Whether the layer has a bias: seeded layers get one (zeros), a kernel or preset keeps
+    its own; false drops it."""
+    activation: ActivationName | ActivationSpec | None = Field(
+        default=None, examples=["relu", {"type": "leaky_relu", "slope": 0.2}]
+    )
+    """An activation applied to this layer's output, as a name or a layer object."""
+
+    @model_validator(mode="after")
+    def _kernel_xor_preset(self) -> Conv2dLayerSpec:
+        given = [name for name, value in (("kernel", self.kernel), ("preset", self.preset),
+                                          ("filters", self.filters)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of kernel (an explicit weight tensor), preset (a name from "
+                "GET /v1/presets) and filters (+ kernel_size, seeded weights); got "
+                + (", ".join(given) or "none")
+            )
+        if (self.filters is None) != (self.kernel_size is None):
+            raise ValueError("kernel_size goes with filters (seeded weights), and only with it")
+        return self
+
+
+class MaxPool2dLayerSpec(_Strict):
+    """Max pooling: padded positions never win. Output floor((H + 2p - k) / s) + 1."""
+
+    type: Literal["maxpool2d"]
+    kernel_size: IntPair
+    """k or [k_h, k_w]."""
+    stride: IntPair | None = None
+    """Default: kernel_size (PyTorch and Keras)."""
+    padding: IntPair = 0
+    """p or [p_h, p_w] on each side, at most half the kernel."""
+
+
+class AvgPool2dLayerSpec(_Strict):
+    """Average pooling. Output floor((H + 2p - k) / s) + 1."""
+
+    type: Literal["avgpool2d"]
+    kernel_size: IntPair
+    """k or [k_h, k_w]."""
+    stride: IntPair | None = None
+    """Default: kernel_size (PyTorch and Keras)."""
+    padding: IntPair = 0
+    """p or [p_h, p_w] zeros on each side, at most half the kernel."""
+    count_include_pad: bool = True
+    """Divide by k_h*k_w including padded zeros (PyTorch's default); false divides by the
+    number of input values in the window (Keras' padding='same')."""
+
+
+LayerSpec = Annotated[
+    Conv2dLayerSpec | ReluLayerSpec | LeakyReluLayerSpec | SigmoidLayerSpec | TanhLayerSpec
+    | AbsLayerSpec | MaxPool2dLayerSpec | AvgPool2dLayerSpec,
+    Field(discriminator="type"),
+]
+
+
+class LayersOptions(RunOptions):
+    """Every option of /v1/layers except the input itself."""
+
+    layers: list[LayerSpec] = Field(
+        min_length=1,
+        examples=[[{"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": 1,
+                    "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}]],
+    )
+    """The layers, applied in order; in multipart, a JSON string."""
+    format: Literal["json", "npy", "zip", "onnx"] = "json"
+    """json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
+    manifest); onnx (the stack as a standalone ONNX model, weights included, not run)."""
+    normalize: Normalize = "auto"
+    """Float to pixel mapping for the PNGs (as /v1/convolve), per layer."""
+    return_: Literal["all", "last", "none"] = Field(default="last", alias="return")
+    """Which layers' maps format=json returns: all, last or none (shapes and cost only)."""
+    dry_run: bool = False
+    """Validate and return shapes and cost without computing."""
+
+
+class LayersRequest(LayersOptions):
+    """A JSON body for /v1/layers: the options plus the input."""
+
+    input: InputSpec
+    """The image or array the first layer reads."""
+
+
+class StackCost(BaseModel):
+    """Size and arithmetic cost of a whole stack."""
+
+    params: int
+    macs: int
+    flops: int
+    """2 per MAC plus bias additions, 1 per activated element, k_h*k_w per pooled element."""
+    input_bytes: int
+    weight_bytes: int
+    output_bytes: int
+    """The last layer's output."""
+    feature_map_bytes: int
+    """Every layer's output together (what return=all holds)."""
+
+
+class LayerResult(BaseModel):
+    """One layer of the stack: its shapes, options, cost and, when asked, its maps."""
+
+    index: int
+    type: str
+    input_shape: list[int]
+    output_shape: list[int]
+    """[c, h, w]."""
+    params: int
+    macs: int
+    flops: int
+    options: dict[str, Any]
+    """The layer's resolved options (padding as [top, bottom, left, right] for conv2d)."""
+    kernel: dict[str, Any] | None = None
+    """conv2d: where the weights came from (kernel, preset or init)."""
+    cost: Cost
+    normalize: str | None = None
+    channels: list[ChannelResult] | None = None
+
+
+class LayersResponse(BaseModel):
+    """The format=json answer of /v1/layers."""
+
+    input: dict[str, Any]
+    engine: str
+    device: str
+    output_shape: list[int]
+    layers: list[LayerResult]
+    total_params: int
+    total_macs: int
+    total_flops: int
+    cost: StackCost
+    timing_ms: dict[str, float]
+    dry_run: bool = False
+
+
+BODY_MODELS: list[type[BaseModel]] = [ConvolveRequest, ExplainRequest, LayersRequest]
 """JSON request bodies that routes parse themselves (to also take multipart); main.py adds
 them to the OpenAPI components so ``$ref``s in ``openapi_extra`` resolve."""

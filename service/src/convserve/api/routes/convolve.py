@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from collections.abc import Collection
+from typing import Any, TypeVar
 
 import pydantic_core
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from convserve import pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.runtime import Runtime
-from convserve.api.schemas import ConvolveOptions, ConvolveRequest, ConvolveResponse, Problem
+from convserve.api.schemas import (
+    ConvolveOptions,
+    ConvolveRequest,
+    ConvolveResponse,
+    InputSpec,
+    Problem,
+)
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 
 router = APIRouter(prefix="/v1", tags=["convolve"], dependencies=[Depends(require_api_key)])
@@ -24,6 +31,7 @@ router = APIRouter(prefix="/v1", tags=["convolve"], dependencies=[Depends(requir
 _JSON_FIELDS = {"kernel", "preset_params"}
 _PAIR_FIELDS = {"stride", "dilation", "padding"}
 _NUMBERS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
@@ -38,10 +46,12 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _multipart_schema() -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "image": {"type": "string", "format": "binary",
-                  "description": "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy"},
+def multipart_schema(
+    model: type[BaseModel] = ConvolveOptions, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The multipart/form-data schema: the ``image`` file part plus ``model``'s fields as text;
+    ``fields`` gives the schema of fields that need more than their description."""
+    special: dict[str, Any] = {
         "kernel": {"type": "string",
                    "description": 'JSON: {"weight": [...], "bias": [...], "layout": "OIHW"}'},
         "preset_params": {"type": "string", "description": "JSON object of preset parameters"},
@@ -49,11 +59,16 @@ def _multipart_schema() -> dict[str, Any]:
         "dilation": {"type": "string", "description": "2, 2,3 or [2, 3]"},
         "padding": {"type": "string",
                     "description": "1, 1,2, 0,1,0,1 (top,bottom,left,right), same or valid"},
+        **(fields or {}),
     }
-    for name, field in ConvolveOptions.model_fields.items():
-        if name in props:
-            continue
-        props[name] = {"type": "string", "description": field.description or ""}
+    props: dict[str, Any] = {
+        "image": {"type": "string", "format": "binary",
+                  "description": "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy"},
+    }
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        props[key] = special.get(key) or {"type": "string",
+                                          "description": field.description or ""}
     return {"type": "object", "required": ["image"], "properties": props}
 
 
@@ -61,7 +76,7 @@ _OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": _multipart_schema()},
+            "multipart/form-data": {"schema": multipart_schema()},
             "application/json": {
                 "schema": {"$ref": "#/components/schemas/ConvolveRequest"},
                 "examples": {
@@ -87,9 +102,9 @@ _BINARY_MEDIA: dict[str, dict[str, Any]] = {
 }
 
 
-def _form_value(name: str, text: str) -> Any:
+def _form_value(name: str, text: str, json_fields: Collection[str] = _JSON_FIELDS) -> Any:
     """Turn a multipart text field into the JSON value the schema expects."""
-    if name in _JSON_FIELDS:
+    if name in json_fields:
         try:
             return pydantic_core.from_json(text)
         except ValueError as exc:
@@ -111,8 +126,8 @@ def _form_value(name: str, text: str) -> Any:
 
 
 async def _parse_multipart(
-    request: Request, runtime: Runtime
-) -> tuple[ConvolveOptions, bytes]:
+    request: Request, runtime: Runtime, model: type[OptionsT], json_fields: Collection[str]
+) -> tuple[OptionsT, bytes]:
     async with request.form(max_files=2, max_fields=64,
                             max_part_size=runtime.settings.max_upload_bytes) as form:
         image = form.get("image")
@@ -124,7 +139,7 @@ async def _parse_multipart(
                 raise InvalidArgumentError(
                     f"form field {name!r} must be text; only 'image' is a file", field=name
                 )
-            fields[name] = _form_value(name, value)
+            fields[name] = _form_value(name, value, json_fields)
         if not isinstance(image, UploadFile):
             raise InvalidArgumentError(
                 "multipart requests need an 'image' file part (PNG, JPEG, WebP, BMP, TIFF, "
@@ -133,7 +148,7 @@ async def _parse_multipart(
             )
         data = await image.read()
     try:
-        options = ConvolveOptions.model_validate(fields)
+        options = model.model_validate(fields)
     except ValidationError as exc:
         raise _as_request_error(exc) from None
     return options, data
@@ -149,17 +164,32 @@ async def parse_request(
     request: Request, runtime: Runtime
 ) -> tuple[ConvolveOptions, bytes | None, list[Any] | None, str | None]:
     """Parse either body type into options plus the raw input."""
+    return await parse_body(request, runtime, ConvolveOptions, ConvolveRequest, _JSON_FIELDS)
+
+
+async def parse_body(
+    request: Request,
+    runtime: Runtime,
+    form_model: type[OptionsT],
+    json_model: type[OptionsT],
+    json_fields: Collection[str],
+) -> tuple[OptionsT, bytes | None, list[Any] | None, str | None]:
+    """Parse multipart (``form_model``, ``json_fields`` given as JSON text) or a JSON body
+    (``json_model``: ``form_model`` plus ``input``) into options plus the raw input."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        options, data = await _parse_multipart(request, runtime)
+        options, data = await _parse_multipart(request, runtime, form_model, json_fields)
         return options, data, None, None
     if content_type == "application/json" or content_type.endswith("+json"):
         body = await request.body()
         try:
-            req = ConvolveRequest.model_validate_json(body)
+            req = json_model.model_validate_json(body)
         except ValidationError as exc:
             raise _as_request_error(exc) from None
-        return req, None, req.input.array, req.input.image_base64
+        source = getattr(req, "input", None)
+        if not isinstance(source, InputSpec):
+            raise TypeError(f"{json_model.__name__} has no 'input' field")
+        return req, None, source.array, source.image_base64
     raise UnsupportedMediaTypeError(
         f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data "
         "(an 'image' file plus form fields) or application/json (with 'input')"

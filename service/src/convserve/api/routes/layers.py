@@ -1,0 +1,147 @@
+"""POST /v1/layers: a stack of layers (conv2d, activations, pooling) over one image."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from convserve import layers_pipeline, pipeline
+from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body
+from convserve.api.schemas import LayersOptions, LayersRequest, LayersResponse
+
+router = APIRouter(prefix="/v1", tags=["layers"], dependencies=[Depends(require_api_key)])
+
+_JSON_FIELDS = frozenset({"layers"})
+
+_VGG_LIKE = [
+    {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": 1, "activation": "relu"},
+    {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": 1, "activation": "relu"},
+    {"type": "maxpool2d", "kernel_size": 2},
+    {"type": "conv2d", "filters": 16, "kernel_size": 3, "padding": 1, "activation": "relu"},
+    {"type": "maxpool2d", "kernel_size": 2},
+]
+
+_OPENAPI_EXTRA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {**multipart_schema(LayersOptions, {
+                "layers": {"type": "string",
+                           "description": 'JSON list, e.g. [{"type": "conv2d", "preset": '
+                                          '"sobel"}, {"type": "relu"}]'},
+            }), "required": ["image", "layers"]}},
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/LayersRequest"},
+                "examples": {
+                    "vgg_like": {
+                        "summary": "A small VGG-like stack with seeded weights, shapes and "
+                                   "cost only",
+                        "value": {"input": {"array": [[[0.0] * 32] * 32] * 3},
+                                  "layers": _VGG_LIKE, "dry_run": True},
+                    },
+                    "edges": {
+                        "summary": "Sobel, then ReLU, then 2x2 max pooling; every layer's maps",
+                        "value": {"input": {"array": [[[0, 0, 1, 1]] * 4]},
+                                  "layers": [{"type": "conv2d", "preset": "sobel_x",
+                                              "activation": "relu"},
+                                             {"type": "maxpool2d", "kernel_size": 2}],
+                                  "return": "all"},
+                    },
+                },
+            },
+        },
+    }
+}
+
+_DESCRIPTION = """\
+Apply `layers` in order to one image (input as in `/v1/convolve`): `conv2d` (a `kernel`, a
+`preset`, or `filters` + `kernel_size` with seeded initial weights; every conv option; `bias`;
+an optional `activation` applied in the same layer), `relu`, `leaky_relu` (`slope`),
+`sigmoid`, `tanh`, `abs`, `maxpool2d` and `avgpool2d` (`kernel_size`, `stride` defaulting to
+`kernel_size`, symmetric `padding`; output `floor((H + 2p - k) / s) + 1`; average pooling
+counts padded zeros, PyTorch's `count_include_pad=true`, unless told otherwise).
+
+The answer gives each layer's `index`, `type`, `input_shape`, `output_shape` `[c, h, w]`,
+`params`, `macs`, `flops`, resolved `options` and `cost` (with its output-size formula), plus
+`total_params`, `total_macs` and the stack's `cost`; `return` picks whose feature maps come
+with it (`all`, `last`, `none`). `format`: `json`, `npy` (the last layer's float32 maps),
+`zip` (every layer's PNGs and a manifest), `onnx` (the stack as a standalone ONNX model with
+its weights, input `input` of shape `(N, C, H, W)`, output `output`; not run).
+
+The `onnxruntime` engine runs the whole stack as one ONNX graph in one cached session; the
+`numpy` engine runs it layer by layer; they agree to 1e-4. `dry_run=true` validates and
+returns shapes and cost without computing. Limits apply to the whole stack: layer count
+(`CONVSERVE_MAX_LAYERS`), total MACs (`CONVSERVE_MAX_MACS`), kernel size and channels per
+layer, and the size of every feature map and weight tensor (16 x `CONVSERVE_MAX_ARRAY_VALUES`).
+"""
+
+
+@router.post(
+    "/layers",
+    summary="A stack of layers over one image",
+    description=_DESCRIPTION,
+    response_model=LayersResponse,
+    responses={
+        200: {"content": {"application/json": {}, "application/zip": {},
+                          "application/octet-stream": {}},
+              "description": "format=json (schema below); npy and onnx are "
+                             "application/octet-stream files, zip application/zip"},
+        **PROBLEMS,
+    },
+    openapi_extra=_OPENAPI_EXTRA,
+)
+async def layers(request: Request, runtime: RuntimeDep) -> Response:
+    """Run a layer stack; see :data:`_DESCRIPTION` (the OpenAPI description)."""
+    options, data, array, image_b64 = await parse_body(
+        request, runtime, LayersOptions, LayersRequest, _JSON_FIELDS
+    )
+    settings = runtime.settings
+    keep_all = options.format == "zip" or (options.format == "json" and options.return_ == "all")
+    entries = [entry.model_dump() for entry in options.layers]
+
+    def work() -> tuple[pipeline.EncodedResult, layers_pipeline.PreparedStack]:
+        started = time.perf_counter()
+        decoded = pipeline.decode_request_input(
+            data, array, image_b64, color_mode=options.color_mode, settings=settings
+        )
+        decode_ms = round(1000 * (time.perf_counter() - started), 3)
+        prepared = layers_pipeline.prepare_stack(
+            decoded=decoded, layers=entries, engine=options.engine, device=options.device,
+            settings=settings, keep_all=keep_all,
+        )
+        prepared.timing_ms["decode"] = decode_ms
+        if options.format == "onnx":
+            result = layers_pipeline.export_onnx(prepared)
+        elif options.dry_run:
+            payload = layers_pipeline.describe_stack(prepared)
+            payload.update({"return": options.return_, "dry_run": True})
+            result = pipeline.EncodedResult("application/json", payload=payload)
+        else:
+            outputs = layers_pipeline.run_stack(prepared, runtime.layers, keep_all=keep_all)
+            runtime.metrics.convolution.labels(prepared.engine, prepared.device).observe(
+                prepared.timing_ms["compute"] / 1000
+            )
+            result = layers_pipeline.render_stack(
+                outputs, prepared, fmt=options.format, normalize=options.normalize,
+                returned=options.return_, settings=settings, executor=runtime.encoder,
+            )
+        prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
+        if result.payload is not None:
+            result.payload["timing_ms"] = prepared.timing_ms
+            result.body = json.dumps(result.payload, separators=(",", ":")).encode()
+            result.payload = None
+        return result, prepared
+
+    result, prepared = await runtime.pool.run(work)
+    headers = {
+        "X-Convserve-Shape": ",".join(str(n) for n in prepared.stack.output_shape),
+        "X-Convserve-Engine": f"{prepared.engine}/{prepared.device}",
+        "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in prepared.timing_ms.items()),
+    }
+    if result.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
+    return Response(result.body, media_type=result.media_type, headers=headers)
