@@ -1,0 +1,502 @@
+"""Convolution on ONNX Runtime: one ``Pad`` + ``Conv`` graph per shape, sessions cached LRU.
+
+The graph takes the weight ``W`` and bias ``B`` as graph inputs (not initializers), so one
+session serves every kernel of the same shape; sessions are kept in a bounded LRU keyed by the
+:class:`~convserve.conv.spec.ConvSpec` (shapes, stride, dilation, pads, groups, padding mode,
+bias) and the device.
+
+Padding: ``zeros`` pads go on the ``Conv`` itself; ``reflect``, ``replicate`` and ``circular``
+become a ``Pad`` node (``reflect``, ``edge``, ``wrap``; ``wrap`` needs opset 19) in front of a
+``Conv`` with zero pads. ONNX lays pads out begins-then-ends: ``Conv`` ``pads`` is
+``[top, left, bottom, right]`` and ``Pad`` ``pads`` is ``[0, 0, top, left, 0, 0, bottom, right]``.
+
+Device rules: ``device="cuda"`` asks for ``CUDAExecutionProvider`` and then checks that the
+session really runs on it; anything else is an :class:`EngineUnavailableError` that says which
+providers exist and what to install. ONNX Runtime's own CPU fallback is switched off.
+
+Memory: every session created here draws CPU buffers from one arena shared by the process
+(``session.use_env_allocators``), so the memory ONNX Runtime keeps is bounded by the largest
+single run rather than growing with each cached shape. The arena does not shrink.
+
+``onnx`` and ``onnxruntime`` are imported on first use, so this module imports without them.
+The helpers :data:`OPSET`, :data:`IR_VERSION`, :func:`conv_nodes`, :func:`make_session` are
+meant for any module that builds ONNX graphs (multi-layer models, exports).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+
+from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
+from convserve.conv.spec import ConvSpec
+from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
+from convserve.settings import available_cores
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "CPU_PROVIDER",
+    "CUDA_PROVIDER",
+    "CUDA_PROVIDER_OPTIONS",
+    "IR_VERSION",
+    "OPSET",
+    "CacheStats",
+    "OnnxRuntimeEngine",
+    "check_active",
+    "conv_model",
+    "conv_nodes",
+    "make_session",
+    "select_providers",
+    "session_options",
+]
+
+OPSET = 21
+"""ONNX opset of every graph built here (``Pad`` mode ``wrap`` needs >= 19)."""
+IR_VERSION = 10
+"""ONNX IR version of those models (the one opset 21 belongs to)."""
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CUDA_PROVIDER_OPTIONS: dict[str, str] = {
+    "device_id": "0",
+    # A cuDNN heuristic instead of timing every algorithm keeps a new shape's first run short.
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "arena_extend_strategy": "kSameAsRequested",
+}
+
+Provider: TypeAlias = str | tuple[str, dict[str, str]]
+
+_INSTALL_CPU = "pip install 'convserve[cpu]'"
+_INSTALL_CUDA = (
+    "pip install 'convserve[cuda]' (onnxruntime-gpu in place of onnxruntime, "
+    "with CUDA 12 and cuDNN 9 libraries and an NVIDIA driver)"
+)
+_ONNX_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def _import_ort() -> ModuleType:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            f"engine 'onnxruntime' needs the onnxruntime package, which is not installed "
+            f"({exc}); {_INSTALL_CPU} for CPU or {_INSTALL_CUDA} for NVIDIA GPUs",
+            field="engine",
+        ) from None
+    module: ModuleType = onnxruntime
+    return module
+
+
+def _import_onnx() -> ModuleType:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            f"engine 'onnxruntime' needs the onnx package to build graphs, which is not "
+            f"installed ({exc}); pip install 'convserve[cpu]'",
+            field="engine",
+        ) from None
+    return onnx
+
+
+def select_providers(device: str, available: Sequence[str]) -> list[Provider]:
+    """The execution providers to ask for on ``device``, given those this build offers.
+
+    Parameters
+    ----------
+    device : "cpu" or "cuda"
+    available : list of str
+        ``onnxruntime.get_available_providers()``.
+
+    Returns
+    -------
+    list of str or (str, dict)
+        For ``"cpu"``, ``["CPUExecutionProvider"]``; for ``"cuda"``, the CUDA provider with
+        :data:`CUDA_PROVIDER_OPTIONS` followed by the CPU provider (for nodes CUDA lacks).
+
+    Raises
+    ------
+    EngineUnavailableError
+        ``"cuda"`` when this onnxruntime has no CUDA provider, naming those it has.
+    InvalidArgumentError
+        An unknown device.
+    """
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device == "cuda":
+        if CUDA_PROVIDER not in available:
+            raise EngineUnavailableError(
+                f"device='cuda' needs ONNX Runtime's {CUDA_PROVIDER}, but this onnxruntime "
+                f"offers only {', '.join(available) or 'no providers'}; "
+                f"{_INSTALL_CUDA}, or use device='cpu'",
+                field="device",
+            )
+        return [(CUDA_PROVIDER, dict(CUDA_PROVIDER_OPTIONS)), CPU_PROVIDER]
+    raise InvalidArgumentError(
+        f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
+    )
+
+
+def check_active(device: str, active: Sequence[str], available: Sequence[str]) -> None:
+    """Raise unless a session whose providers are ``active`` really runs on ``device``.
+
+    Parameters
+    ----------
+    device : "cpu" or "cuda"
+    active : list of str
+        ``session.get_providers()``, highest priority first.
+    available : list of str
+        ``onnxruntime.get_available_providers()``, named in the message.
+
+    Raises
+    ------
+    EngineUnavailableError
+        ``"cuda"`` when the CUDA provider did not become the session's first provider
+        (typically its CUDA or cuDNN libraries could not be loaded, or no GPU is visible).
+    """
+    if device == "cuda" and (not active or active[0] != CUDA_PROVIDER):
+        raise EngineUnavailableError(
+            f"device='cuda' was asked for, but the ONNX Runtime session runs on "
+            f"{', '.join(active) or 'no provider'}, not {CUDA_PROVIDER} (available providers: "
+            f"{', '.join(available)}); its CUDA 12 / cuDNN 9 libraries could not be loaded or "
+            f"no GPU is visible. {_INSTALL_CUDA}, or use device='cpu'",
+            field="device",
+        )
+
+
+def _register_shared_arena(ort: ModuleType) -> None:
+    """Register once per process the CPU arena that sessions share (see module docstring)."""
+    global _arena_registered
+    with _arena_lock:
+        if _arena_registered:
+            return
+        memory_info = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        # (max_mem=0: unlimited, extend strategy 1: kSameAsRequested, defaults for the rest)
+        ort.create_and_register_allocator(memory_info, ort.OrtArenaCfg(0, 1, -1, -1))
+        _arena_registered = True
+
+
+def session_options(intra_op_threads: int) -> Any:
+    """``onnxruntime.SessionOptions`` for one small, latency-bound graph.
+
+    ``intra_op_threads`` threads for a node, one inter-op thread, sequential execution, every
+    graph optimisation, the process's shared CPU arena, and no spinning of idle pool threads
+    (workers share the cores; a spinning pool would steal them from the next request).
+    """
+    ort = _import_ort()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only; a failed CUDA load is reported by check_active
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def make_session(
+    model: onnx.ModelProto | bytes,
+    device: Device = "cpu",
+    *,
+    intra_op_threads: int | None = None,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for ``model`` that is sure to run on ``device``.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto or bytes
+        The model, or its serialized bytes.
+    device : "cpu" or "cuda"
+    intra_op_threads : int, optional
+        Threads one node may use on CPU; default: the cores this process may run on.
+
+    Raises
+    ------
+    EngineUnavailableError
+        onnxruntime is missing, or CUDA was asked for and is not offered or did not activate.
+    """
+    ort = _import_ort()
+    available = list(ort.get_available_providers())
+    providers = select_providers(device, available)  # fails fast, before any session exists
+    _register_shared_arena(ort)
+    options = session_options(intra_op_threads or available_cores())
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    try:
+        # enable_fallback=0: ONNX Runtime must not quietly retry a failing CUDA run on CPU.
+        session = ort.InferenceSession(data, options, providers=providers, enable_fallback=0)
+    except (RuntimeError, ValueError) as exc:
+        if device != "cuda":
+            raise
+        raise EngineUnavailableError(
+            f"device='cuda': ONNX Runtime could not create a {CUDA_PROVIDER} session ({exc}); "
+            f"{_INSTALL_CUDA}, or use device='cpu'",
+            field="device",
+        ) from None
+    check_active(device, session.get_providers(), available)
+    return session
+
+
+def conv_nodes(
+    spec: ConvSpec,
+    x: str,
+    weight: str,
+    bias: str | None,
+    y: str,
+    *,
+    prefix: str = "",
+) -> list[onnx.NodeProto]:
+    """The ONNX node(s) computing one convolution layer ``y = conv2d(x, weight, bias)``.
+
+    Parameters
+    ----------
+    spec : ConvSpec
+        The validated layer; its pads ``(top, bottom, left, right)`` and padding mode decide
+        whether a ``Pad`` node precedes the ``Conv``.
+    x, weight, bias, y : str
+        Tensor names: ``x`` of shape ``spec.input_shape``, ``weight`` of shape
+        ``spec.weight_shape``, ``bias`` of shape ``(out_channels,)`` or None, and the output
+        ``y`` of shape ``spec.output_shape``.
+    prefix : str
+        Prepended to the names of the nodes and intermediate tensors made here, so several
+        layers can share one graph.
+
+    Returns
+    -------
+    list of onnx.NodeProto
+        ``[Conv]`` or ``[Constant, Pad, Conv]``.
+    """
+    onnx_module = _import_onnx()
+    helper = onnx_module.helper
+    top, bottom, left, right = spec.pads
+    nodes = []
+    conv_input, conv_pads = x, [top, left, bottom, right]
+    if spec.padding_mode != "zeros" and any(spec.pads):
+        pads, padded = f"{prefix}pads", f"{prefix}padded"
+        nodes.append(helper.make_node(
+            "Constant", [], [pads], name=f"{prefix}pads_const",
+            value=helper.make_tensor(
+                pads, onnx_module.TensorProto.INT64, [8], [0, 0, top, left, 0, 0, bottom, right]
+            ),
+        ))
+        nodes.append(helper.make_node(
+            "Pad", [x, pads], [padded], name=f"{prefix}pad",
+            mode=_ONNX_PAD_MODES[spec.padding_mode],
+        ))
+        conv_input, conv_pads = padded, [0, 0, 0, 0]
+    nodes.append(helper.make_node(
+        "Conv", [conv_input, weight] + ([bias] if bias is not None else []), [y],
+        name=f"{prefix}conv",
+        kernel_shape=[spec.kernel_h, spec.kernel_w],
+        strides=list(spec.stride),
+        dilations=list(spec.dilation),
+        pads=conv_pads,
+        group=spec.groups,
+    ))
+    return nodes
+
+
+def conv_model(spec: ConvSpec) -> onnx.ModelProto:
+    """A model of one convolution: inputs ``X``, ``W`` (and ``B``), output ``Y``, static shapes.
+
+    ``X`` has shape ``spec.input_shape`` (N, C_in, H, W), ``W`` ``spec.weight_shape``
+    (C_out, C_in // groups, k_h, k_w), ``B`` (C_out,) when ``spec.bias``; ``Y`` has shape
+    ``spec.output_shape`` (N, C_out, H_out, W_out). All float32.
+    """
+    onnx_module = _import_onnx()
+    helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
+    inputs = [
+        helper.make_tensor_value_info("X", f32, list(spec.input_shape)),
+        helper.make_tensor_value_info("W", f32, list(spec.weight_shape)),
+    ]
+    if spec.bias:
+        inputs.append(helper.make_tensor_value_info("B", f32, [spec.out_channels]))
+    output = helper.make_tensor_value_info("Y", f32, list(spec.output_shape))
+    nodes = conv_nodes(spec, "X", "W", "B" if spec.bias else None, "Y")
+    graph = helper.make_graph(nodes, "convserve_conv2d", inputs, [output])
+    model: onnx.ModelProto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="convserve",
+    )
+    return model
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters of an engine's session cache (for ``/metrics``)."""
+
+    hits: int
+    misses: int
+    evictions: int
+    size: int
+    capacity: int
+
+
+class OnnxRuntimeEngine:
+    """Runs a :class:`ConvSpec` as an ONNX Runtime session, on CPU or CUDA.
+
+    Parameters
+    ----------
+    intra_op_threads : int, optional
+        Threads one convolution may use on CPU; None means the cores this process may use.
+    cache_size : int
+        Sessions kept (least recently used evicted first).
+
+    Notes
+    -----
+    Thread-safe: sessions may run concurrently, and two threads missing the same key at once
+    build it twice but keep one.
+    """
+
+    name: EngineName = "onnxruntime"
+
+    def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64) -> None:
+        if intra_op_threads is not None and intra_op_threads < 1:
+            raise InvalidArgumentError(
+                f"intra_op_threads={intra_op_threads} must be >= 1 (or None for all cores)"
+            )
+        if cache_size < 1:
+            raise InvalidArgumentError(f"cache_size={cache_size} must be >= 1")
+        self.intra_op_threads = intra_op_threads or available_cores()
+        self.cache_size = cache_size
+        self._sessions: OrderedDict[tuple[ConvSpec, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._evictions = 0
+
+    def version(self) -> str:
+        """onnxruntime's version, or ``"not installed"``."""
+        try:
+            return str(_import_ort().__version__)
+        except EngineUnavailableError:
+            return "not installed"
+
+    def devices(self) -> list[DeviceStatus]:
+        """CPU (when onnxruntime imports) and CUDA (when it offers the CUDA provider)."""
+        try:
+            ort = _import_ort()
+            onnx_module = _import_onnx()
+        except EngineUnavailableError as exc:
+            return [DeviceStatus(device, False, exc.detail) for device in DEVICES]
+        available = list(ort.get_available_providers())
+        details: dict[str, object] = {
+            "onnxruntime": ort.__version__,
+            "onnx": onnx_module.__version__,
+            "opset": OPSET,
+            "available_providers": available,
+        }
+        cuda_reason = None
+        try:
+            cuda_providers = select_providers("cuda", available)
+        except EngineUnavailableError as exc:
+            cuda_reason, cuda_providers = exc.detail, []
+        return [
+            DeviceStatus("cpu", True, None, {
+                **details, "providers": [CPU_PROVIDER],
+                "intra_op_threads": self.intra_op_threads,
+            }),
+            DeviceStatus("cuda", cuda_reason is None, cuda_reason, {
+                **details, "providers": [p if isinstance(p, str) else p[0] for p in cuda_providers],
+            }),
+        ]
+
+    def cache_stats(self) -> CacheStats:
+        """Hits, misses, evictions and the current and maximum number of cached sessions."""
+        with self._lock:
+            return CacheStats(self._hits, self._misses, self._evictions, len(self._sessions),
+                              self.cache_size)
+
+    def session(self, spec: ConvSpec, device: Device = "cpu") -> Any:
+        """The cached ``onnxruntime.InferenceSession`` for ``spec`` on ``device`` (built on a miss).
+
+        Raises
+        ------
+        EngineUnavailableError
+            onnxruntime is missing, or ``device`` cannot be used here.
+        """
+        key = (spec, device)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                self._sessions.move_to_end(key)
+                self._hits += 1
+                return session
+            self._misses += 1
+        # Built outside the lock so a slow build never blocks hits on other shapes.
+        session = make_session(conv_model(spec), device, intra_op_threads=self.intra_op_threads)
+        with self._lock:
+            existing = self._sessions.get(key)
+            if existing is not None:
+                self._sessions.move_to_end(key)
+                return existing
+            self._sessions[key] = session
+            while len(self._sessions) > self.cache_size:
+                self._sessions.popitem(last=False)
+                self._evictions += 1
+        return session
+
+    def conv2d(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        spec: ConvSpec,
+        device: Device = "cpu",
+    ) -> np.ndarray:
+        """Run ``spec`` on ``device``.
+
+        Parameters
+        ----------
+        x : ndarray of float32, shape (N, C_in, H, W)
+        weight : ndarray of float32, shape (C_out, C_in // groups, k_h, k_w)
+        bias : ndarray of float32, shape (C_out,), or None
+        spec : ConvSpec
+            Built by :func:`~convserve.conv.spec.conv_spec` for exactly these shapes.
+        device : "cpu" or "cuda"
+
+        Returns
+        -------
+        ndarray of float32, shape (N, C_out, H_out, W_out)
+
+        Raises
+        ------
+        ShapeError
+            The arrays do not have the shapes ``spec`` describes.
+        EngineUnavailableError
+            onnxruntime is missing, or ``device`` cannot be used here.
+        """
+        if (
+            x.shape != spec.input_shape
+            or weight.shape != spec.weight_shape
+            or (bias is not None) != spec.bias
+            or (bias is not None and bias.shape != (spec.out_channels,))
+        ):
+            raise ShapeError(
+                f"arrays x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
+                f"{None if bias is None else bias.shape} do not match the spec's "
+                f"{spec.input_shape}, {spec.weight_shape}, "
+                f"{(spec.out_channels,) if spec.bias else None}"
+            )
+        session = self.session(spec, device)
+        feeds = {
+            "X": np.ascontiguousarray(x, dtype=np.float32),
+            "W": np.ascontiguousarray(weight, dtype=np.float32),
+        }
+        if bias is not None:
+            feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
+        y: np.ndarray = session.run(None, feeds)[0]
+        return y
