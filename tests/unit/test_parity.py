@@ -175,7 +175,7 @@ CASES = [
     case("wide-24to16-s2-nobias", 1, 24, 11, 9, w=(16, 24, 3, 3), stride=2, bias=False),
     case("wide-64to4-tall", 1, 64, 44, 64, w=(4, 64, 3, 3), padding=1),
     # few channels, large kernels or many groups: Toeplitz
-    case("k7-1ch", 1, 1, 12, 13, w=(1, 1, 7, 7), padding=3),
+    case("k7-1ch-tall", 1, 1, 30, 13, w=(1, 1, 7, 7), padding=3),
     case("k5-rgb-to-2-tall", 1, 3, 45, 8, w=(2, 3, 5, 5), padding=2),
     case("k5-depthwise-d2-reflect", 1, 3, 14, 12, w=(3, 1, 5, 5), groups=3, dilation=2,
          padding=4, padding_mode="reflect"),

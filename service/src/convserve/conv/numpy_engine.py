@@ -42,7 +42,6 @@ OpenBLAS to one thread (reference-counted, restored afterwards) and does its own
 from __future__ import annotations
 
 import ctypes
-import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -75,19 +74,25 @@ _ITEM = np.dtype(np.float32).itemsize
 RANK1_RTOL = 1e-6
 
 # Band heights in output rows, tuned on a 2-core AVX-512 machine. Toeplitz bands stay short
-# because the zeros they multiply grow with the band; im2col bands aim at a column buffer of
-# about 2 MB; direct bands at about 16k pixels.
+# because the zeros they multiply grow with the band. im2col unfolds parts whose columns take
+# about 256 KB (OpenBLAS with few output channels is bound by reading them: 2x slower at 384 KB
+# on 3->16 3x3) but are at least 768 pixels wide (wide matmuls want long rows), from bands
+# padded 16 rows or more at a time (up to 4 MB), so rows two bands share are copied rarely.
+# Direct bands hold about 16k pixels.
 _TOEPLITZ_ROWS = 8
 _SEPARABLE_ROWS = 16
-_IM2COL_BYTES = 2 << 20
+_IM2COL_BYTES = 256 << 10
+_IM2COL_MIN_PIXELS = 768
+_IM2COL_BAND_ROWS = 16
+_IM2COL_BAND_BYTES = 4 << 20
 _DIRECT_PIXELS = 1 << 14
 
-# Toeplitz against im2col (measured on 512x512 inputs, 2 threads): im2col copies the input
-# k_h*k_w times and calls the BLAS once per group, Toeplitz multiplies R_p/k_h times the useful
-# work. Toeplitz wins for kernels of 5x5 and more on a few channels, and for many groups.
-_TOEPLITZ_MIN_TAPS = 25
-_TOEPLITZ_MIN_GROUPS = 12
-_TOEPLITZ_MAX_PAIRS = 32  # (C_out/g) * (C_in/g): beyond this the wasted multiplies dominate
+# Toeplitz against im2col (measured on 512x512 inputs): Toeplitz multiplies
+# C_out/g * R_p / k_h times the useful work per input channel, im2col copies the input k_h*k_w
+# times. Toeplitz wins while that waste stays under 4 (one output per group and a 5x5 kernel or
+# larger, two outputs per group from 7x7) and there are at least 25 taps*channels to copy.
+_TOEPLITZ_MAX_WASTE = 4.0
+_TOEPLITZ_MIN_COPIES = 25
 
 
 # -- padding -------------------------------------------------------------------------------
@@ -165,7 +170,10 @@ class _BandPadder:
         return _row_runs(self.rows[start : start + padded_rows])
 
     def fill(self, image: np.ndarray, band: _Band, buf: np.ndarray) -> None:
-        """Fill ``buf`` (C_in, R_p, W_p) with the padded rows of ``image`` (C_in, H, W)."""
+        """Fill ``buf`` (C_in, R_p, W_p) with the padded rows of ``image`` (C_in, H, W).
+
+        ``buf`` must have been allocated with zeros: pad columns of zeros are not rewritten.
+        """
         left, width = self.left, self.width
         for dest, source, count in band.runs:
             if source < 0:
@@ -174,10 +182,8 @@ class _BandPadder:
                 buf[:, dest : dest + count, left : left + width] = image[
                     :, source : source + count
                 ]
-        if self.zeros:
-            buf[:, :, :left] = 0.0
-            buf[:, :, left + width :] = 0.0
-        else:
+        # With zeros, the pad columns of a buffer stay as allocated: zero.
+        if not self.zeros:
             if left:
                 buf[:, :, :left] = buf[:, :, self.left_from]
             if self.right:
@@ -309,30 +315,25 @@ _BLAS = _BlasThreads()
 # -- strategies ------------------------------------------------------------------------------
 
 
-class _Workspace:
-    """One thread's buffers: the padded band and the strategy's scratch (flat float32)."""
+class _Slot:
+    """One thread's buffers for bands of one height, with the strided views built once.
 
-    def __init__(self, channels: int, padded_rows: int, padded_width: int, scratch: int) -> None:
-        self.channels = channels
-        self.padded_width = padded_width
-        self.padded = np.empty(channels * padded_rows * padded_width, dtype=np.float32)
-        self.flat = np.empty(scratch, dtype=np.float32)
+    ``padded`` is the band's padded input ``(C_in, R_p, W_p)``; it starts as zeros, so with
+    ``padding_mode="zeros"`` its pad columns never need writing again.
+    """
 
-    def band_buffer(self, padded_rows: int) -> np.ndarray:
-        """A C-contiguous ``(C_in, padded_rows, W_p)`` view on the padded-band storage."""
-        size = self.channels * padded_rows * self.padded_width
-        return self.padded[:size].reshape(self.channels, padded_rows, self.padded_width)
-
-    def scratch(self, shape: tuple[int, ...], offset: int = 0) -> np.ndarray:
-        """A C-contiguous view of ``shape`` on the scratch storage, from ``offset``."""
-        return self.flat[offset : offset + math.prod(shape)].reshape(shape)
+    def __init__(self, padded: np.ndarray) -> None:
+        self.padded = padded
+        self.views: dict[str, np.ndarray] = {}
+        # im2col: (first row, rows, patches view, its columns, columns with the bias row).
+        self.parts: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
 
 
 class _BandKernel:
     """What one strategy does to one band of output rows.
 
-    Subclasses set ``band_rows`` and ``padded`` (whether ``run`` reads a padded band buffer) and
-    implement ``scratch_size`` and ``run``.
+    Subclasses set ``band_rows`` and ``padded`` (whether ``run`` reads a padded band) and
+    implement ``add_views`` (the per-slot buffers and views) and ``run``.
     """
 
     band_rows: int
@@ -349,13 +350,15 @@ class _BandKernel:
         s_h, d_h = self.spec.stride[0], self.spec.dilation[0]
         return (rows - 1) * s_h + d_h * (self.spec.kernel_h - 1) + 1
 
-    def scratch_size(self) -> int:
-        return 0
-
-    def workspace(self) -> _Workspace:
+    def slot(self, rows: int) -> _Slot:
         spec = self.spec
-        rows = self.padded_rows(self.band_rows) if self.padded else 0
-        return _Workspace(spec.in_channels, rows, spec.padded_width, self.scratch_size())
+        shape = (spec.in_channels, self.padded_rows(rows), spec.padded_width)
+        slot = _Slot(np.zeros(shape if self.padded else (0, 0, 0), dtype=np.float32))
+        self.add_views(slot, rows)
+        return slot
+
+    def add_views(self, slot: _Slot, rows: int) -> None:
+        """Allocate the strategy's buffers for bands of ``rows`` rows and its views on them."""
 
     def output(self, y: np.ndarray, band: _Band) -> np.ndarray:
         """The band's rows of ``y`` as a ``(G, C_out/g, rows, W_out)`` view."""
@@ -376,9 +379,8 @@ class _BandKernel:
         band_pixels: np.ndarray = image[:, :, band.row0 * w_out : (band.row0 + band.rows) * w_out]
         return band_pixels
 
-    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
-            y: np.ndarray) -> None:
-        """Write ``band`` of ``y`` (N, C_out, H_out, W_out) from ``x`` or its padded ``buf``."""
+    def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
+        """Write ``band`` of ``y`` (N, C_out, H_out, W_out) from ``x`` or ``slot.padded``."""
         raise NotImplementedError
 
 
@@ -397,11 +399,9 @@ class _Direct(_BandKernel):
         self.weight = weight.reshape(spec.groups, spec.out_per_group, spec.in_per_group)
         self.band_rows = _rows(spec, band_rows, max(1, _DIRECT_PIXELS // spec.width))
 
-    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
-            y: np.ndarray) -> None:
+    def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
         spec = self.spec
-        pixels = spec.height * spec.width
-        image = x[band.n].reshape(spec.groups, spec.in_per_group, pixels)
+        image = x[band.n].reshape(spec.groups, spec.in_per_group, spec.height * spec.width)
         first = band.row0 * spec.width
         out = self.flat_output(y, band)
         np.matmul(self.weight, image[:, :, first : first + band.rows * spec.width], out=out)
@@ -410,36 +410,62 @@ class _Direct(_BandKernel):
 
 
 class _Im2col(_BandKernel):
-    """Patches as columns ``(G, C_in/g * k_h * k_w, R * W_out)``, one matmul per group."""
+    """Patches as columns ``(G, C_in/g * k_h * k_w, R * W_out)``, one matmul per group.
+
+    A band is padded once and unfolded in parts of ``part_rows`` rows, so the padded band is
+    tall (its overlap with the next band is copied once, not once per part) while the columns
+    of one part stay in the L2 cache. With a bias the columns get a last row of ones and the
+    weight a last column holding the bias, so the matmul adds it.
+    """
 
     def __init__(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
                  band_rows: int | None) -> None:
         super().__init__(spec, bias)
+        g, c_out_g = spec.groups, spec.out_per_group
         self.depth = spec.in_per_group * spec.kernel_h * spec.kernel_w
-        self.weight = weight.reshape(spec.groups, spec.out_per_group, self.depth)
+        w = weight.reshape(g, c_out_g, self.depth)
+        if bias is not None:
+            w = np.concatenate([w, bias.reshape(g, c_out_g, 1)], axis=2)
+        self.weight = np.ascontiguousarray(w)
         row_bytes = spec.in_channels * spec.kernel_h * spec.kernel_w * spec.out_width * _ITEM
-        self.band_rows = _rows(spec, band_rows, max(1, _IM2COL_BYTES // row_bytes))
+        part = max(_IM2COL_BYTES // row_bytes, -(-_IM2COL_MIN_PIXELS // spec.out_width))
+        self.part_rows = _rows(spec, band_rows, max(1, part))
+        padded_row_bytes = spec.in_channels * spec.padded_width * spec.stride[0] * _ITEM
+        parts = max(1, min(-(-_IM2COL_BAND_ROWS // self.part_rows),
+                           _IM2COL_BAND_BYTES // (padded_row_bytes * self.part_rows)))
+        self.band_rows = self.part_rows if band_rows else _rows(spec, None,
+                                                                 self.part_rows * parts)
 
-    def scratch_size(self) -> int:
-        return self.spec.groups * self.depth * self.band_rows * self.spec.out_width
-
-    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
-            y: np.ndarray) -> None:
+    def add_views(self, slot: _Slot, rows: int) -> None:
         spec = self.spec
-        g, c_in_g = spec.groups, spec.in_per_group
+        g, c_in_g, w_out = spec.groups, spec.in_per_group, spec.out_width
         (s_h, s_w), (d_h, d_w) = spec.stride, spec.dilation
-        rows, w_out = band.rows, spec.out_width
-        _, r_p, w_p = buf.shape
-        shape = (g, c_in_g, spec.kernel_h, spec.kernel_w, rows, w_out)
+        _, r_p, w_p = slot.padded.shape
         steps = (c_in_g * r_p * w_p, r_p * w_p, d_h * w_p, d_w, s_h * w_p, s_w)
-        patches = as_strided(buf, shape=shape, strides=tuple(_ITEM * s for s in steps),
-                             writeable=False)
-        cols = ws.scratch(shape)
-        np.copyto(cols, patches)
-        out = self.flat_output(y, band)
-        np.matmul(self.weight, cols.reshape(g, self.depth, rows * w_out), out=out)
-        if self.bias is not None:
-            out += self.bias[..., 0]
+        strides = tuple(_ITEM * step for step in steps)
+        columns: dict[int, np.ndarray] = {}
+        parts = []
+        for first in range(0, rows, self.part_rows):
+            part = min(self.part_rows, rows - first)
+            shape = (g, c_in_g, spec.kernel_h, spec.kernel_w, part, w_out)
+            patches = as_strided(slot.padded[:, first * s_h :], shape=shape, strides=strides,
+                                 writeable=False)
+            if part not in columns:
+                cols = np.empty((g, self.weight.shape[2], part * w_out), dtype=np.float32)
+                cols[:, self.depth :] = 1.0  # the bias row, if any
+                columns[part] = cols
+            cols = columns[part]
+            parts.append((first, part, patches, cols[:, : self.depth].reshape(shape), cols))
+        slot.parts = parts
+
+    def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
+        spec = self.spec
+        w_out = spec.out_width
+        image = y[band.n].reshape(spec.groups, spec.out_per_group, spec.out_height * w_out)
+        for first, rows, patches, patch_cols, cols in slot.parts:
+            np.copyto(patch_cols, patches)
+            start = (band.row0 + first) * w_out
+            np.matmul(self.weight, cols, out=image[:, :, start : start + rows * w_out])
 
 
 class _Toeplitz(_BandKernel):
@@ -451,33 +477,32 @@ class _Toeplitz(_BandKernel):
         self.band_rows = _rows(spec, band_rows, _TOEPLITZ_ROWS)
         g, o, i = spec.groups, spec.out_per_group, spec.in_per_group
         # (G, k_w, C_out/g, C_in/g, k_h): kernel column v of every (o, i) pair.
-        columns = weight.reshape(g, o, i, spec.kernel_h, spec.kernel_w).transpose(0, 4, 1, 2, 3)
-        self.matrices = {
-            rows: _toeplitz(columns, rows, self.padded_rows(rows), spec.stride[0],
-                            spec.dilation[0])
-            for rows in {self.band_rows, spec.out_height % self.band_rows} - {0}
-        }
+        self.columns = weight.reshape(g, o, i, spec.kernel_h, spec.kernel_w).transpose(
+            0, 4, 1, 2, 3
+        )
 
-    def scratch_size(self) -> int:
-        spec = self.spec
-        return spec.out_channels * spec.kernel_w * self.band_rows * spec.out_width
-
-    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
-            y: np.ndarray) -> None:
+    def add_views(self, slot: _Slot, rows: int) -> None:
         spec = self.spec
         g, o, i = spec.groups, spec.out_per_group, spec.in_per_group
-        k_w, w_out, rows = spec.kernel_w, spec.out_width, band.rows
-        _, r_p, w_p = buf.shape
-        shifted = as_strided(
-            buf, shape=(g, k_w, i * r_p, w_out),
+        k_w, w_out = spec.kernel_w, spec.out_width
+        _, r_p, w_p = slot.padded.shape
+        slot.views["matrices"] = _toeplitz(self.columns, rows, r_p, spec.stride[0],
+                                           spec.dilation[0])
+        slot.views["shifted"] = as_strided(
+            slot.padded, shape=(g, k_w, i * r_p, w_out),
             strides=(i * r_p * w_p * _ITEM, spec.dilation[1] * _ITEM, w_p * _ITEM,
                      spec.stride[1] * _ITEM),
             writeable=False,
         )
-        products = ws.scratch((g, k_w, o * rows, w_out))
-        np.matmul(self.matrices[rows], shifted, out=products)
+        products = np.empty((g, k_w, o * rows, w_out), dtype=np.float32)
+        slot.views["products"] = products
+        slot.views["terms"] = products.reshape(g, k_w, o, rows, w_out)
+
+    def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
+        views = slot.views
+        np.matmul(views["matrices"], views["shifted"], out=views["products"])
         out = self.output(y, band)
-        np.sum(products.reshape(g, k_w, o, rows, w_out), axis=1, out=out)
+        np.sum(views["terms"], axis=1, out=out)
         if self.bias is not None:
             out += self.bias
 
@@ -492,37 +517,32 @@ class _Separable(_BandKernel):
         g, o = spec.groups, spec.out_per_group
         col, row = factors
         self.row = row.reshape(g, o, spec.kernel_w, 1, 1)
-        columns = col.reshape(g, 1, o, 1, spec.kernel_h)
-        self.matrices = {
-            rows: _toeplitz(columns, rows, self.padded_rows(rows), spec.stride[0],
-                            spec.dilation[0])[:, 0]
-            for rows in {self.band_rows, spec.out_height % self.band_rows} - {0}
-        }
+        self.columns = col.reshape(g, 1, o, 1, spec.kernel_h)
 
-    def scratch_size(self) -> int:
+    def add_views(self, slot: _Slot, rows: int) -> None:
         spec = self.spec
-        return spec.out_channels * self.band_rows * (spec.padded_width + spec.out_width)
-
-    def run(self, ws: _Workspace, x: np.ndarray, buf: np.ndarray, band: _Band,
-            y: np.ndarray) -> None:
-        spec = self.spec
-        g, o = spec.groups, spec.out_per_group
-        rows, w_out = band.rows, spec.out_width
-        w_p = buf.shape[2]
+        g, o, w_out = spec.groups, spec.out_per_group, spec.out_width
+        _, r_p, w_p = slot.padded.shape
         (_, s_w), (_, d_w) = spec.stride, spec.dilation
-        vertical = ws.scratch((g, o * rows, w_p))
-        np.matmul(self.matrices[rows], buf, out=vertical)
-        columns = vertical.reshape(g, o, rows, w_p)
-        product = ws.scratch((g, o, rows, w_out), offset=vertical.size)
-        out = self.output(y, band)
+        slot.views["matrices"] = _toeplitz(self.columns, rows, r_p, spec.stride[0],
+                                           spec.dilation[0])[:, 0]
+        vertical = np.empty((g, o * rows, w_p), dtype=np.float32)
+        slot.views["vertical"] = vertical
         span = (w_out - 1) * s_w + 1
         for v in range(spec.kernel_w):
-            tap = columns[..., v * d_w : v * d_w + span : s_w]
-            if v == 0:
-                np.multiply(tap, self.row[:, :, v], out=out)
-            else:
-                np.multiply(tap, self.row[:, :, v], out=product)
-                out += product
+            slot.views[f"tap{v}"] = vertical.reshape(g, o, rows, w_p)[
+                ..., v * d_w : v * d_w + span : s_w
+            ]
+        slot.views["product"] = np.empty((g, o, rows, w_out), dtype=np.float32)
+
+    def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
+        views = slot.views
+        np.matmul(views["matrices"], slot.padded, out=views["vertical"])
+        out, product = self.output(y, band), views["product"]
+        np.multiply(views["tap0"], self.row[:, :, 0], out=out)
+        for v in range(1, self.spec.kernel_w):
+            np.multiply(views[f"tap{v}"], self.row[:, :, v], out=product)
+            out += product
         if self.bias is not None:
             out += self.bias
 
@@ -540,10 +560,11 @@ def choose_strategy(spec: ConvSpec, weight: np.ndarray) -> Strategy:
         return "direct"
     if spec.in_per_group == 1 and k_h > 1 and k_w > 1 and rank1_factors(weight) is not None:
         return "separable"
-    pairs = spec.out_per_group * spec.in_per_group
-    many_taps = k_h * k_w >= _TOEPLITZ_MIN_TAPS and (spec.in_channels > 1 or k_h * k_w >= 49)
-    many_groups = spec.groups >= _TOEPLITZ_MIN_GROUPS and k_h > 1
-    if spec.stride[1] == 1 and pairs <= _TOEPLITZ_MAX_PAIRS and (many_taps or many_groups):
+    s_h, d_h = spec.stride[0], spec.dilation[0]
+    padded_rows = (_TOEPLITZ_ROWS - 1) * s_h + (k_h - 1) * d_h + 1
+    waste = spec.out_per_group * padded_rows / k_h
+    copies = spec.in_channels * k_h * k_w
+    if spec.stride[1] == 1 and waste <= _TOEPLITZ_MAX_WASTE and copies >= _TOEPLITZ_MIN_COPIES:
         return "toeplitz"
     return "im2col"
 
@@ -689,19 +710,27 @@ class NumpyEngine:
                 rows = min(kernel.band_rows, spec.out_height - row0)
                 runs = () if padder is None else padder.runs(row0, kernel.padded_rows(rows))
                 bands.append(_Band(n, row0, rows, runs))
-        workers = min(self.threads, len(bands))
+        # Threads take the next band when they finish one, so a thread the OS preempts (or a
+        # cheaper last band) does not leave the others waiting at the end.
+        queue = iter(bands)
+        queue_lock = threading.Lock()
+        failed = threading.Event()
 
-        def job(mine: Sequence[_Band]) -> Callable[[], None]:
-            def run() -> None:
-                ws = kernel.workspace()
-                buf = ws.padded
-                for band in mine:
+        def take() -> _Band | None:
+            with queue_lock:
+                return None if failed.is_set() else next(queue, None)
+
+        def job() -> None:
+            try:
+                slots: dict[int, _Slot] = {}
+                while (band := take()) is not None:
+                    slot = slots.get(band.rows) or slots.setdefault(band.rows,
+                                                                    kernel.slot(band.rows))
                     if padder is not None:
-                        buf = ws.band_buffer(kernel.padded_rows(band.rows))
-                        padder.fill(x[band.n], band, buf)
-                    kernel.run(ws, x, buf, band, y)
+                        padder.fill(x[band.n], band, slot.padded)
+                    kernel.run(slot, x, band, y)
+            except BaseException:
+                failed.set()  # the other threads stop at their next band
+                raise
 
-            return run
-
-        # Interleaved bands balance the load when later bands are cheaper (the last is short).
-        self._parallel([job(bands[w::workers]) for w in range(workers)])
+        self._parallel([job] * min(self.threads, len(bands)))
