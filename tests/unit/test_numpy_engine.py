@@ -8,8 +8,12 @@ meet every padding mode, stride and dilation.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 import tracemalloc
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -253,3 +257,31 @@ def test_devices_version_and_name() -> None:
     )
     assert isinstance(get_engine("numpy"), NumpyEngine)
     assert NumpyEngine().threads >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_engine_used_before_fork_still_runs_in_the_child() -> None:
+    # A pre-forking server may warm the engine up, then fork workers: the child inherits the
+    # thread pool object without its threads, and must not wait on them forever.
+    engine = NumpyEngine(threads=2)
+    x = np.random.default_rng(6).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    w = np.ones((2, 3, 3, 3), np.float32)
+    spec = conv_spec(x.shape, w.shape, padding=1)
+    expected = engine.conv2d(x, w, None, spec)
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only, never return to pytest
+        same = False
+        try:
+            same = np.array_equal(engine.conv2d(x, w, None, spec), expected)
+        finally:
+            os._exit(0 if same else 1)
+    deadline = time.monotonic() + 15
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's convolution hung")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
