@@ -243,6 +243,7 @@ def test_session_options_honour_thread_count_and_engine_settings() -> None:
     assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.get_session_config_entry("session.use_env_allocators") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     assert OnnxRuntimeEngine().intra_op_threads == available_cores()
 
 

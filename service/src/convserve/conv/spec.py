@@ -382,14 +382,13 @@ def conv_spec(
 def _all_finite(array: np.ndarray) -> bool:
     """Whether every value of ``array`` is finite.
 
-    Any NaN or infinity makes the sum of squares non-finite, and that sum is one BLAS dot
-    product: a single multithreaded pass, several times cheaper than
-    ``np.isfinite(array).all()`` on large inputs. The exact test runs only when the sum is not
-    finite (a NaN, an infinity, or values beyond about 1e19 whose squares overflow).
+    Any NaN or infinity makes the sum non-finite, and one summing pass costs about half of
+    ``np.isfinite(array).all()`` on large inputs; the exact test runs only when the sum is not
+    finite (a NaN, an infinity, or a sum that overflowed). Not ``np.dot(a, a)``: it is no faster
+    and leaves BLAS threads spinning, which slows the convolution that follows.
     """
-    flat = array.reshape(-1)
     with np.errstate(all="ignore"):  # an overflowing sum is expected and handled below
-        total = np.dot(flat, flat)
+        total = np.add.reduce(array, axis=None)
     if np.isfinite(total):
         return True
     return bool(np.isfinite(array).all())

@@ -1,0 +1,38 @@
+"""``prepare_arrays`` rejects every non-finite value, also where its fast sum overflows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convserve import InvalidArgumentError
+from convserve.conv.spec import prepare_arrays
+
+WEIGHT = np.ones((1, 2, 1, 1), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("values", "count"),
+    [
+        pytest.param([np.nan], 1, id="nan"),
+        pytest.param([np.inf], 1, id="inf"),
+        pytest.param([np.inf, -np.inf], 2, id="inf-and-minus-inf"),
+        pytest.param([3e38, 3e38, np.nan], 1, id="nan-after-overflowing-values"),
+    ],
+)
+def test_non_finite_input_is_rejected_with_its_count(values: list[float], count: int) -> None:
+    x = np.zeros((2, 4, 4), np.float32)
+    x[0, 0, 1:1 + len(values)] = values  # row 0 is kept by the strided view below
+    with pytest.raises(InvalidArgumentError) as info:
+        prepare_arrays(x[:, ::2], WEIGHT, None)  # a strided view takes the same path
+    assert info.value.detail == (
+        f"input holds {count} NaN or infinite value(s); only finite numbers are allowed"
+    )
+    assert info.value.errors == [{"field": "input", "message": info.value.detail}]
+
+
+def test_finite_values_whose_sum_overflows_are_accepted() -> None:
+    x = np.full((2, 8, 8), 3e38, np.float32)
+    x[1] = -3e38
+    x_out, _, _ = prepare_arrays(x, WEIGHT, None)
+    np.testing.assert_array_equal(x_out, x)
