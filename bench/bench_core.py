@@ -253,7 +253,8 @@ def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, thre
             f"| {verdict(all(checks))} |"
         )
     print(f"\ntargets: ort/raw <= {ORT_TARGET}, numpy/raw <= {NUMPY_TARGET}, "
-          f"outputs agree with raw to {AGREE_RTOL:g} (relative to the largest value)")
+          f"outputs agree with raw to {AGREE_RTOL:g} (relative to the largest value); direct = "
+          f"the engine on prepared arrays, without conv2d's argument checks (information only)")
     if rss is not None:
         peak, in_bytes, out_bytes = rss
         bound = 2 * (in_bytes + out_bytes) + RSS_SLACK_BYTES
