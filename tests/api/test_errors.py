@@ -38,7 +38,7 @@ def test_wrong_c_in_names_the_shapes(client: TestClient) -> None:
         "status": 422,
         "detail": "weight.shape=(2, 2, 3, 3) needs C_in//groups=3 for x.shape=(1, 3, 8, 8), "
                   "groups=1",
-        "errors": [{"field": "weight", "message": body["detail"]}],
+        "errors": [{"field": "kernel.weight", "message": body["detail"]}],
     }
 
 
@@ -52,6 +52,15 @@ def test_non_finite_kernel_values_are_rejected(client: TestClient, bad: str) -> 
     body = response.json()
     assert body["status"] == 422
     assert body["errors"]
+
+
+@pytest.mark.parametrize("bad", ["1e300", "-1e39", "NaN", "Infinity"])
+def test_input_array_values_beyond_float32_are_rejected(client: TestClient, bad: str) -> None:
+    text = f'{{"input": {{"array": [[[1, {bad}], [3, 4]]]}}, "kernel": {{"weight": [[[[1]]]]}}}}'
+    body = problem(client.post("/v1/convolve", content=text,
+                               headers={"content-type": "application/json"}), 422)
+    assert "NaN or infinite" in body["detail"] or "finite" in body["detail"]
+    assert body["errors"][0]["field"] == "input.array"
 
 
 def test_non_finite_kernel_in_multipart_names_the_kernel(client: TestClient) -> None:
@@ -269,6 +278,18 @@ class TestLimits:
             "kernel": {"weight": np.zeros((1, 1, 3, 3)).tolist()}}), 422)
         assert "1.76e+03 multiply-accumulates" in body["detail"]
         assert "CONVSERVE_MAX_MACS" in body["detail"]
+
+    def test_output_size_limit_covers_every_format(self, make_client: ClientFactory) -> None:
+        client = make_client(max_array_values=10)  # 160 output values at most
+        for fmt in ("json", "npy", "grid", "zip"):
+            body = problem(client.post("/v1/convolve", json={
+                "input": {"array": np.zeros((1, 3, 3)).tolist()},
+                "kernel": {"weight": np.ones((20, 1, 1, 1)).tolist()}, "format": fmt}), 422)
+            assert body["detail"] == (
+                "the output 20x3x3 would hold 180 float32 values, more than the limit of 160 "
+                "(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer output channels "
+                "or a larger stride")
+            assert body["errors"] == [{"field": "kernel", "message": body["detail"]}]
 
     def test_array_format_limit_suggests_npy(self, make_client: ClientFactory) -> None:
         client = make_client(max_array_values=50)

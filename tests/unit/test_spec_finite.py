@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convserve import InvalidArgumentError
+from convserve import InvalidArgumentError, conv2d
 from convserve.conv.spec import prepare_arrays
 
 WEIGHT = np.ones((1, 2, 1, 1), np.float32)
@@ -36,3 +36,25 @@ def test_finite_values_whose_sum_overflows_are_accepted() -> None:
     x[1] = -3e38
     x_out, _, _ = prepare_arrays(x, WEIGHT, None)
     np.testing.assert_array_equal(x_out, x)
+
+
+def test_check_input_false_skips_only_the_input() -> None:
+    x = np.full((2, 2, 2), np.nan, np.float32)
+    x_out, _, _ = prepare_arrays(x, WEIGHT, None, check_input=False)
+    assert np.isnan(x_out).all()
+    with pytest.raises(InvalidArgumentError, match=r"^weight holds 1 NaN"):
+        prepare_arrays(x, np.array([[[[np.nan]], [[1.0]]]], np.float32), None,
+                       check_input=False)
+    with pytest.raises(InvalidArgumentError, match=r"^bias holds 1 NaN"):
+        prepare_arrays(x, WEIGHT, np.array([np.inf], np.float32), check_input=False)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "onnxruntime"])
+def test_conv2d_check_finite(engine: str) -> None:
+    x = np.ones((2, 3, 3), np.float32)
+    x[0, 1, 1] = np.nan
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, WEIGHT, engine=engine)  # type: ignore[arg-type]
+    y = conv2d(x, WEIGHT, engine=engine, check_finite=False)  # type: ignore[arg-type]
+    assert np.isnan(y[0, 1, 1])
+    assert np.count_nonzero(np.isnan(y)) == 1  # a 1x1 kernel spreads it nowhere else

@@ -24,6 +24,7 @@ from convserve.conv.engine import Engine
 from convserve.conv.presets import resolve_preset
 from convserve.conv.spec import ConvSpec, conv_spec, hwio_to_oihw, prepare_arrays
 from convserve.errors import (
+    ConvServeError,
     InvalidArgumentError,
     InvalidInputError,
     LimitExceededError,
@@ -91,7 +92,8 @@ def decode_request_input(
     """Decode an upload (bytes), a JSON array or a base64 image into float32 (C, H, W)."""
     if array is not None:
         try:
-            values = np.asarray(array, dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+                values = np.asarray(array, dtype=np.float32)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInputError(
                 "input.array must be nested lists of numbers of equal length, shaped (C, H, W) "
@@ -105,7 +107,10 @@ def decode_request_input(
                 "or an image instead",
                 field="input.array",
             )
-        return imaging.array_input(values)
+        try:
+            return imaging.array_input(values)
+        except ConvServeError as exc:
+            raise exc.with_field("input.array") from None
     if image_base64 is not None:
         text = image_base64.strip()
         if text.startswith("data:"):
@@ -121,12 +126,17 @@ def decode_request_input(
         raise InvalidInputError(
             f"no input was sent: upload an image file ({_INPUT_FORMATS})", field="image"
         )
-    return imaging.decode_input(
-        data,
-        color_mode=color_mode,
-        max_pixels=settings.max_pixels,
-        max_values=settings.max_array_values * 16,
-    )
+    try:
+        return imaging.decode_input(
+            data,
+            color_mode=color_mode,
+            max_pixels=settings.max_pixels,
+            max_values=settings.max_array_values * 16,
+        )
+    except ConvServeError as exc:
+        if exc.field is not None:  # an option such as color_mode, already named
+            raise
+        raise exc.with_field("image" if image_base64 is None else "input.image_base64") from None
 
 
 def is_range_preserving(weight: np.ndarray, bias: np.ndarray | None) -> bool:
@@ -252,17 +262,31 @@ def prepare_convolution(
         output_names = tuple(str(i) for i in range(weight.shape[0]))
         default_padding = 0
         default_mode = "zeros"
-    spec = conv_spec(
-        x.shape,
-        weight.shape,
-        None if bias is None else bias.shape,
-        stride=stride,
-        padding=default_padding if padding is None else padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=default_mode if padding_mode is None else padding_mode,
-    )
+    try:
+        spec = conv_spec(
+            x.shape,
+            weight.shape,
+            None if bias is None else bias.shape,
+            stride=stride,
+            padding=default_padding if padding is None else padding,
+            dilation=dilation,
+            groups=groups,
+            padding_mode=default_mode if padding_mode is None else padding_mode,
+        )
+    except ConvServeError as exc:
+        if kernel is not None and exc.field in ("weight", "bias"):
+            raise exc.with_field("kernel") from None  # the field the caller sent
+        raise
     check_limits(spec, settings, macs_so_far)
+    output_values = spec.out_channels * spec.out_height * spec.out_width
+    if output_values > 16 * settings.max_array_values:  # as /v1/layers limits every feature map
+        raise LimitExceededError(
+            f"the output {spec.out_channels}x{spec.out_height}x{spec.out_width} would hold "
+            f"{output_values} float32 values, more than the limit of "
+            f"{16 * settings.max_array_values} (16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller "
+            "image, fewer output channels or a larger stride",
+            field="kernel" if kernel is not None else "preset",
+        )
     kernel_info["groups"] = spec.groups
     return PreparedConv(
         x=x,

@@ -16,11 +16,18 @@ __all__ = ["Settings", "available_cores"]
 
 
 def available_cores() -> int:
-    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
+    """Cores worth running threads on: the affinity mask, lowered to the cgroup CPU quota.
+
+    A container limited to 2 CPUs on a 64-core host gets 2, not 64 (see
+    :func:`convserve.launcher.effective_cores`).
+    """
+    from convserve.launcher import cgroup_cpu_quota, effective_cores
+
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        affinity = os.cpu_count() or 1
+    return effective_cores(affinity, cgroup_cpu_quota())
 
 
 def _split_csv(value: object) -> object:
@@ -52,7 +59,8 @@ class Settings(BaseSettings):
     max_layers: Annotated[int, Field(ge=1)] = 32
     """Most layers in one /v1/layers request."""
     max_array_values: Annotated[int, Field(ge=1)] = 4_000_000
-    """Most numbers a format=array response or a JSON input array may hold."""
+    """Most numbers a format=array response or a JSON input array may hold; 16 times this bounds
+    every convolution output and /v1/layers feature map (and .npy uploads)."""
 
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     """Origins allowed by CORS (comma-separated); ``*`` allows any, without credentials."""
@@ -74,7 +82,8 @@ class Settings(BaseSettings):
     ort_cache_size: Annotated[int, Field(ge=1)] = 64
     """ONNX Runtime sessions kept per process (LRU by shapes, options and device)."""
     png_compress_level: Annotated[int, Field(ge=0, le=9)] = 1
-    """zlib level of returned PNGs: 1 is several times faster than 6 for a few % more bytes."""
+    """zlib level of returned PNGs (run-length strategy): 0 stores them uncompressed; 1 to 9
+    compress about alike, 1 fastest (bench/bench_encode.py measures the choice)."""
     warmup: bool = True
     """Run one small convolution on each available engine at start-up before /readyz is 200."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -48,6 +48,8 @@ def conv2d(
     padding_mode: str = "zeros",
     engine: EngineName | Engine = "numpy",
     device: Device = "cpu",
+    *,
+    check_finite: bool = True,
 ) -> np.ndarray:
     """Apply a 2-D convolution exactly as ``torch.nn.functional.conv2d`` does.
 
@@ -62,6 +64,12 @@ def conv2d(
     padding_mode : "zeros", "reflect", "replicate" or "circular"
     engine : "numpy", "onnxruntime" or an Engine instance
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
+    check_finite : bool, keyword only
+        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does). The check is one
+        pass over ``x``; pass False when the input is known to be finite, e.g. decoded from an
+        image. ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
+        non-finite values spread to at least the outputs whose window covers them, and, as in
+        PyTorch, to others where an engine's algorithm multiplies them by zero.
 
     Returns
     -------
@@ -72,7 +80,7 @@ def conv2d(
     convserve.ConvServeError
         ShapeError, InvalidArgumentError or EngineUnavailableError naming the numbers involved.
     """
-    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias)
+    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_input=check_finite)
     squeeze = x_arr.ndim == 3
     spec = conv_spec(
         x_arr.shape, w_arr.shape, None if b_arr is None else b_arr.shape,

@@ -94,6 +94,8 @@ def _import_ort() -> ModuleType:
             f"({exc}); {_INSTALL_CPU} for CPU or {_INSTALL_CUDA} for NVIDIA GPUs",
             field="engine",
         ) from None
+    if hasattr(onnxruntime, "disable_telemetry_events"):
+        onnxruntime.disable_telemetry_events()  # only Windows builds send any; never wanted here
     module: ModuleType = onnxruntime
     return module
 
