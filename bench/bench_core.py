@@ -15,8 +15,10 @@ For each workload below, float32, batch 1, on ``--threads`` threads (default 2):
 - ``direct`` (information only): ``OnnxRuntimeEngine.conv2d`` on the prepared arrays and spec.
 
 Each runs in short blocks, one after the other, in a few rounds after warm-up, with a pause
-before each block; the table shows medians. Targets: ``ort <= 1.1 x raw`` and
-``numpy <= 3 x raw``; every output must agree with raw to 1e-4 relative to its largest value.
+before each block; the table shows medians, and each ratio is the median over rounds of the
+ratio of that round's block medians (paired, so drifting background load cancels out).
+Targets: ``ort <= 1.1 x raw`` and ``numpy <= 3 x raw``; every output must agree with raw to
+1e-4 relative to its largest value.
 For W8 the NumPy engine's peak RSS is measured in a fresh child process
 (``VmHWM`` of ``/proc/self/status``, Linux) against
 ``2 x (input + output bytes) + 150 MB``.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -50,7 +53,7 @@ NUMPY_TARGET = 3.0
 AGREE_RTOL = 1e-4
 RSS_SLACK_BYTES = 150 * 2**20
 RSS_WORKLOAD = "W8"
-SECONDS_PER_BLOCK = 0.15
+SECONDS_PER_BLOCK = 0.25
 SETTLE_SECONDS = 0.1
 
 
@@ -129,13 +132,15 @@ def raw_session(spec: ConvSpec, threads: int) -> Any:
 
 def time_blocks(
     runners: dict[str, Callable[[], np.ndarray]], rounds: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each runner: warm-up, then ``rounds`` rounds of one block per runner.
+) -> dict[str, list[list[float]]]:
+    """Seconds per call of each runner, per round: warm-up, then ``rounds`` rounds of one block
+    per runner.
 
     A block repeats one runner for about :data:`SECONDS_PER_BLOCK` (at least once) after a
     pause of :data:`SETTLE_SECONDS`: thread pools left spinning by the previous runner (ONNX
     Runtime's default session options, OpenBLAS) would otherwise slow this one. Alternating the
-    runners round by round spreads background load over all of them.
+    runners round by round, in a new (seeded) order each round, spreads background load and
+    any effect of the runner before over all of them.
     """
     per_block: dict[str, int] = {}
     for name, run in runners.items():
@@ -143,15 +148,33 @@ def time_blocks(
         start = time.perf_counter()
         run()
         per_block[name] = max(1, int(SECONDS_PER_BLOCK / (time.perf_counter() - start)))
-    times: dict[str, list[float]] = {name: [] for name in runners}
+    times: dict[str, list[list[float]]] = {name: [] for name in runners}
+    order = list(runners)
+    shuffle = random.Random(0).shuffle
     for _ in range(rounds):
-        for name, run in runners.items():
+        shuffle(order)  # no runner always follows the same one
+        for name in order:
+            run = runners[name]
             time.sleep(SETTLE_SECONDS)
+            block = []
             for _ in range(per_block[name]):
                 start = time.perf_counter()
                 run()
-                times[name].append(time.perf_counter() - start)
+                block.append(time.perf_counter() - start)
+            times[name].append(block)
     return times
+
+
+def paired_ratio(times: dict[str, list[list[float]]], name: str, base: str) -> float:
+    """Median over rounds of ``median(name's block) / median(base's block)``.
+
+    The blocks of one round run seconds apart, so a change in background load between rounds
+    (other tenants of a shared machine) cancels out of each round's ratio.
+    """
+    return statistics.median(
+        statistics.median(a) / statistics.median(b)
+        for a, b in zip(times[name], times[base], strict=True)
+    )
 
 
 def max_rel_diff(y: np.ndarray, reference: np.ndarray) -> float:
@@ -194,7 +217,9 @@ def bench_workload(
     times = time_blocks(runners, rounds)
     return {
         "workload": w, "spec": spec, "error": error,
-        "ms": {name: statistics.median(t) * 1e3 for name, t in times.items()},
+        "ms": {name: statistics.median(v for block in t for v in block) * 1e3
+               for name, t in times.items()},
+        "ratio": {name: paired_ratio(times, name, "raw") for name in times},
     }
 
 
@@ -258,9 +283,9 @@ def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, thre
     all_ok = True
     for r in results:
         ms, gflop = r["ms"], r["spec"].flops / 1e9
-        ort_ratio = ms["ort"] / ms["raw"]
+        ort_ratio = r["ratio"]["ort"]
         np_ms = ms.get("numpy")
-        np_ratio = None if np_ms is None else np_ms / ms["raw"]
+        np_ratio = None if np_ms is None else r["ratio"]["numpy"]
         checks = [ort_ratio <= ORT_TARGET, r["error"] <= AGREE_RTOL]
         if np_ratio is not None:
             checks.append(np_ratio <= NUMPY_TARGET)
@@ -274,8 +299,8 @@ def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, thre
             f"| {ms['raw']:.2f} | {ms['ort']:.2f} | {cell(np_ms, '.2f')} "
             f"| {gflop / ms['raw'] * 1e3:.1f} | {gflop / ms['ort'] * 1e3:.1f} "
             f"| {cell(None if np_ms is None else gflop / np_ms * 1e3, '.1f')} "
-            f"| {ort_ratio:.2f} | {ms['checked'] / ms['raw']:.2f} "
-            f"| {ms['direct'] / ms['raw']:.2f} | {cell(np_ratio, '.2f')} "
+            f"| {ort_ratio:.2f} | {r['ratio']['checked']:.2f} "
+            f"| {r['ratio']['direct']:.2f} | {cell(np_ratio, '.2f')} "
             f"| {r['error']:.1e} "
             f"| {verdict(all(checks))} |"
         )
@@ -297,7 +322,7 @@ def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, thre
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 rounds instead of 6")
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 12")
     parser.add_argument("--only", help="comma-separated workload ids, e.g. W1,W2")
     parser.add_argument("--threads", type=int, default=2, help="threads per convolution")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
@@ -311,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [i for i in ids if i not in BY_ID]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(BY_ID)}")
-    rounds = 2 if args.quick else 6
+    rounds = 3 if args.quick else 12
     numpy_engine = load_numpy_engine(args.threads)
 
     results = []
