@@ -60,7 +60,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode
-from convserve.errors import EngineUnavailableError, ShapeError
+from convserve.errors import EngineUnavailableError
 from convserve.settings import available_cores
 
 __all__ = [
@@ -675,18 +675,7 @@ class NumpyEngine:
                 f"device={device!r}: {CUDA_UNAVAILABLE_REASON}", field="device"
             )
         # The strategies read x through strided views: shapes must be exactly the spec's.
-        if (
-            x.shape != spec.input_shape
-            or weight.shape != spec.weight_shape
-            or (bias is not None) != spec.bias
-            or (bias is not None and bias.shape != (spec.out_channels,))
-        ):
-            raise ShapeError(
-                f"arrays x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
-                f"{None if bias is None else bias.shape} do not match the spec's "
-                f"{spec.input_shape}, {spec.weight_shape}, "
-                f"{(spec.out_channels,) if spec.bias else None}"
-            )
+        spec.check_arrays(x, weight, bias)
         x = np.ascontiguousarray(x, dtype=np.float32)
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)

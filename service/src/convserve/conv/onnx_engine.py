@@ -36,7 +36,7 @@ import numpy as np
 
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec
-from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
+from convserve.errors import EngineUnavailableError, InvalidArgumentError
 from convserve.settings import available_cores
 
 if TYPE_CHECKING:
@@ -483,18 +483,7 @@ class OnnxRuntimeEngine:
         EngineUnavailableError
             onnxruntime is missing, or ``device`` cannot be used here.
         """
-        if (
-            x.shape != spec.input_shape
-            or weight.shape != spec.weight_shape
-            or (bias is not None) != spec.bias
-            or (bias is not None and bias.shape != (spec.out_channels,))
-        ):
-            raise ShapeError(
-                f"arrays x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
-                f"{None if bias is None else bias.shape} do not match the spec's "
-                f"{spec.input_shape}, {spec.weight_shape}, "
-                f"{(spec.out_channels,) if spec.bias else None}"
-            )
+        spec.check_arrays(x, weight, bias)
         session = self.session(spec, device)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),

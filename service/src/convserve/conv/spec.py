@@ -259,6 +259,33 @@ class ConvSpec:
         bias_adds = self.batch * self.out_channels * self.out_height * self.out_width
         return 2 * self.macs + (bias_adds if self.bias else 0)
 
+    def check_arrays(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> None:
+        """Check that the arrays an engine got have exactly the shapes this spec describes.
+
+        Parameters
+        ----------
+        x : ndarray, shape ``input_shape``
+        weight : ndarray, shape ``weight_shape``
+        bias : ndarray of shape (out_channels,), or None; given exactly when ``bias`` is true
+
+        Raises
+        ------
+        ShapeError
+            Any shape differs, or a bias is given (or missing) against ``bias``.
+        """
+        if (
+            x.shape != self.input_shape
+            or weight.shape != self.weight_shape
+            or (bias is not None) != self.bias
+            or (bias is not None and bias.shape != (self.out_channels,))
+        ):
+            raise ShapeError(
+                f"arrays x.shape={x.shape}, weight.shape={weight.shape}, bias.shape="
+                f"{None if bias is None else bias.shape} do not match the spec's "
+                f"{self.input_shape}, {self.weight_shape}, "
+                f"{(self.out_channels,) if self.bias else None}"
+            )
+
     def output_size_formula(self) -> dict[str, str]:
         """The output-size formula per axis with this layer's numbers filled in."""
         top, bottom, left, right = self.pads
