@@ -41,8 +41,6 @@ one input ``input`` of shape ``(N, C, H, W)`` with a free batch axis, one output
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -51,7 +49,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from convserve.conv.engine import Device, Engine, EngineName
-from convserve.conv.onnx_engine import IR_VERSION, OPSET, CacheStats, conv_nodes, make_session
+from convserve.conv.onnx_engine import (
+    IR_VERSION,
+    OPSET,
+    CacheStats,
+    SessionCache,
+    conv_nodes,
+    make_session,
+)
 from convserve.conv.spec import ConvSpec, IntOrPair, PaddingArg, conv_spec
 from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
 
@@ -708,9 +713,7 @@ class LayerRunner:
         self.conv_engine = conv_engine
         self.intra_op_threads = intra_op_threads
         self.cache_size = cache_size
-        self._sessions: OrderedDict[tuple[object, ...], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._hits = self._misses = self._evictions = 0
+        self._cache = SessionCache(cache_size)
 
     def run(
         self,
@@ -791,29 +794,12 @@ class LayerRunner:
 
     def session(self, stack: Stack, device: Device = "cpu", *, keep_all: bool = False) -> Any:
         """The cached ONNX Runtime session of the stack's architecture (built on a miss)."""
-        key = (stack.key, device, keep_all)
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is not None:
-                self._sessions.move_to_end(key)
-                self._hits += 1
-                return session
-            self._misses += 1
-        session = make_session(stack_model(stack, keep_all=keep_all), device,
-                               intra_op_threads=self.intra_op_threads)
-        with self._lock:
-            existing = self._sessions.get(key)
-            if existing is not None:
-                self._sessions.move_to_end(key)
-                return existing
-            self._sessions[key] = session
-            while len(self._sessions) > self.cache_size:
-                self._sessions.popitem(last=False)
-                self._evictions += 1
-        return session
+        return self._cache.get(
+            (stack.key, device, keep_all),
+            lambda: make_session(stack_model(stack, keep_all=keep_all), device,
+                                 intra_op_threads=self.intra_op_threads),
+        )
 
     def cache_stats(self) -> CacheStats:
         """Hits, misses, evictions and the current and maximum number of cached sessions."""
-        with self._lock:
-            return CacheStats(self._hits, self._misses, self._evictions, len(self._sessions),
-                              self.cache_size)
+        return self._cache.stats()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -50,6 +50,7 @@ __all__ = [
     "OPSET",
     "CacheStats",
     "OnnxRuntimeEngine",
+    "SessionCache",
     "check_active",
     "conv_model",
     "conv_nodes",
@@ -351,6 +352,54 @@ class CacheStats:
     capacity: int
 
 
+class SessionCache:
+    """A bounded LRU of ONNX Runtime sessions, with hit, miss and eviction counters.
+
+    Parameters
+    ----------
+    capacity : int
+        Sessions kept (least recently used evicted first).
+
+    Notes
+    -----
+    Thread-safe. Sessions are built outside the lock, so a slow build never blocks hits on
+    other keys; two threads missing the same key at once build it twice but keep one.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._sessions: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._evictions = 0
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The session cached under ``key``, or ``build()``'s, cached (evicting the oldest)."""
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                self._sessions.move_to_end(key)
+                self._hits += 1
+                return session
+            self._misses += 1
+        session = build()
+        with self._lock:
+            existing = self._sessions.get(key)
+            if existing is not None:
+                self._sessions.move_to_end(key)
+                return existing
+            self._sessions[key] = session
+            while len(self._sessions) > self.capacity:
+                self._sessions.popitem(last=False)
+                self._evictions += 1
+        return session
+
+    def stats(self) -> CacheStats:
+        """Hits, misses, evictions and the current and maximum number of cached sessions."""
+        with self._lock:
+            return CacheStats(self._hits, self._misses, self._evictions, len(self._sessions),
+                              self.capacity)
+
+
 class OnnxRuntimeEngine:
     """Runs a :class:`ConvSpec` as an ONNX Runtime session, on CPU or CUDA.
 
@@ -378,9 +427,7 @@ class OnnxRuntimeEngine:
             raise InvalidArgumentError(f"cache_size={cache_size} must be >= 1")
         self.intra_op_threads = intra_op_threads or available_cores()
         self.cache_size = cache_size
-        self._sessions: OrderedDict[tuple[ConvSpec, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._hits = self._misses = self._evictions = 0
+        self._cache = SessionCache(cache_size)
 
     def version(self) -> str:
         """onnxruntime's version, or ``"not installed"``."""
@@ -420,9 +467,7 @@ class OnnxRuntimeEngine:
 
     def cache_stats(self) -> CacheStats:
         """Hits, misses, evictions and the current and maximum number of cached sessions."""
-        with self._lock:
-            return CacheStats(self._hits, self._misses, self._evictions, len(self._sessions),
-                              self.cache_size)
+        return self._cache.stats()
 
     def session(self, spec: ConvSpec, device: Device = "cpu") -> Any:
         """The cached ``onnxruntime.InferenceSession`` for ``spec`` on ``device`` (built on a miss).
@@ -432,26 +477,11 @@ class OnnxRuntimeEngine:
         EngineUnavailableError
             onnxruntime is missing, or ``device`` cannot be used here.
         """
-        key = (spec, device)
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is not None:
-                self._sessions.move_to_end(key)
-                self._hits += 1
-                return session
-            self._misses += 1
-        # Built outside the lock so a slow build never blocks hits on other shapes.
-        session = make_session(conv_model(spec), device, intra_op_threads=self.intra_op_threads)
-        with self._lock:
-            existing = self._sessions.get(key)
-            if existing is not None:
-                self._sessions.move_to_end(key)
-                return existing
-            self._sessions[key] = session
-            while len(self._sessions) > self.cache_size:
-                self._sessions.popitem(last=False)
-                self._evictions += 1
-        return session
+        return self._cache.get(
+            (spec, device),
+            lambda: make_session(conv_model(spec), device,
+                                 intra_op_threads=self.intra_op_threads),
+        )
 
     def conv2d(
         self,
