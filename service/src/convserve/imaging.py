@@ -48,7 +48,8 @@ ignored, as browsers ignore such metadata. ``ImageFile.LOAD_TRUNCATED_IMAGES`` i
 truncated file is an error.
 
 Encoding: ``to_pixels`` maps float maps to 8-bit pixels; ``encode_png``, ``encode_pngs``,
-``compose_png``, ``grid_png``, ``zip_pngs`` and ``encode_npy`` make the response bodies. PNGs are
+``compose_png``, ``grid_png``, ``zip_pngs`` (``zip_files``) and ``encode_npy`` make the
+response bodies. PNGs are
 written without ``optimize`` and with zlib's run-length strategy (``Z_RLE``) instead of Pillow's
 ``Z_FILTERED``. On the 1024x1024 feature maps of ``bench/bench_encode.py`` (photos as the
 service returns them after identity, blur, Sobel and Laplacian) it gave 17 % fewer bytes than
@@ -99,6 +100,7 @@ __all__ = [
     "encode_pngs",
     "grid_png",
     "to_pixels",
+    "zip_files",
     "zip_pngs",
 ]
 
@@ -974,11 +976,28 @@ def zip_pngs(pngs: Sequence[bytes], manifest: dict[str, Any]) -> bytes:
         The ZIP file. PNGs are stored (they are compressed already), the manifest deflated;
         timestamps are fixed, so equal inputs give equal bytes.
     """
-    names = [channel_png_name(i) for i in range(len(pngs))]
+    return zip_files([(channel_png_name(i), png) for i, png in enumerate(pngs)], manifest)
+
+
+def zip_files(files: Sequence[tuple[str, bytes]], manifest: dict[str, Any]) -> bytes:
+    """A ZIP of ``files`` (stored, in order) and ``manifest.json`` (deflated).
+
+    Parameters
+    ----------
+    files : sequence of (str, bytes)
+        Entry names (``/`` separates folders) and contents, already compressed (PNGs).
+    manifest : dict
+        JSON-ready description of the files, written as given.
+
+    Returns
+    -------
+    bytes
+        The ZIP file; timestamps are fixed, so equal inputs give equal bytes.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, png in zip(names, pngs, strict=True):
-            archive.writestr(_zip_entry(name, zipfile.ZIP_STORED), png)
+        for name, data in files:
+            archive.writestr(_zip_entry(name, zipfile.ZIP_STORED), data)
         text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
         archive.writestr(_zip_entry("manifest.json", zipfile.ZIP_DEFLATED), text)
     return buffer.getvalue()

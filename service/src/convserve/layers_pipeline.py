@@ -20,10 +20,8 @@ Limits, for the whole stack:
 from __future__ import annotations
 
 import base64
-import io
 import json
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -397,28 +395,10 @@ def render_stack(
     prepared.timing_ms["encode"] = round(1000 * (time.perf_counter() - started), 3)
     if fmt == "zip":
         payload["timing_ms"] = prepared.timing_ms
-        return pipeline.EncodedResult("application/zip", body=_zip(files, payload),
+        return pipeline.EncodedResult("application/zip", body=imaging.zip_files(files, payload),
                                       filename="convserve_layers.zip")
     payload["timing_ms"] = prepared.timing_ms
     return pipeline.EncodedResult("application/json", payload=payload)
-
-
-def _zip(files: list[tuple[str, bytes]], manifest: dict[str, Any]) -> bytes:
-    """PNGs stored (they are compressed already) plus ``manifest.json``, fixed timestamps."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files:
-            archive.writestr(_zip_entry(name, zipfile.ZIP_STORED), data)
-        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
-        archive.writestr(_zip_entry("manifest.json", zipfile.ZIP_DEFLATED), text)
-    return buffer.getvalue()
-
-
-def _zip_entry(name: str, compression: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = compression
-    info.external_attr = 0o644 << 16
-    return info
 
 
 def export_onnx(prepared: PreparedStack) -> pipeline.EncodedResult:
