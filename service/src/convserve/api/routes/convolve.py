@@ -21,6 +21,7 @@ from convserve.api.schemas import (
     ConvolveOptions,
     ConvolveRequest,
     ConvolveResponse,
+    ExplainOptions,
     InputSpec,
     Problem,
 )
@@ -196,7 +197,8 @@ async def parse_body(
     )
 
 
-def _options_dict(options: ConvolveOptions) -> dict[str, Any]:
+def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
+    """The layer and engine options of :func:`pipeline.prepare_convolution`, from a request."""
     return {
         "kernel": None if options.kernel is None else options.kernel.model_dump(),
         "preset": options.preset,
@@ -219,9 +221,10 @@ def _serialized(result: pipeline.EncodedResult) -> pipeline.EncodedResult:
     return result
 
 
-def _respond(result: pipeline.EncodedResult, prepared: pipeline.PreparedConv) -> Response:
+def conv_headers(prepared: pipeline.PreparedConv) -> dict[str, str]:
+    """The headers of a one-layer answer: output shape, resolved padding, engine, timings."""
     spec = prepared.spec
-    headers = {
+    return {
         "X-Convserve-Shape": f"{spec.out_channels},{spec.out_height},{spec.out_width}",
         "X-Convserve-Padding": ",".join(str(p) for p in spec.pads),
         "X-Convserve-Engine": f"{prepared.engine}/{prepared.device}",
@@ -229,6 +232,10 @@ def _respond(result: pipeline.EncodedResult, prepared: pipeline.PreparedConv) ->
             f"{stage};dur={ms}" for stage, ms in prepared.timing_ms.items()
         ),
     }
+
+
+def _respond(result: pipeline.EncodedResult, prepared: pipeline.PreparedConv) -> Response:
+    headers = conv_headers(prepared)
     if result.filename:
         headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
     return Response(result.body, media_type=result.media_type, headers=headers)
@@ -265,7 +272,7 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
         )
         decode_ms = round(1000 * (time.perf_counter() - started), 3)
         prepared = pipeline.prepare_convolution(
-            decoded=decoded, settings=settings, **_options_dict(options)
+            decoded=decoded, settings=settings, **layer_options(options)
         )
         prepared.timing_ms["decode"] = decode_ms
         engine = runtime.engine(prepared.engine)

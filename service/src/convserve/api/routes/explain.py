@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from convserve import pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
-from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body
+from convserve.api.routes.convolve import (
+    PROBLEMS,
+    conv_headers,
+    layer_options,
+    multipart_schema,
+    parse_body,
+)
 from convserve.api.schemas import ExplainOptions, ExplainRequest, ExplainResponse
 from convserve.conv.explain import (
     MAX_EXPLAIN_PRODUCTS,
@@ -78,21 +84,6 @@ position outside the output is a 422 naming the valid ranges.
 """
 
 
-def _layer_options(options: ExplainOptions) -> dict[str, Any]:
-    return {
-        "kernel": None if options.kernel is None else options.kernel.model_dump(),
-        "preset": options.preset,
-        "preset_params": dict(options.preset_params),
-        "stride": options.stride,
-        "padding": options.padding,
-        "dilation": options.dilation,
-        "groups": options.groups,
-        "padding_mode": options.padding_mode,
-        "engine": options.engine,
-        "device": options.device,
-    }
-
-
 @router.post(
     "/explain",
     summary="The arithmetic behind one output element",
@@ -116,7 +107,7 @@ async def explain(request: Request, runtime: RuntimeDep) -> Response:
             data, array, image_b64, color_mode=options.color_mode, settings=settings
         )
         prepared = pipeline.prepare_convolution(
-            decoded=decoded, settings=settings, **_layer_options(options)
+            decoded=decoded, settings=settings, **layer_options(options)
         )
         prepared.timing_ms["decode"] = round(1000 * (time.perf_counter() - started), 3)
         check_position(prepared.spec, at.channel, at.y, at.x)
@@ -138,11 +129,4 @@ async def explain(request: Request, runtime: RuntimeDep) -> Response:
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(), prepared
 
     body, prepared = await runtime.pool.run(work)
-    spec = prepared.spec
-    headers = {
-        "X-Convserve-Shape": f"{spec.out_channels},{spec.out_height},{spec.out_width}",
-        "X-Convserve-Padding": ",".join(str(p) for p in spec.pads),
-        "X-Convserve-Engine": f"{prepared.engine}/{prepared.device}",
-        "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in prepared.timing_ms.items()),
-    }
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type="application/json", headers=conv_headers(prepared))
