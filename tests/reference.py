@@ -16,10 +16,22 @@ with ``g(o) = o // (C_out/g)`` and ``xp`` the input padded by (top, bottom, left
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 
-__all__ = ["conv2d_reference", "pad_reference", "source_index"]
+__all__ = ["ConvOptions", "conv2d_reference", "pad_reference", "source_index"]
+
+
+class ConvOptions(TypedDict, total=False):
+    """Keyword options of ``conv2d``, so that ``**options`` type-checks for both the engines
+    and :func:`conv2d_reference`."""
+
+    stride: int | Sequence[int]
+    padding: int | Sequence[int] | str
+    dilation: int | Sequence[int]
+    groups: int
+    padding_mode: str
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

@@ -4,11 +4,13 @@ kernel layout."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import pytest
 
 from convserve import conv2d, hwio_to_oihw, oihw_to_hwio
-from convserve.conv import ENGINES
+from convserve.conv import ENGINES, EngineName
 
 # Dive into Deep Learning, section "Multiple Input and Multiple Output Channels".
 D2L_X = [[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]]
@@ -16,14 +18,14 @@ D2L_K = [[[0, 1], [2, 3]], [[1, 2], [3, 4]]]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_d2l_two_input_channels_sum_into_one_map(engine: str) -> None:
+def test_d2l_two_input_channels_sum_into_one_map(engine: EngineName) -> None:
     y = conv2d(D2L_X, [D2L_K], engine=engine)
     assert y.dtype == np.float32
     assert y.tolist() == [[[56.0, 72.0], [104.0, 120.0]]]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_d2l_stacked_kernels_give_one_map_each(engine: str) -> None:
+def test_d2l_stacked_kernels_give_one_map_each(engine: EngineName) -> None:
     k = np.array(D2L_K)
     y = conv2d(D2L_X, np.stack([k, k + 1, k + 2]), engine=engine)
     assert y.tolist() == [
@@ -34,7 +36,7 @@ def test_d2l_stacked_kernels_give_one_map_each(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_1x1_convolution_is_a_matrix_product_over_channels(engine: str) -> None:
+def test_1x1_convolution_is_a_matrix_product_over_channels(engine: EngineName) -> None:
     rng = np.random.default_rng(11)
     x = rng.standard_normal((3, 5, 7)).astype(np.float32)
     w = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
@@ -43,16 +45,24 @@ def test_1x1_convolution_is_a_matrix_product_over_channels(engine: str) -> None:
     np.testing.assert_allclose(y, product.reshape(4, 5, 7), rtol=1e-5, atol=1e-6)
 
 
+class SharedOptions(TypedDict):
+    """The options the full and the per-kernel convolutions share (groups is passed apart)."""
+
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    padding_mode: str
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_each_output_kernel_alone_stacks_to_the_full_convolution(
-    engine: str, groups: int
+    engine: EngineName, groups: int
 ) -> None:
     rng = np.random.default_rng(12)
     x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
     w = rng.standard_normal((6, 4 // groups, 3, 3)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    options = {"stride": (1, 2), "padding": (1, 0, 2, 1), "padding_mode": "reflect"}
+    options: SharedOptions = {"stride": (1, 2), "padding": (1, 0, 2, 1), "padding_mode": "reflect"}
     full = conv2d(x, w, b, groups=groups, engine=engine, **options)
     per_group_out, per_group_in = 6 // groups, 4 // groups
     maps = []
@@ -78,7 +88,7 @@ def test_hwio_and_oihw_round_trip() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_hwio_kernel_converted_gives_the_same_result(engine: str) -> None:
+def test_hwio_kernel_converted_gives_the_same_result(engine: EngineName) -> None:
     rng = np.random.default_rng(13)
     x = rng.standard_normal((3, 8, 9)).astype(np.float32)
     # A Keras kernel (k_h, k_w, C_in, C_out), built element by element from the OIHW one.

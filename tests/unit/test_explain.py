@@ -100,8 +100,9 @@ def _cases() -> list[object]:
 @pytest.mark.parametrize(("x_shape", "w_shape", "stride", "dilation", "padding", "groups",
                           "mode"), _cases())
 def test_every_element_totals_the_reference(
-    x_shape: tuple[int, int, int], w_shape: tuple[int, int, int, int], stride: object,
-    dilation: object, padding: object, groups: int, mode: str,
+    x_shape: tuple[int, int, int], w_shape: tuple[int, int, int, int],
+    stride: int | tuple[int, int], dilation: int | tuple[int, int],
+    padding: int | tuple[int, ...] | str, groups: int, mode: str,
 ) -> None:
     rng = np.random.default_rng(7)
     x = rng.standard_normal(x_shape).astype(np.float32)

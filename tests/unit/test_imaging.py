@@ -297,10 +297,11 @@ def _quadrant_means(array: np.ndarray) -> list[tuple[int, int, int]]:
     _, height, width = array.shape
     h, w = height // 4, width // 4
     centres = [(h, w), (h, 3 * w), (3 * h, w), (3 * h, 3 * w)]
-    means = []
+    means: list[tuple[int, int, int]] = []
     for row, col in centres:
         patch = array[:, row - 2 : row + 2, col - 2 : col + 2].mean(axis=(1, 2)) * 255
-        means.append(tuple(int(round(v)) for v in patch))
+        red, green, blue = (int(round(v)) for v in patch)
+        means.append((red, green, blue))
     return means
 
 
@@ -721,7 +722,7 @@ def test_to_pixels_clip_inverts_8bit_decoding_for_every_value() -> None:
 def test_to_pixels_works_per_channel() -> None:
     maps = np.array([[[0.0, 1.0]], [[-4.0, 4.0]], [[10.0, 30.0]]], np.float32)
     for mode in ("minmax", "abs", "symmetric"):
-        pixels = imaging.to_pixels(maps, mode, range_preserving=False)  # type: ignore[arg-type]
+        pixels = imaging.to_pixels(maps, mode, range_preserving=False)
         assert pixels[:, 0, 1].tolist() == [255, 255, 255], mode
     assert imaging.to_pixels(maps, "minmax", range_preserving=False)[:, 0, 0].tolist() == [0, 0, 0]
     # 127.5 + 127.5 * v / max|v|: 0 -> 128, -4 -> 0, 10 / 30 -> 170.

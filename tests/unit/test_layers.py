@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ import pytest
 
 from convserve.conv.layers import (
     Activation,
+    ActivationKind,
     Conv2dLayer,
     Layer,
     LayerRunner,
@@ -78,7 +80,8 @@ def runner() -> LayerRunner:
     ],
 )
 def test_pooling_matches_pytorch_semantics_on_both_engines(
-    runner: LayerRunner, kind: str, kernel: int | tuple[int, int], stride: object,
+    runner: LayerRunner, kind: str, kernel: int | tuple[int, int],
+    stride: int | tuple[int, int] | None,
     padding: int | tuple[int, int], include: bool, shape: Shape,
 ) -> None:
     x = -np.random.default_rng(3).random(shape).astype(np.float32)  # all negative: pads lose
@@ -193,7 +196,7 @@ def test_initialisers_have_their_standard_deviation_and_are_seeded(
 def test_activations_are_exact_and_quiet_at_the_extremes() -> None:
     x = np.array([-1000, -100, -20, -1, -0.0, 0.5, 20, 100, 1000], dtype=np.float32)
     x64 = x.astype(np.float64)
-    cases = {
+    cases: dict[ActivationKind, np.ndarray] = {
         "relu": np.maximum(x64, 0),
         "leaky_relu": np.where(x64 >= 0, x64, 0.2 * x64),
         "sigmoid": np.array([1 / (1 + math.exp(-v)) if v > -700 else 0.0 for v in x64]),
@@ -257,8 +260,8 @@ def test_one_session_serves_every_weight_of_an_architecture() -> None:
     x = np.ones((2, 6, 6), np.float32)
     outputs = []
     for seed in (1, 2):
-        stack = build((2, 6, 6), lambda s, seed=seed: conv2d_layer(
-            s, filters=3, kernel_size=3, seed=seed)).materialized()
+        stack = build((2, 6, 6), functools.partial(
+            conv2d_layer, filters=3, kernel_size=3, seed=seed)).materialized()
         outputs.append(runner.run(stack, x, "onnxruntime")[0])
     stats = runner.cache_stats()
     assert (stats.misses, stats.hits, stats.size) == (1, 1, 1)

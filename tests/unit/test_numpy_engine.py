@@ -26,11 +26,12 @@ from convserve.conv.numpy_engine import (
     CUDA_UNAVAILABLE_REASON,
     STRATEGIES,
     NumpyEngine,
+    Strategy,
     choose_strategy,
     rank1_factors,
 )
 from convserve.conv.spec import ConvSpec
-from tests.reference import conv2d_reference
+from tests.reference import ConvOptions, conv2d_reference
 from tests.unit.test_parity import CASES, Layer, assert_matches, gaussian, make_arrays
 
 SOBEL_X = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])
@@ -44,7 +45,14 @@ def spec_of(layer: Layer, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) ->
     )
 
 
-def applicable(strategy: str, case_id: str, layer: Layer) -> bool:
+def case_values(param: pytest.ParameterSet) -> tuple[str, Layer]:
+    """The (case_id, layer) of one of test_parity's CASES."""
+    case_id, layer = param.values
+    assert isinstance(case_id, str) and isinstance(layer, Layer)
+    return case_id, layer
+
+
+def applicable(strategy: Strategy, case_id: str, layer: Layer) -> bool:
     x, w, b = make_arrays(case_id, layer)
     spec = spec_of(layer, x if x.ndim == 4 else x[None], w, b)
     if strategy == "direct":
@@ -58,13 +66,13 @@ STRATEGY_CASES = [
     pytest.param(strategy, *param.values, id=f"{strategy}-{param.id}")
     for param in CASES
     for strategy in STRATEGIES
-    if applicable(strategy, *param.values)
+    if applicable(strategy, *case_values(param))
 ]
 
 
 @pytest.mark.parametrize(("strategy", "case_id", "layer"), STRATEGY_CASES)
 def test_every_strategy_matches_reference_at_any_band_height(
-    strategy: str, case_id: str, layer: Layer
+    strategy: Strategy, case_id: str, layer: Layer
 ) -> None:
     x, w, b = make_arrays(case_id, layer)
     x4 = x if x.ndim == 4 else x[None]
@@ -139,7 +147,7 @@ def weight_for(kind: str, shape: tuple[int, int, int, int]) -> np.ndarray:
 )
 def test_choose_strategy_by_shape_and_weights(
     x_shape: tuple[int, int, int, int], w_shape: tuple[int, int, int, int], kind: str,
-    options: dict[str, object], strategy: str,
+    options: ConvOptions, strategy: Strategy,
 ) -> None:
     spec = conv_spec(x_shape, w_shape, **options)
     assert choose_strategy(spec, weight_for(kind, w_shape)) == strategy

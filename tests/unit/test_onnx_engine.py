@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -33,8 +34,11 @@ from convserve.conv.onnx_engine import (
 )
 from convserve.conv.spec import ConvSpec
 from convserve.settings import available_cores
+from tests.reference import ConvOptions
 
-NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+NUMPY_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+    "zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap",
+}
 AVAILABLE = onnxruntime.get_available_providers()
 
 
@@ -48,7 +52,7 @@ def reference_conv2d(
     top, bottom, left, right = spec.pads
     xp = np.pad(
         x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)),
-        mode=NUMPY_PAD[spec.padding_mode],  # type: ignore[call-overload]
+        mode=NUMPY_PAD[spec.padding_mode],
     )
     (s_h, s_w), (d_h, d_w) = spec.stride, spec.dilation
     h_out, w_out = spec.out_height, spec.out_width
@@ -119,11 +123,11 @@ def test_conv2d_matches_float64_reference(
     x_shape: tuple[int, ...],
     w_shape: tuple[int, ...],
     bias: bool,
-    options: dict[str, object],
+    options: ConvOptions,
 ) -> None:
     x, w, b = random_case(x_shape, w_shape, bias)
-    y = conv2d(x, w, b, engine=engine, **options)  # type: ignore[arg-type]
-    spec = conv_spec(x.shape, w.shape, None if b is None else b.shape, **options)  # type: ignore[arg-type]
+    y = conv2d(x, w, b, engine=engine, **options)
+    spec = conv_spec(x.shape, w.shape, None if b is None else b.shape, **options)
     expected = reference_conv2d(x, w, b, spec)
     assert y.shape == expected.shape == spec.output_shape
     assert y.dtype == np.float32

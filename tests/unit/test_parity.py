@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pytest
@@ -20,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convserve import conv2d
-from convserve.conv import ENGINES
-from tests.reference import conv2d_reference
+from convserve.conv import ENGINES, EngineName
+from tests.reference import ConvOptions, conv2d_reference
 
 RTOL = 1e-4
 
@@ -41,10 +42,23 @@ class Layer:
     kernel: str = "random"  # or "gaussian", "box", "sobel", "outer", "near-rank1"
 
 
+class LayerOptions(TypedDict, total=False):
+    """The optional fields of :class:`Layer`, as keyword arguments of :func:`case`."""
+
+    bias: bool
+    stride: int | tuple[int, int]
+    padding: int | tuple[int, ...] | str
+    dilation: int | tuple[int, int]
+    groups: int
+    padding_mode: str
+    kernel: str
+
+
 def gaussian(size: int, sigma: float) -> np.ndarray:
     a = np.arange(size) - (size - 1) / 2
     g = np.exp(-(a**2) / (2 * sigma**2))
-    return np.outer(g, g) / g.sum() ** 2
+    kernel: np.ndarray = np.outer(g, g) / g.sum() ** 2
+    return kernel
 
 
 def make_weight(layer: Layer, rng: np.random.Generator) -> np.ndarray:
@@ -66,7 +80,8 @@ def make_weight(layer: Layer, rng: np.random.Generator) -> np.ndarray:
     else:
         raise ValueError(layer.kernel)
     scales = rng.uniform(0.5, 2.0, size=(c_out, c_in_g, 1, 1))
-    return (scales * base).astype(np.float32)
+    weight: np.ndarray = (scales * base).astype(np.float32)
+    return weight
 
 
 def make_arrays(
@@ -86,7 +101,9 @@ def assert_matches(y: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(y, expected, rtol=RTOL, atol=1e-5 * scale)
 
 
-def case(case_id: str, *x: int, w: tuple[int, int, int, int], **kw: object) -> object:
+def case(
+    case_id: str, *x: int, w: tuple[int, int, int, int], **kw: Unpack[LayerOptions]
+) -> pytest.ParameterSet:
     return pytest.param(case_id, Layer(x=x, weight=w, **kw), id=case_id)
 
 
@@ -194,10 +211,10 @@ def expected() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("case_id", "layer"), CASES)
 def test_engine_matches_reference(
-    engine: str, case_id: str, layer: Layer, expected: dict[str, np.ndarray]
+    engine: EngineName, case_id: str, layer: Layer, expected: dict[str, np.ndarray]
 ) -> None:
     x, w, b = make_arrays(case_id, layer)
-    options = {
+    options: ConvOptions = {
         "stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,
         "groups": layer.groups, "padding_mode": layer.padding_mode,
     }
@@ -208,7 +225,7 @@ def test_engine_matches_reference(
 
 
 @st.composite
-def layers(draw: st.DrawFn) -> tuple[dict[str, object], tuple[int, ...], tuple[int, ...], bool]:
+def layers(draw: st.DrawFn) -> tuple[ConvOptions, tuple[int, ...], tuple[int, ...], bool]:
     """A random valid small layer: options, x shape, weight shape, bias."""
     groups = draw(st.integers(1, 3))
     c_in_g, c_out_g = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -220,15 +237,16 @@ def layers(draw: st.DrawFn) -> tuple[dict[str, object], tuple[int, ...], tuple[i
     if form == "same" and (s_h, s_w) != (1, 1):
         form = "four"
     pads = draw(st.lists(st.integers(0, 2), min_size=4, max_size=4))
-    padding: object = {
+    paddings: dict[str, int | tuple[int, ...] | str] = {
         "int": pads[0], "pair": (pads[0], pads[2]), "four": tuple(pads), "valid": "valid",
         "same": "same",
-    }[form]
+    }
+    padding = paddings[form]
     # Big enough for the dilated kernel after padding, and > every pad (reflect needs pad < size).
     h = draw(st.integers(max(3, d_h * (k_h - 1) + 1), 9))
     w = draw(st.integers(max(3, d_w * (k_w - 1) + 1), 9))
     n = draw(st.integers(1, 2))
-    options = {"stride": (s_h, s_w), "padding": padding, "dilation": (d_h, d_w),
+    options: ConvOptions = {"stride": (s_h, s_w), "padding": padding, "dilation": (d_h, d_w),
                "groups": groups, "padding_mode": mode}
     return options, (n, groups * c_in_g, h, w), (groups * c_out_g, c_in_g, k_h, k_w), \
         draw(st.booleans())
@@ -238,8 +256,8 @@ def layers(draw: st.DrawFn) -> tuple[dict[str, object], tuple[int, ...], tuple[i
 @settings(max_examples=60, deadline=None)
 @given(layer=layers(), seed=st.integers(0, 2**32 - 1), rank1=st.booleans())
 def test_engine_matches_reference_on_random_layers(
-    engine: str,
-    layer: tuple[dict[str, object], tuple[int, ...], tuple[int, ...], bool],
+    engine: EngineName,
+    layer: tuple[ConvOptions, tuple[int, ...], tuple[int, ...], bool],
     seed: int,
     rank1: bool,
 ) -> None:

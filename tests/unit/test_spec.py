@@ -3,7 +3,7 @@ message names the numbers involved, plus the resolved sizes, pads and costs of v
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -149,11 +149,13 @@ INVALID: list[object] = [
         id="padding-word-unknown",
     ),
     pytest.param(
-        lambda: conv2d(X, W, engine="torch"), InvalidArgumentError, "engine",
+        lambda: conv2d(X, W, engine="torch"),  # type: ignore[arg-type]
+        InvalidArgumentError, "engine",
         "engine='torch' is not one of numpy, onnxruntime", id="engine-unknown",
     ),
     pytest.param(
-        lambda: conv2d(X, W, device="tpu"), InvalidArgumentError, "device",
+        lambda: conv2d(X, W, device="tpu"),  # type: ignore[arg-type]
+        InvalidArgumentError, "device",
         "device='tpu' is not one of cpu, cuda", id="device-unknown",
     ),
     pytest.param(
@@ -175,8 +177,9 @@ INVALID: list[object] = [
         "weight.shape=(3, 3, 3) must be 4-D (C_out, C_in // groups, k_h, k_w)", id="weight-3d",
     ),
     pytest.param(
-        lambda: conv_spec((1, 3, 8, 8), (3, 3, 3, 3), stride=1.5), InvalidArgumentError,
-        "stride", "stride=1.5 must be an int or a pair of ints (h, w)", id="stride-float",
+        lambda: conv_spec((1, 3, 8, 8), (3, 3, 3, 3), stride=1.5),  # type: ignore[arg-type]
+        InvalidArgumentError, "stride", "stride=1.5 must be an int or a pair of ints (h, w)",
+        id="stride-float",
     ),
 ]
 
@@ -256,7 +259,7 @@ def test_same_padding_puts_an_odd_remainder_bottom_right(
     ],
 )
 def test_padding_forms_resolve_to_top_bottom_left_right(
-    padding: object, pads: tuple[int, int, int, int]
+    padding: int | Sequence[int] | str, pads: tuple[int, int, int, int]
 ) -> None:
     assert conv_spec((1, 1, 6, 6), (1, 1, 3, 3), padding=padding).pads == pads
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from convserve import InvalidArgumentError, conv2d
+from convserve.conv import EngineName
 from convserve.conv.spec import prepare_arrays
 
 WEIGHT = np.ones((1, 2, 1, 1), np.float32)
@@ -50,11 +51,11 @@ def test_check_input_false_skips_only_the_input() -> None:
 
 
 @pytest.mark.parametrize("engine", ["numpy", "onnxruntime"])
-def test_conv2d_check_finite(engine: str) -> None:
+def test_conv2d_check_finite(engine: EngineName) -> None:
     x = np.ones((2, 3, 3), np.float32)
     x[0, 1, 1] = np.nan
     with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
-        conv2d(x, WEIGHT, engine=engine)  # type: ignore[arg-type]
-    y = conv2d(x, WEIGHT, engine=engine, check_finite=False)  # type: ignore[arg-type]
+        conv2d(x, WEIGHT, engine=engine)
+    y = conv2d(x, WEIGHT, engine=engine, check_finite=False)
     assert np.isnan(y[0, 1, 1])
     assert np.count_nonzero(np.isnan(y)) == 1  # a 1x1 kernel spreads it nowhere else
