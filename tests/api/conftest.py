@@ -70,7 +70,8 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def load_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    array: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)  # one .npy: an ndarray
+    return array
 
 
 @pytest.fixture(scope="session")

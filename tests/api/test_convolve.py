@@ -22,7 +22,8 @@ ENGINES = ["numpy", "onnxruntime"]
 
 def d2l_multi_out() -> list[object]:
     k = np.array(D2L_K)
-    return np.stack([k, k + 1, k + 2]).tolist()
+    nested: list[object] = np.stack([k, k + 1, k + 2]).tolist()
+    return nested
 
 
 @pytest.mark.parametrize("engine", ENGINES)

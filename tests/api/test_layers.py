@@ -43,7 +43,8 @@ MIXED: list[dict[str, Any]] = [
 
 
 def image(shape: tuple[int, int, int] = (3, 24, 20), seed: int = 0) -> list[Any]:
-    return np.random.default_rng(seed).random(shape).astype(np.float32).tolist()
+    nested: list[Any] = np.random.default_rng(seed).random(shape).astype(np.float32).tolist()
+    return nested
 
 
 def convolution_count(client: TestClient) -> float:

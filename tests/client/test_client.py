@@ -60,11 +60,11 @@ def api(request: pytest.FixtureRequest, server_url: str) -> Iterator[Any]:
             yield cs
         return
     with start_blocking_portal() as portal:
-        cs = AsyncClient(server_url, max_retries=0)
+        acs = AsyncClient(server_url, max_retries=0)
         try:
-            yield Blocking(portal, cs)
+            yield Blocking(portal, acs)
         finally:
-            portal.call(cs.close)
+            portal.call(acs.close)
 
 
 @pytest.fixture(scope="session")
@@ -168,6 +168,7 @@ def test_d2l_multi_output_channels_and_per_kernel_stacking(api: Any) -> None:
 def test_array_format_carries_metadata_and_cost(api: Any) -> None:
     res = api.convolve(D2L_X, kernel=np.stack([D2L_K, D2L_K + 1, D2L_K + 2]), format="array")
     assert isinstance(res, ConvolveResult)
+    assert res.cost is not None
     assert res.cost == Cost(params=24, macs=96, flops=res.cost.flops, input_bytes=72,
                             weight_bytes=96, output_bytes=48,
                             output_size=res.cost.output_size)

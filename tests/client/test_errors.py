@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -157,8 +158,9 @@ def test_health_endpoints_stay_open_without_a_key(restricted_url: str) -> None:
 
 
 @pytest.mark.parametrize("transport", ["multipart", "json"])
-def test_upload_over_the_limit_is_payload_too_large(restricted_url: str, cat_png: Path,
-                                                     transport: str) -> None:
+def test_upload_over_the_limit_is_payload_too_large(
+    restricted_url: str, cat_png: Path, transport: Literal["multipart", "json"]
+) -> None:
     with Client(restricted_url, api_key=API_KEY, max_retries=0) as cs, \
             pytest.raises(PayloadTooLargeError) as info:
         cs.convolve(cat_png, preset="sobel", transport=transport)

@@ -152,7 +152,9 @@ def test_preset_params_and_explain_position_are_json_fields(offline: Client,
     offline.convolve(D2L_X, preset="gaussian_blur", preset_params={"size": 5, "sigma": 1.5})
     assert parts(capture.last)["preset_params"][2] == b'{"size":5,"sigma":1.5}'
     with pytest.raises(APIResponseValidationError, match="cannot read"):
-        offline.explain(D2L_X, kernel=D2L_K[np.newaxis], at=(0, 1, np.int64(1)))
+        # A NumPy integer is accepted at run time though `at` is typed Sequence[int].
+        offline.explain(D2L_X, kernel=D2L_K[np.newaxis],
+                        at=(0, 1, np.int64(1)))  # type: ignore[arg-type]
     assert parts(capture.last)["at"][2] == b'{"channel":0,"y":1,"x":1}'
 
 

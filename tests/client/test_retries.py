@@ -87,7 +87,8 @@ def assert_backoff(sleeps: list[float]) -> None:
     pytest.param(lambda r: httpx.Response(504, text="gateway timeout"), id="504-gateway"),
 ])
 def test_retries_then_succeeds_with_exponential_backoff(fail: Handler) -> None:
-    handler, sleeps = Flaky(2, fail), []
+    handler = Flaky(2, fail)
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs:
         assert cs.health().status == "ok"
     assert len(handler.requests) == 3
@@ -96,7 +97,8 @@ def test_retries_then_succeeds_with_exponential_backoff(fail: Handler) -> None:
 
 
 def test_gives_up_after_max_retries_with_the_last_error() -> None:
-    handler, sleeps = Flaky(10, lambda r: problem(503)), []
+    handler = Flaky(10, lambda r: problem(503))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps, max_retries=3) as cs, \
             pytest.raises(ServiceUnavailableError) as info:
         cs.health()
@@ -107,7 +109,8 @@ def test_gives_up_after_max_retries_with_the_last_error() -> None:
 
 
 def test_connection_error_after_retries_names_the_server() -> None:
-    handler, sleeps = Flaky(10, refuse), []
+    handler = Flaky(10, refuse)
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs, pytest.raises(APIConnectionError) as info:
         cs.presets()
     assert len(handler.requests) == 3
@@ -120,7 +123,8 @@ def test_timeouts_are_retried_then_raise_api_timeout_error() -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
-    handler, sleeps = Flaky(10, slow), []
+    handler = Flaky(10, slow)
+    sleeps: list[float] = []
     with sync_client(handler, sleeps, max_retries=1) as cs, \
             pytest.raises(APITimeoutError) as info:
         cs.engines(timeout=2.5)
@@ -130,7 +134,8 @@ def test_timeouts_are_retried_then_raise_api_timeout_error() -> None:
 
 
 def test_retry_after_seconds_is_honoured_exactly() -> None:
-    handler, sleeps = Flaky(2, lambda r: problem(503, headers={"Retry-After": "3"})), []
+    handler = Flaky(2, lambda r: problem(503, headers={"Retry-After": "3"}))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs:
         cs.health()
     assert sleeps == [3.0, 3.0]
@@ -138,7 +143,8 @@ def test_retry_after_seconds_is_honoured_exactly() -> None:
 
 def test_retry_after_ms_wins_over_retry_after() -> None:
     headers = {"Retry-After": "3", "Retry-After-Ms": "250"}
-    handler, sleeps = Flaky(1, lambda r: problem(429, "rate-limited", headers)), []
+    handler = Flaky(1, lambda r: problem(429, "rate-limited", headers))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs:
         cs.health()
     assert sleeps == [0.25]
@@ -151,7 +157,8 @@ def test_retry_after_http_date_is_honoured() -> None:
 
 
 def test_retry_after_is_capped() -> None:
-    handler, sleeps = Flaky(1, lambda r: problem(503, headers={"Retry-After": "86400"})), []
+    handler = Flaky(1, lambda r: problem(503, headers={"Retry-After": "86400"}))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs:
         cs.health()
     assert sleeps == [MAX_RETRY_AFTER]
@@ -176,7 +183,8 @@ def test_backoff_doubles_up_to_the_cap_and_jitter_only_shortens() -> None:
     (422, "UnprocessableEntityError"), (500, "InternalServerError"),
 ])
 def test_client_errors_and_500_are_not_retried(status: int, error: str) -> None:
-    handler, sleeps = Flaky(10, lambda r: problem(status, "nope")), []
+    handler = Flaky(10, lambda r: problem(status, "nope"))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs, pytest.raises(APIStatusError) as info:
         cs.health()
     assert type(info.value).__name__ == error
@@ -186,21 +194,24 @@ def test_client_errors_and_500_are_not_retried(status: int, error: str) -> None:
 
 def test_compute_timeout_504_is_not_retried() -> None:
     # The server's own 504 says the computation outlived its budget: it would again.
-    handler, sleeps = Flaky(10, lambda r: problem(504, "compute-timeout")), []
+    handler = Flaky(10, lambda r: problem(504, "compute-timeout"))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs, pytest.raises(GatewayTimeoutError):
         cs.health()
     assert len(handler.requests) == 1
 
 
 def test_max_retries_zero_raises_at_once() -> None:
-    handler, sleeps = Flaky(1, lambda r: problem(429, "rate-limited")), []
+    handler = Flaky(1, lambda r: problem(429, "rate-limited"))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps, max_retries=0) as cs, pytest.raises(RateLimitError):
         cs.health()
     assert sleeps == []
 
 
 def test_with_options_changes_retries_and_keeps_the_sleep() -> None:
-    handler, sleeps = Flaky(3, lambda r: problem(503)), []
+    handler = Flaky(3, lambda r: problem(503))
+    sleeps: list[float] = []
     with sync_client(handler, sleeps, max_retries=0) as cs:
         assert cs.with_options(max_retries=3).health().status == "ok"
     assert len(sleeps) == 3
@@ -212,7 +223,8 @@ def test_a_retried_upload_resends_the_same_body() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         return problem(422, "invalid-argument")
 
-    handler, sleeps = Flaky(2, lambda r: problem(503), answer), []
+    handler = Flaky(2, lambda r: problem(503), answer)
+    sleeps: list[float] = []
     with sync_client(handler, sleeps) as cs, pytest.raises(UnprocessableEntityError):
         cs.convolve(x, kernel=np.ones((1, 1, 2, 2)))
     # Each attempt is built anew (fresh multipart boundary) from the same parts.

@@ -432,9 +432,11 @@ def small_png(data: bytes) -> bytes:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     free = 256 - len(SCREENSHOT_COLOURS)
     adaptive = image.quantize(colors=free, method=Image.Quantize.MEDIANCUT)
+    adaptive_palette = adaptive.getpalette()
+    assert adaptive_palette is not None  # a "P" image from quantize() always has one
     palette = Image.new("P", (1, 1))
     palette.putpalette(
-        adaptive.getpalette()[: 3 * free] + [c for rgb in SCREENSHOT_COLOURS for c in rgb]
+        adaptive_palette[: 3 * free] + [c for rgb in SCREENSHOT_COLOURS for c in rgb]
     )
     out = io.BytesIO()
     image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(
