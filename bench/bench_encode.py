@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import io
 import os
 import platform
@@ -85,7 +86,8 @@ def filtered(gray: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Cross-correlation of (H, W) with a small odd kernel, reflect-padded to (H, W)."""
     pad = kernel.shape[0] // 2
     windows = sliding_window_view(np.pad(gray, pad, mode="reflect"), kernel.shape)
-    return np.einsum("ijkl,kl->ij", windows, kernel)
+    result: np.ndarray = np.einsum("ijkl,kl->ij", windows, kernel)
+    return result
 
 
 def photo_maps() -> dict[str, np.ndarray]:
@@ -95,14 +97,15 @@ def photo_maps() -> dict[str, np.ndarray]:
         image = Image.open(path).convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
         gray = np.asarray(image, dtype=np.float32) / 255
         sobel = filtered(gray, SOBEL_X)
-        for name, values, mode in (
+        variants: tuple[tuple[str, np.ndarray, imaging.NormalizeMode], ...] = (
             ("id", gray, "clip"),
             ("blur", filtered(gray, BOX), "clip"),
             ("sobel", sobel, "minmax"),
             ("sobel_abs", sobel, "abs"),
             ("laplacian", filtered(gray, LAPLACIAN), "symmetric"),
-        ):
-            pixels = imaging.to_pixels(values[None], mode, range_preserving=True)  # type: ignore[arg-type]
+        )
+        for name, values, mode in variants:
+            pixels = imaging.to_pixels(values[None], mode, range_preserving=True)
             maps[f"{path.stem}:{name}"] = pixels[0]
     return maps
 
@@ -118,7 +121,7 @@ def png_with(pixels: np.ndarray, level: int, strategy: int) -> bytes:
 
 def cost(maps: list[np.ndarray], encode: Callable[[np.ndarray], bytes], repeat: int) -> str:
     """Mean CPU ms and KiB per map of ``encode`` over ``maps``."""
-    ms = statistics.mean(median_ms(lambda m=m: encode(m), repeat) for m in maps)
+    ms = statistics.mean(median_ms(functools.partial(encode, m), repeat) for m in maps)
     kib = statistics.mean(len(encode(m)) for m in maps) / 1024
     return f"{ms:6.1f} ms {kib:6.0f} KiB"
 
@@ -170,7 +173,7 @@ def main() -> None:
         for threads in thread_counts:
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
                 ms, ratio = median_wall_ms(
-                    lambda p=planes, ex=pool: imaging.encode_pngs(p, executor=ex), repeat
+                    functools.partial(imaging.encode_pngs, planes, executor=pool), repeat
                 )
             serial = serial or ms
             row.append(f"{ms:6.1f} ms (x{serial / ms:.2f}, cpu/wall {ratio:.2f})")
@@ -180,15 +183,16 @@ def main() -> None:
 
     floats = np.random.default_rng(1).standard_normal((CHANNELS, SIZE, SIZE), dtype=np.float32)
     rows = []
+    run: Callable[[], object]
     for mode in ("clip", "minmax", "abs", "symmetric"):
-        run = lambda m=mode: imaging.to_pixels(floats, m, range_preserving=False)  # noqa: E731
+        run = functools.partial(imaging.to_pixels, floats, mode, range_preserving=False)
         rows.append([f"to_pixels {mode}", f"{median_ms(run, repeat):.1f}"])
     photo = Image.open(sorted(DATA.glob("*.png"))[0]).convert("RGB").resize((SIZE, SIZE))
     for fmt in ("PNG", "JPEG"):
         buffer = io.BytesIO()
         photo.save(buffer, format=fmt)
         data = buffer.getvalue()
-        run = lambda d=data: imaging.decode_input(d, max_pixels=SIZE * SIZE)  # noqa: E731
+        run = functools.partial(imaging.decode_input, data, max_pixels=SIZE * SIZE)
         rows.append([f"decode_input {fmt} {SIZE}x{SIZE} RGB", f"{median_ms(run, repeat):.1f}"])
     table(f"4. to_pixels of ({CHANNELS}, {SIZE}, {SIZE}) float32; decoding", ["what", "ms"],
           rows)
