@@ -78,6 +78,9 @@ lint() {
 timed "lint: hadolint, compose config, nginx -t" lint
 
 timed "build api image" timeout 420 docker-compose build api
+timed "image test: 1-CPU plan, non-root, HEALTHCHECK (tests/docker/test_image.py)" \
+  env CONVSERVE_DOCKER_TESTS=1 timeout 300 .venv/bin/python -m pytest -q -p no:cacheprovider \
+  tests/docker/test_image.py
 docker image ls convserve:cpu --format 'image convserve:cpu: {{.Size}}'
 
 timed "up -d (single instance, host port $CONVSERVE_HOST_PORT)" docker-compose up -d api
