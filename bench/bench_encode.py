@@ -8,14 +8,14 @@ random bytes), the worst case.
 Tables (medians of several runs after a warm-up; milliseconds of CPU time of the calling
 thread, which other processes on a busy machine do not inflate; table 3 is wall time):
 
-1. One 1024x1024 map at zlib levels 0, 1, 3, 6 (Pillow's default) and 9 with Pillow's own
-   strategy, and ``encode_png`` as convserve calls it (level 1, ``Z_RLE``): ms and KiB per map,
-   averaged over the photo maps, and for noise.
-2. The zlib strategy at level 1 (Pillow's ``compress_type``; Pillow picks ``Z_FILTERED`` for
-   PNG). Pillow chooses each row's PNG filter itself (adaptive) and does not expose it, so the
-   strategy is the other knob there is.
+1. One 1024x1024 map written by Pillow at zlib levels 0, 1, 3, 6 (its default) and 9 with
+   its own strategy (``Z_FILTERED``, adaptive row filters), and with zlib's ``Z_RLE`` at
+   level 1: ms and KiB per map, averaged over the photo maps, and for noise.
+2. The same maps written by ``convserve.png`` (what ``encode_png`` calls): filter *Up*, ISA-L
+   at levels 1-3, zlib beyond; and at level 1 with zlib ``Z_RLE`` instead of ISA-L (what runs
+   where the ``isal`` package is missing).
 3. ``encode_pngs`` of 8 channels of 1024x1024 on 1, 2 and ``cores`` threads: wall time, and the
-   process's CPU time / wall time. A ratio near the thread count shows that Pillow's encoder
+   process's CPU time / wall time. A ratio near the thread count shows that the encoder
    releases the GIL; it stays meaningful where other processes slow the wall clock down.
 4. ``to_pixels`` of (8, 1024, 1024) float32 per normalize mode, and ``decode_input`` of a
    1024x1024 RGB photo as PNG and JPEG, for scale.
@@ -41,18 +41,14 @@ import PIL
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from convserve import imaging
+from convserve import imaging, png
+from convserve.settings import Settings
 
 SIZE = 1024
 CHANNELS = 8
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 PILLOW_DEFAULT = -1  # Pillow then uses Z_FILTERED for PNG
-STRATEGIES = {
-    "Z_FILTERED (Pillow's default)": PILLOW_DEFAULT,
-    "Z_DEFAULT_STRATEGY": 0,
-    "Z_RLE (convserve)": imaging.Z_RLE,
-    "Z_HUFFMAN_ONLY": 2,
-}
+Z_RLE = 3  # zlib.h; Pillow takes it as compress_type
 SOBEL_X = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32)
 LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
 BOX = np.full((5, 5), 1 / 25, np.float32)
@@ -152,17 +148,25 @@ def main() -> None:
     rows = []
     for level in (0, 1, 3, 6, 9):
         encode = lambda m, lv=level: png_with(m, lv, PILLOW_DEFAULT)  # noqa: E731
-        rows.append([f"level {level}", *(cost(g, encode, repeat) for g in groups.values())])
-    rows.append(["encode_png (level 1, Z_RLE)",
-                 *(cost(g, imaging.encode_png, repeat) for g in groups.values())])
-    table(f"1. one {SIZE}x{SIZE} grey map, Pillow's strategy by zlib level; and encode_png",
-          ["", *groups], rows)
+        times = repeat if level < 6 else 1  # levels 6 and 9 take 0.1 to 1 s a map
+        rows.append([f"level {level}", *(cost(g, encode, times) for g in groups.values())])
+    rle = functools.partial(png_with, level=1, strategy=Z_RLE)
+    rows.append(["level 1, Z_RLE", *(cost(g, rle, repeat) for g in groups.values())])
+    table(f"1. one {SIZE}x{SIZE} grey map written by Pillow, by zlib level",
+          ["Pillow", *groups], rows)
 
     rows = []
-    for name, strategy in STRATEGIES.items():
-        encode = lambda m, s=strategy: png_with(m, 1, s)  # noqa: E731
-        rows.append([name, *(cost(g, encode, repeat) for g in groups.values())])
-    table("2. zlib strategy at level 1", ["strategy", *groups], rows)
+    for level in (0, 1, 2, 3, 6, 9):
+        library = png.DEFLATE_LIBRARY if 1 <= level <= 3 else "zlib"
+        encode = functools.partial(png.encode, level=level)
+        times = repeat if level < 6 else 1
+        rows.append([f"level {level} ({library})",
+                     *(cost(g, encode, times) for g in groups.values())])
+    fallback = functools.partial(png.encode, level=1, deflate="zlib")
+    rows.append(["level 1, zlib Z_RLE (no isal)",
+                 *(cost(g, fallback, repeat) for g in groups.values())])
+    table(f"2. the same maps written by convserve.png (encode_png: level "
+          f"{Settings().png_compress_level} by default)", ["convserve.png", *groups], rows)
 
     rows = []
     thread_counts = sorted({1, 2, cores})

@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     ort_cache_size: Annotated[int, Field(ge=1)] = 64
     """ONNX Runtime sessions kept per process (LRU by shapes, options and device)."""
     png_compress_level: Annotated[int, Field(ge=0, le=9)] = 1
-    """zlib level of returned PNGs (run-length strategy): 0 stores them uncompressed; 1 to 9
-    compress about alike, 1 fastest (bench/bench_encode.py measures the choice)."""
+    """Deflate level of returned PNGs: 0 stores them uncompressed; 1-3 compress fast (ISA-L,
+    1 fastest); 4-9 use zlib, a few % fewer bytes for many times the CPU (convserve.png;
+    bench/bench_encode.py measures the choice)."""
     warmup: bool = True
     """Run one small convolution on each available engine at start-up before /readyz is 200."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
