@@ -374,6 +374,20 @@ def test_explain_matches_convolve_in_the_padding(api: Any, server_paths: set[str
     assert res.terms[0].padded is not None and res.terms[0].padded[0].all()
 
 
+def test_float32_overflow_reads_as_nan_in_json_and_inf_in_npy(
+    api: Any, server_paths: set[str]
+) -> None:
+    x = np.array([[[3e38, 1.0], [2.0, 3.0]]], np.float32)
+    w = np.full((1, 1, 1, 1), 10.0, np.float32)
+    res = api.convolve(x, kernel=w)  # JSON: the server writes the infinite maximum as null
+    assert np.isnan(res.channels[0].stats.max) and res.channels[0].stats.min == 10.0
+    assert np.isposinf(api.convolve(x, kernel=w, format="npy").array[0, 0, 0])
+    array = api.convolve(x, kernel=w, format="array").array
+    assert np.isnan(array[0, 0, 0]) and array[0, 1, 1] == 30.0
+    require(server_paths, "/v1/explain")
+    assert np.isnan(api.explain(x, kernel=w, at=(0, 0, 0)).value)
+
+
 def test_layers_stack_shapes_params_and_formats(api: Any, cat_png: Path,
                                                 server_paths: set[str],
                                                 tmp_path: Path) -> None:

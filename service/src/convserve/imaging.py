@@ -60,7 +60,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import io
-import json
 import math
 import re
 import threading
@@ -74,7 +73,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from convserve import png
+from convserve import jsonbody, png
 from convserve.errors import InvalidArgumentError, InvalidInputError, PayloadTooLargeError
 from convserve.settings import available_cores
 
@@ -985,7 +984,7 @@ def zip_files(files: Sequence[tuple[str, bytes]], manifest: dict[str, Any]) -> b
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in files:
             archive.writestr(_zip_entry(name, zipfile.ZIP_STORED), data)
-        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+        text = jsonbody.dumps(manifest, indent=2).decode() + "\n"
         archive.writestr(_zip_entry("manifest.json", zipfile.ZIP_DEFLATED), text)
     return buffer.getvalue()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,7 +51,10 @@ _IMAGE_FORMATS = ("png", "image", "grid")
 
 
 def _float32(value: Any) -> FloatArray:
-    return np.asarray(value, dtype=np.float32)
+    """Nested JSON numbers as float32; null (NaN or infinity on the server) becomes NaN, and a
+    number beyond float32's range (explain's float64 products) infinity, as in the engines."""
+    with np.errstate(over="ignore"):
+        return np.asarray(value, dtype=np.float32)
 
 
 def _ints(value: Sequence[Any]) -> tuple[int, ...]:
@@ -127,9 +131,16 @@ class Problem:
         return cls(type="about:blank", title=reason, status=status, detail=text[:500] or reason)
 
 
+def _real(value: Any) -> float:
+    """A number from a JSON answer; the server writes NaN and infinity (a float32 overflow)
+    as null, which becomes NaN here."""
+    return math.nan if value is None else float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelStats:
-    """Minimum, maximum and mean of one output channel (before any PNG normalisation)."""
+    """Minimum, maximum and mean of one output channel (before any PNG normalisation); NaN
+    where the output overflowed float32 (the server sends null)."""
 
     min: float
     max: float
@@ -163,7 +174,7 @@ class Channel:
         return cls(
             index=index,
             name=str(data.get("name") or index),
-            stats=ChannelStats(float(data["min"]), float(data["max"]), float(data["mean"])),
+            stats=ChannelStats(_real(data["min"]), _real(data["max"]), _real(data["mean"])),
             png=png,
         )
 
@@ -635,7 +646,7 @@ class ExplainTerm:
             window=_float32(data["window"]),
             kernel=_float32(data["kernel"]),
             products=_float32(data["products"]),
-            sum=float(data["sum"]),
+            sum=_real(data["sum"]),
             padded=None if padded is None else np.asarray(padded, dtype=bool),
             raw=data,
         )
@@ -684,7 +695,7 @@ class ExplainResult:
         position = _position(data.get("at"))
         channel, y, x = position if position is not None and len(position) == 3 else at
         return cls(
-            value=float(data["value"]),
+            value=_real(data["value"]),
             bias=float(data.get("bias") or 0.0),
             at=(channel, y, x),
             output_shape=_ints(data["output_shape"]),

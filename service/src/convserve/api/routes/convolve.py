@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Collection
@@ -13,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
-from convserve import pipeline
+from convserve import jsonbody, pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.runtime import Runtime
@@ -216,7 +215,7 @@ def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
 def _serialized(result: pipeline.EncodedResult) -> pipeline.EncodedResult:
     """Serialise a JSON payload to bytes (in the worker thread, off the event loop)."""
     if result.payload is not None:
-        result.body = json.dumps(result.payload, separators=(",", ":")).encode()
+        result.body = jsonbody.dumps(result.payload)
         result.payload = None
     return result
 

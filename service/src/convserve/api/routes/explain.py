@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from convserve import pipeline
+from convserve import jsonbody, pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.routes.convolve import (
     PROBLEMS,
@@ -126,7 +125,7 @@ async def explain(request: Request, runtime: RuntimeDep) -> Response:
         prepared.timing_ms["explain"] = round(1000 * (time.perf_counter() - explained_at), 3)
         prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
         payload["timing_ms"] = prepared.timing_ms
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(), prepared
+        return jsonbody.dumps(payload), prepared
 
     body, prepared = await runtime.pool.run(work)
     return Response(body, media_type="application/json", headers=conv_headers(prepared))

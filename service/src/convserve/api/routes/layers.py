@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from convserve import layers_pipeline, pipeline
+from convserve import jsonbody, layers_pipeline, pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body
 from convserve.api.schemas import LayersOptions, LayersRequest, LayersResponse
@@ -132,7 +131,7 @@ async def layers(request: Request, runtime: RuntimeDep) -> Response:
         prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
         if result.payload is not None:
             result.payload["timing_ms"] = prepared.timing_ms
-            result.body = json.dumps(result.payload, separators=(",", ":")).encode()
+            result.body = jsonbody.dumps(result.payload)
             result.payload = None
         return result, prepared
 
