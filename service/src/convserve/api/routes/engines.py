@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["engines"], dependencies=[Depends(require
 
 
 @router.get("/engines", summary="Engines and devices available here")
-def engines(runtime: RuntimeDep) -> EnginesResponse:
+async def engines(runtime: RuntimeDep) -> EnginesResponse:
     """Each engine with its library version and every device, available or not (with why)."""
     return EnginesResponse(
         default_engine=runtime.settings.engine,

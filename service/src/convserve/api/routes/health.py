@@ -16,7 +16,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -25,7 +25,7 @@ def healthz() -> dict[str, str]:
     summary="Readiness: engines loaded and a warm-up convolution passed",
     responses={503: {"model": Problem, "description": "Not ready yet, or warm-up failed"}},
 )
-def readyz(runtime: RuntimeDep) -> Any:
+async def readyz(runtime: RuntimeDep) -> Any:
     if runtime.ready.is_set():
         return {"status": "ready", "engine": runtime.settings.engine,
                 "device": runtime.settings.device}
@@ -43,5 +43,5 @@ def readyz(runtime: RuntimeDep) -> Any:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
-def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -40,7 +40,7 @@ def _number(name: str, text: str) -> int | float:
 
 
 @router.get("/presets", summary="Every named kernel")
-def list_presets() -> dict[str, list[dict[str, Any]]]:
+async def list_presets() -> dict[str, list[dict[str, Any]]]:
     """Name, description, channel rule, parameters (defaults and ranges), source and whether
     the preset keeps values in [0, 1] (range-preserving)."""
     return {"presets": [preset.to_info() for preset in PRESETS.values()]}
@@ -48,7 +48,7 @@ def list_presets() -> dict[str, list[dict[str, Any]]]:
 
 @router.get("/presets/{name}", summary="A preset resolved for C input channels",
             responses=_ERRORS)
-def get_preset(
+async def get_preset(
     name: str,
     request: Request,
     channels: Annotated[int, Query(ge=1, le=64, description="Input channels C")] = 3,
