@@ -174,9 +174,10 @@ class ChannelResult(BaseModel):
 
     index: int
     name: str | None = None
-    min: float
-    max: float
-    mean: float
+    min: float | None
+    """Smallest value; null only where the output overflowed float32 (as max and mean)."""
+    max: float | None
+    mean: float | None
     png_base64: str | None = None
 
 
@@ -289,8 +290,9 @@ class ExplainResponse(BaseModel):
     """The answer of /v1/explain: every product behind one output element."""
 
     at: ExplainAt
-    value: float
-    """The output at ``at`` as the engine computes it: exactly what /v1/convolve returns there."""
+    value: float | None
+    """The output at ``at`` as the engine computes it: exactly what /v1/convolve returns there
+    (null where it overflowed float32; ``total`` then still has the float64 sum)."""
     total: float
     """sum of the terms' sums plus the bias, in float64; equals value up to float32 rounding."""
     bias: float | None
