@@ -394,3 +394,38 @@ def test_cuda_session_runs_on_cuda_and_matches_cpu() -> None:
     np.testing.assert_allclose(y, reference_conv2d(x, w, b, spec), rtol=1e-4, atol=1e-4)
     cuda = next(s for s in engine.devices() if s.device == "cuda")
     assert cuda.available and cuda.reason is None
+
+
+def test_runs_ask_the_arena_to_shrink() -> None:
+    from convserve.conv.onnx_engine import run_options
+
+    assert run_options().get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+
+
+_SHRINK_CHILD = """
+import numpy as np
+from convserve import conv2d
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmRSS"))
+
+engine = OnnxRuntimeEngine(intra_op_threads=1)
+x = np.ones((3, 3000, 3000), np.float32)  # 108 MB; reflect padding copies it inside the graph
+w = np.ones((1, 3, 3, 3), np.float32)
+conv2d(x[:, :8, :8], w, padding=1, padding_mode="reflect", engine=engine)  # load the runtime
+before = rss()
+y = conv2d(x, w, padding=1, padding_mode="reflect", engine=engine)
+del y
+print(rss() - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_large_run_gives_its_working_memory_back() -> None:
+    done = subprocess.run([sys.executable, "-c", _SHRINK_CHILD], capture_output=True, text=True,
+                          check=True, timeout=120)
+    grown = int(done.stdout.strip())
+    assert grown < 60 * 2**20, f"the process kept {grown / 2**20:.0f} MB after the run"

@@ -56,6 +56,7 @@ from convserve.conv.onnx_engine import (
     SessionCache,
     conv_nodes,
     make_session,
+    run_options,
 )
 from convserve.conv.spec import ConvSpec, IntOrPair, PaddingArg, conv_spec
 from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
@@ -790,7 +791,7 @@ class LayerRunner:
                 feeds[f"W{i}"] = np.ascontiguousarray(weight, dtype=np.float32)
                 if bias is not None:
                     feeds[f"B{i}"] = np.ascontiguousarray(bias, dtype=np.float32)
-        return [y[0] for y in session.run(None, feeds)]
+        return [y[0] for y in session.run(None, feeds, run_options())]
 
     def session(self, stack: Stack, device: Device = "cpu", *, keep_all: bool = False) -> Any:
         """The cached ONNX Runtime session of the stack's architecture (built on a miss)."""

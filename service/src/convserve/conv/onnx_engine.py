@@ -16,7 +16,10 @@ providers exist and what to install. ONNX Runtime's own CPU fallback is switched
 
 Memory: every session created here draws CPU buffers from one arena shared by the process
 (``session.use_env_allocators``), so the memory ONNX Runtime keeps is bounded by the largest
-single run rather than growing with each cached shape. The arena does not shrink.
+single run rather than growing with each cached shape. Every run asks the arena to shrink when
+it returns (:func:`run_options`): without that, one 7000x7000 RGB request with reflect padding
+left the process 600 MB larger for good (the padded copy); with it, the process returns to its
+size before the run, at no measurable cost per run.
 
 ``onnx`` and ``onnxruntime`` are imported on first use, so this module imports without them.
 The helpers :data:`OPSET`, :data:`IR_VERSION`, :func:`conv_nodes`, :func:`make_session` are
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "run_options",
     "CPU_PROVIDER",
     "CUDA_PROVIDER",
     "CUDA_PROVIDER_OPTIONS",
@@ -190,6 +194,19 @@ def _register_shared_arena(ort: ModuleType) -> None:
         # (max_mem=0: unlimited, extend strategy 1: kSameAsRequested, defaults for the rest)
         ort.create_and_register_allocator(memory_info, ort.OrtArenaCfg(0, 1, -1, -1))
         _arena_registered = True
+
+
+def run_options() -> Any:
+    """``onnxruntime.RunOptions`` for one run: shrink the CPU arena when the run returns.
+
+    The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
+    allocated beyond its first, so a large request does not pin its working memory in the
+    process afterwards.
+    """
+    ort = _import_ort()
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
 
 
 def session_options(intra_op_threads: int) -> Any:
@@ -521,5 +538,5 @@ class OnnxRuntimeEngine:
         }
         if bias is not None:
             feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
-        y: np.ndarray = session.run(None, feeds)[0]
+        y: np.ndarray = session.run(None, feeds, run_options())[0]
         return y
