@@ -202,8 +202,9 @@ def test_compose_api_binds_no_host_port_so_it_can_scale() -> None:
 def test_compose_environment_names_real_settings_with_their_defaults() -> None:
     prefix = Settings.model_config.get("env_prefix", "")
     fields = Settings.model_fields
-    # 0 = "fitted to the CPU limit by convserve.launcher"; compose runs two workers.
-    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0"}
+    # 0 = "fitted to the CPU limit by convserve.launcher"; compose runs two workers. The
+    # pixel limit is fitted to the memory limit (two workers x ~30 bytes a pixel within 2 GB).
+    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0", "max_pixels": "16000000"}
     for key, (variable, default) in env_defaults(COMPOSE["services"]["api"]).items():
         assert variable == key, f"{key} is read from ${{{variable}}}"
         if not key.startswith(prefix):
