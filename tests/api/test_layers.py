@@ -414,3 +414,20 @@ def test_cuda_on_the_numpy_engine_is_refused(client: TestClient) -> None:
     assert body["type"] == "/problems/engine-unavailable"
     assert body["detail"].startswith("device='cuda': the NumPy engine runs on the CPU only")
     assert body["errors"] == [{"field": "device", "message": body["detail"]}]
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"type": "maxpool2d", "kernel_size": 2, "stride": 10**30},
+        {"type": "avgpool2d", "kernel_size": [2, 2], "stride": [1, 10**30]},
+        {"type": "conv2d", "filters": 2, "kernel_size": 1, "dilation": 10**30},
+    ],
+    ids=["maxpool-stride", "avgpool-stride-w", "conv-dilation"],
+)
+def test_sizes_beyond_int32_are_a_422_naming_the_bound(client: TestClient,
+                                                        layer: dict[str, Any]) -> None:
+    response = client.post("/v1/layers", json={"input": {"array": [[[1.0, 2.0], [3.0, 4.0]]]},
+                                               "layers": [layer]})
+    assert response.status_code == 422, response.text
+    assert "<= 2147483647" in response.json()["detail"]

@@ -49,24 +49,39 @@ INVALID: list[object] = [
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), stride=-1), InvalidArgumentError,
-        "stride", "stride=-1 must be >= 1 on each axis", id="stride-negative",
+        "stride", "stride=-1 must be >= 1 and <= 2147483647 on each axis", id="stride-negative",
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), stride=(1, 0)), InvalidArgumentError,
-        "stride", "stride=(1, 0) must be >= 1 on each axis", id="stride-0-on-w",
+        "stride", "stride=(1, 0) must be >= 1 and <= 2147483647 on each axis", id="stride-0-on-w",
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), padding=-1), InvalidArgumentError,
-        "padding", "padding=-1 must be >= 0 on every side", id="padding-negative",
+        "padding", "padding=-1 must be >= 0 and <= 2147483647 on every side", id="padding-negative",
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), padding=(0, 1, -2, 0)),
-        InvalidArgumentError, "padding", "padding=(0, 1, -2, 0) must be >= 0 on every side",
+        InvalidArgumentError, "padding", "padding=(0, 1, -2, 0) must be >= 0 and <= 2147483647 on every side",
         id="padding-negative-left",
     ),
     pytest.param(
+        lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), stride=(1, 10**30)), InvalidArgumentError,
+        "stride", f"stride=(1, {10**30}) must be >= 1 and <= 2147483647 on each axis",
+        id="stride-beyond-int64",
+    ),
+    pytest.param(
+        lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), dilation=2**31), InvalidArgumentError,
+        "dilation", "dilation=2147483648 must be >= 1 and <= 2147483647 on each axis",
+        id="dilation-too-large",
+    ),
+    pytest.param(
+        lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), padding=(0, 10**30)), InvalidArgumentError,
+        "padding", f"padding=(0, {10**30}) must be >= 0 and <= 2147483647 on every side",
+        id="padding-beyond-int64",
+    ),
+    pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), dilation=-2), InvalidArgumentError,
-        "dilation", "dilation=-2 must be >= 1 on each axis", id="dilation-negative",
+        "dilation", "dilation=-2 must be >= 1 and <= 2147483647 on each axis", id="dilation-negative",
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 3, 8), (4, 3, 3, 3), padding=3, padding_mode="reflect"),

@@ -58,7 +58,7 @@ from convserve.conv.onnx_engine import (
     make_session,
     run_options,
 )
-from convserve.conv.spec import ConvSpec, IntOrPair, PaddingArg, conv_spec
+from convserve.conv.spec import ConvSpec, IntOrPair, PaddingArg, conv_spec, int_pair
 from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
 
 if TYPE_CHECKING:
@@ -103,25 +103,6 @@ INITS: tuple[InitName, ...] = (
 _ONNX_ACTIVATIONS = {
     "relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh", "abs": "Abs",
 }
-
-
-def _pair(name: str, value: IntOrPair, minimum: int) -> tuple[int, int]:
-    """``value`` as ``(h, w)``: an int means both axes; each must be >= ``minimum``."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (
-        isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
-        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value)
-    ):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise InvalidArgumentError(
-            f"{name}={value!r} must be an int or a pair of ints (h, w)", field=name
-        )
-    if min(pair) < minimum:
-        raise InvalidArgumentError(f"{name}={value!r} must be >= {minimum} on each axis",
-                                   field=name)
-    return pair
 
 
 def _values(shape: Sequence[int]) -> int:
@@ -313,9 +294,9 @@ def pool2d_layer(
     if kind not in POOLS:
         raise InvalidArgumentError(f"type={kind!r} is not one of {', '.join(POOLS)}",
                                    field="type")
-    kernel = _pair("kernel_size", kernel_size, 1)
-    strides = kernel if stride is None else _pair("stride", stride, 1)
-    pads = _pair("padding", padding, 0)
+    kernel = int_pair("kernel_size", kernel_size, 1)
+    strides = kernel if stride is None else int_pair("stride", stride, 1)
+    pads = int_pair("padding", padding, 0)
     if 2 * pads[0] > kernel[0] or 2 * pads[1] > kernel[1]:
         raise InvalidArgumentError(
             f"padding={list(pads)} must be at most half of kernel_size={list(kernel)} on each "
@@ -521,7 +502,7 @@ def conv2d_layer(
                                        field="filters")
         if kernel_size is None:
             raise InvalidArgumentError("filters needs kernel_size", field="kernel_size")
-        k_h, k_w = _pair("kernel_size", kernel_size, 1)
+        k_h, k_w = int_pair("kernel_size", kernel_size, 1)
         if init not in INITS:
             raise InvalidArgumentError(f"init={init!r} is not one of {', '.join(INITS)}",
                                        field="init")

@@ -28,6 +28,8 @@ import numpy as np
 from convserve.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
+    "MAX_INT",
+    "int_pair",
     "PADDING_MODES",
     "ConvSpec",
     "IntOrPair",
@@ -65,12 +67,18 @@ IntOrPair: TypeAlias = int | Sequence[int]
 PaddingArg: TypeAlias = int | Sequence[int] | str
 
 
+MAX_INT = 2**31 - 1
+"""Largest stride, dilation or padding accepted: far beyond any useful value, and small enough
+for every engine's index arithmetic (ONNX attributes, NumPy shapes)."""
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _pair(name: str, value: IntOrPair, minimum: int) -> tuple[int, int]:
-    """``value`` as ``(h, w)``; an int means the same on both axes."""
+def int_pair(name: str, value: IntOrPair, minimum: int) -> tuple[int, int]:
+    """``value`` as ``(h, w)``; an int means the same on both axes; each in
+    ``[minimum, MAX_INT]``, else an InvalidArgumentError naming ``name``."""
     if _is_int(value):
         pair = (int(value), int(value))  # type: ignore[arg-type]
     elif (
@@ -84,9 +92,9 @@ def _pair(name: str, value: IntOrPair, minimum: int) -> tuple[int, int]:
         raise InvalidArgumentError(
             f"{name}={value!r} must be an int or a pair of ints (h, w)", field=name
         )
-    if min(pair) < minimum:
+    if min(pair) < minimum or max(pair) > MAX_INT:
         raise InvalidArgumentError(
-            f"{name}={value!r} must be >= {minimum} on each axis", field=name
+            f"{name}={value!r} must be >= {minimum} and <= {MAX_INT} on each axis", field=name
         )
     return pair
 
@@ -155,9 +163,9 @@ def resolve_padding(
             "'valid' or 'same'",
             field="padding",
         )
-    if min(pads) < 0:
+    if min(pads) < 0 or max(pads) > MAX_INT:
         raise InvalidArgumentError(
-            f"padding={padding!r} must be >= 0 on every side", field="padding"
+            f"padding={padding!r} must be >= 0 and <= {MAX_INT} on every side", field="padding"
         )
     return pads
 
@@ -369,8 +377,8 @@ def conv_spec(
             field="bias",
         )
 
-    stride_hw = _pair("stride", stride, 1)
-    dilation_hw = _pair("dilation", dilation, 1)
+    stride_hw = int_pair("stride", stride, 1)
+    dilation_hw = int_pair("dilation", dilation, 1)
     mode = normalize_padding_mode(padding_mode)
     pads = resolve_padding(padding, (k_h, k_w), dilation_hw, stride_hw)
 
