@@ -61,7 +61,8 @@ INVALID: list[object] = [
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), padding=(0, 1, -2, 0)),
-        InvalidArgumentError, "padding", "padding=(0, 1, -2, 0) must be >= 0 and <= 2147483647 on every side",
+        InvalidArgumentError, "padding",
+        "padding=(0, 1, -2, 0) must be >= 0 and <= 2147483647 on every side",
         id="padding-negative-left",
     ),
     pytest.param(
@@ -81,7 +82,8 @@ INVALID: list[object] = [
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 8, 8), (4, 3, 3, 3), dilation=-2), InvalidArgumentError,
-        "dilation", "dilation=-2 must be >= 1 and <= 2147483647 on each axis", id="dilation-negative",
+        "dilation", "dilation=-2 must be >= 1 and <= 2147483647 on each axis",
+        id="dilation-negative",
     ),
     pytest.param(
         lambda: conv_spec((1, 3, 3, 8), (4, 3, 3, 3), padding=3, padding_mode="reflect"),
