@@ -319,3 +319,22 @@ def test_problem_bodies_are_valid_json_everywhere(client: TestClient) -> None:
     ):
         assert response.status_code in {404, 415, 422}
         json.loads(response.text)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"garbage", "multipart/form-data; boundary=x", "Invalid multipart data."),
+        (b"--x\r\n", "multipart/form-data", "Missing boundary in multipart."),
+    ],
+    ids=["bad-body", "no-boundary"],
+)
+def test_unparseable_multipart_is_400_saying_what_to_send(
+    client: TestClient, body: bytes, content_type: str, reason: str
+) -> None:
+    problem_body = problem(client.post("/v1/convolve", content=body,
+                                       headers={"content-type": content_type}), 400)
+    assert problem_body["detail"] == (
+        f"the multipart/form-data body could not be parsed ({reason}); send an 'image' file "
+        "part and text fields, separated by the boundary the Content-Type names"
+    )

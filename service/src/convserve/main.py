@@ -50,6 +50,10 @@ def _configure_logging(level: str) -> None:
         handler._convserve = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+    # python-multipart logs a WARNING for every malformed body a client sends, which reached
+    # stderr as a bare line outside the JSON logs; the client gets a 400 problem and the
+    # access log records it, so only its errors are worth a line.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

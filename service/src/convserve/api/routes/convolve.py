@@ -11,6 +11,7 @@ import pydantic_core
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convserve import jsonbody, pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
@@ -128,8 +129,16 @@ def _form_value(name: str, text: str, json_fields: Collection[str] = _JSON_FIELD
 async def _parse_multipart(
     request: Request, runtime: Runtime, model: type[OptionsT], json_fields: Collection[str]
 ) -> tuple[OptionsT, bytes]:
-    async with request.form(max_files=2, max_fields=64,
-                            max_part_size=runtime.settings.max_upload_bytes) as form:
+    try:
+        form = await request.form(max_files=2, max_fields=64,
+                                  max_part_size=runtime.settings.max_upload_bytes)
+    except StarletteHTTPException as exc:  # Starlette's 400 for a body it cannot parse
+        raise StarletteHTTPException(
+            exc.status_code,
+            f"the multipart/form-data body could not be parsed ({exc.detail}); send an 'image' "
+            "file part and text fields, separated by the boundary the Content-Type names",
+        ) from None
+    try:
         image = form.get("image")
         fields: dict[str, Any] = {}
         for name, value in form.multi_items():
@@ -147,6 +156,8 @@ async def _parse_multipart(
                 field="image",
             )
         data = await image.read()
+    finally:
+        await form.close()  # the spooled upload files
     try:
         options = model.model_validate(fields)
     except ValidationError as exc:
