@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -242,14 +241,9 @@ def peak_rss() -> int:
     ``getrusage``'s ``ru_maxrss`` survives ``fork`` + ``exec`` and would report the benchmark
     parent's peak when that is larger.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    with open("/proc/self/status", encoding="ascii") as status:  # Linux, as the bench is
+        return next(int(line.split()[1]) * 1024 for line in status  # kB
+                    if line.startswith("VmHWM:"))
 
 
 def measure_rss(workload_id: str, threads: int) -> tuple[int, int, int] | None:
