@@ -290,7 +290,7 @@ class TestLimits:
                 "kernel": {"weight": np.ones((20, 1, 1, 1)).tolist()}, "format": fmt}), 422)
             assert body["detail"] == (
                 "the output 20x3x3 would hold 180 float32 values, more than the limit of 160 "
-                "(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer output channels "
+                "(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer channels "
                 "or a larger stride")
             assert body["errors"] == [{"field": "kernel", "message": body["detail"]}]
 

@@ -39,15 +39,15 @@ def test_finite_values_whose_sum_overflows_are_accepted() -> None:
     np.testing.assert_array_equal(x_out, x)
 
 
-def test_check_input_false_skips_only_the_input() -> None:
+def test_check_finite_false_skips_only_the_input() -> None:
     x = np.full((2, 2, 2), np.nan, np.float32)
-    x_out, _, _ = prepare_arrays(x, WEIGHT, None, check_input=False)
+    x_out, _, _ = prepare_arrays(x, WEIGHT, None, check_finite=False)
     assert np.isnan(x_out).all()
     with pytest.raises(InvalidArgumentError, match=r"^weight holds 1 NaN"):
         prepare_arrays(x, np.array([[[[np.nan]], [[1.0]]]], np.float32), None,
-                       check_input=False)
+                       check_finite=False)
     with pytest.raises(InvalidArgumentError, match=r"^bias holds 1 NaN"):
-        prepare_arrays(x, WEIGHT, np.array([np.inf], np.float32), check_input=False)
+        prepare_arrays(x, WEIGHT, np.array([np.inf], np.float32), check_finite=False)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "onnxruntime"])

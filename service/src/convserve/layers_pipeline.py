@@ -55,7 +55,6 @@ __all__ = [
     "prepare_stack",
     "render_stack",
     "run_stack",
-    "tensor_limit",
 ]
 
 
@@ -70,11 +69,6 @@ class PreparedStack:
     engine: str
     device: str
     timing_ms: dict[str, float] = field(default_factory=dict)
-
-
-def tensor_limit(settings: Settings) -> int:
-    """Most float32 values one feature map or weight tensor of a stack may hold."""
-    return 16 * settings.max_array_values
 
 
 def _kernel_arrays(kernel: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -162,17 +156,6 @@ def _layer(
     return activation_layer(kind, shape, entry.get("slope", 0.01)), None
 
 
-def _check_values(what: str, values: int, settings: Settings, field: str | None) -> None:
-    limit = tensor_limit(settings)
-    if values > limit:
-        raise LimitExceededError(
-            f"{what} would hold {values} float32 values, more than the limit of {limit} "
-            f"(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer channels or a "
-            "larger stride",
-            field=field,
-        )
-
-
 def _check_pool(layer: Pool2dLayer, settings: Settings, work_so_far: int) -> None:
     k_h, k_w = layer.kernel
     if max(k_h, k_w) > settings.max_kernel_size:
@@ -232,11 +215,12 @@ def prepare_stack(
             layer, info = _layer(entry, index, shape, names)
             if isinstance(layer, Conv2dLayer):
                 pipeline.check_limits(layer.spec, settings, work)
-                _check_values("this layer's weights", layer.weight_values, settings, "kernel")
+                pipeline.check_tensor_values("this layer's weights", layer.weight_values,
+                                             settings, "kernel")
             elif isinstance(layer, Pool2dLayer):
                 _check_pool(layer, settings, work)
-            _check_values(f"this layer's output {list(layer.output_shape)}",
-                          int(np.prod(layer.output_shape)), settings, None)
+            pipeline.check_tensor_values(f"this layer's output {list(layer.output_shape)}",
+                                         int(np.prod(layer.output_shape)), settings, None)
         except ConvServeError as exc:
             raise exc.with_field(f"layers.{index}") from None
         work += layer.macs + (layer.flops if isinstance(layer, Pool2dLayer) else 0)
@@ -245,10 +229,12 @@ def prepare_stack(
         built.append(layer)
         kernels.append(info)
         shape = layer.output_shape
-    _check_values("the weights of all layers together", weights, settings, "layers")
+    pipeline.check_tensor_values("the weights of all layers together", weights, settings, "layers")
     if keep_all:
-        _check_values("the outputs of all layers together (return=all or format=zip)", maps,
-                      settings, "layers")
+        pipeline.check_tensor_values(
+            "the outputs of all layers together (return=all or format=zip)", maps, settings,
+            "layers",
+        )
     return PreparedStack(
         decoded=decoded, stack=Stack(tuple(decoded.array.shape), tuple(built)),
         kernels=kernels, engine=engine or settings.engine, device=device or settings.device,

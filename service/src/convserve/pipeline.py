@@ -37,12 +37,14 @@ __all__ = [
     "PreparedConv",
     "channel_stats",
     "check_limits",
+    "check_tensor_values",
     "cost_of",
     "decode_request_input",
     "is_range_preserving",
     "prepare_convolution",
     "render_result",
     "run_convolution",
+    "tensor_limit",
 ]
 
 _INPUT_FORMATS = "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a .npy array"
@@ -131,7 +133,7 @@ def decode_request_input(
             data,
             color_mode=color_mode,
             max_pixels=settings.max_pixels,
-            max_values=settings.max_array_values * 16,
+            max_values=tensor_limit(settings),
         )
     except ConvServeError as exc:
         if exc.field is not None:  # an option such as color_mode, already named
@@ -145,6 +147,23 @@ def is_range_preserving(weight: np.ndarray, bias: np.ndarray | None) -> bool:
         return False
     flat = weight.reshape(weight.shape[0], -1).astype(np.float64)
     return bool(np.all(flat >= 0) and np.allclose(flat.sum(axis=1), 1.0, rtol=0, atol=1e-5))
+
+
+def tensor_limit(settings: Settings) -> int:
+    """Most float32 values one input, output, feature map or weight tensor may hold."""
+    return 16 * settings.max_array_values
+
+
+def check_tensor_values(what: str, values: int, settings: Settings, field: str | None) -> None:
+    """Raise LimitExceededError when ``what`` would hold more than :func:`tensor_limit` values."""
+    limit = tensor_limit(settings)
+    if values > limit:
+        raise LimitExceededError(
+            f"{what} would hold {values} float32 values, more than the limit of {limit} "
+            f"(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer channels or a "
+            "larger stride",
+            field=field,
+        )
 
 
 def check_limits(spec: ConvSpec, settings: Settings, macs_so_far: int = 0) -> None:
@@ -278,15 +297,11 @@ def prepare_convolution(
             raise exc.with_field("kernel") from None  # the field the caller sent
         raise
     check_limits(spec, settings, macs_so_far)
-    output_values = spec.out_channels * spec.out_height * spec.out_width
-    if output_values > 16 * settings.max_array_values:  # as /v1/layers limits every feature map
-        raise LimitExceededError(
-            f"the output {spec.out_channels}x{spec.out_height}x{spec.out_width} would hold "
-            f"{output_values} float32 values, more than the limit of "
-            f"{16 * settings.max_array_values} (16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller "
-            "image, fewer output channels or a larger stride",
-            field="kernel" if kernel is not None else "preset",
-        )
+    check_tensor_values(
+        f"the output {spec.out_channels}x{spec.out_height}x{spec.out_width}",
+        spec.out_channels * spec.out_height * spec.out_width, settings,
+        "kernel" if kernel is not None else "preset",
+    )
     kernel_info["groups"] = spec.groups
     return PreparedConv(
         x=x,

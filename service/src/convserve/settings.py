@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from convserve.launcher import cgroup_cpu_quota, effective_cores
+
 __all__ = ["Settings", "available_cores"]
 
 
@@ -21,8 +23,6 @@ def available_cores() -> int:
     A container limited to 2 CPUs on a 64-core host gets 2, not 64 (see
     :func:`convserve.launcher.effective_cores`).
     """
-    from convserve.launcher import cgroup_cpu_quota, effective_cores
-
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

@@ -80,7 +80,7 @@ def conv2d(
     convserve.ConvServeError
         ShapeError, InvalidArgumentError or EngineUnavailableError naming the numbers involved.
     """
-    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_input=check_finite)
+    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_finite=check_finite)
     squeeze = x_arr.ndim == 3
     spec = conv_spec(
         x_arr.shape, w_arr.shape, None if b_arr is None else b_arr.shape,

@@ -694,7 +694,6 @@ class LayerRunner:
                  cache_size: int = 64) -> None:
         self.conv_engine = conv_engine
         self.intra_op_threads = intra_op_threads
-        self.cache_size = cache_size
         self._cache = SessionCache(cache_size)
 
     def run(

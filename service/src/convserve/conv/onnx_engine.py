@@ -384,6 +384,8 @@ class SessionCache:
     """
 
     def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise InvalidArgumentError(f"cache_size={capacity} must be >= 1")
         self.capacity = capacity
         self._sessions: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -440,10 +442,7 @@ class OnnxRuntimeEngine:
             raise InvalidArgumentError(
                 f"intra_op_threads={intra_op_threads} must be >= 1 (or None for all cores)"
             )
-        if cache_size < 1:
-            raise InvalidArgumentError(f"cache_size={cache_size} must be >= 1")
         self.intra_op_threads = intra_op_threads or available_cores()
-        self.cache_size = cache_size
         self._cache = SessionCache(cache_size)
 
     def version(self) -> str:

@@ -446,16 +446,16 @@ def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarr
 
 
 def prepare_arrays(
-    x: object, weight: object, bias: object | None, *, check_input: bool = True
+    x: object, weight: object, bias: object | None, *, check_finite: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Convert to C-contiguous float32 and reject non-finite values.
 
     Returns ``x`` as given (3-D or 4-D; shapes are checked by :func:`conv_spec`), ``weight`` and
     ``bias`` (or None). ``weight`` and ``bias`` are always checked for NaN and infinity; ``x``
-    only when ``check_input`` is true (one pass over the input, which costs up to a third of a
+    only when ``check_finite`` is true (one pass over the input, which costs up to a third of a
     cheap convolution: callers that validated the input already may skip it).
     """
-    x_arr = np.ascontiguousarray(_float32("input", x, check_finite=check_input))
+    x_arr = np.ascontiguousarray(_float32("input", x, check_finite=check_finite))
     w_arr = np.ascontiguousarray(_float32("weight", weight))
     b_arr = None
     if bias is not None:

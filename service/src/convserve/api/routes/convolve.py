@@ -223,7 +223,7 @@ def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
     }
 
 
-def _serialized(result: pipeline.EncodedResult) -> pipeline.EncodedResult:
+def serialized(result: pipeline.EncodedResult) -> pipeline.EncodedResult:
     """Serialise a JSON payload to bytes (in the worker thread, off the event loop)."""
     if result.payload is not None:
         result.body = jsonbody.dumps(result.payload)
@@ -290,7 +290,7 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
             payload = pipeline.describe(prepared, options.normalize)
             payload.update({"dry_run": True, "channels": [],
                             "timing_ms": prepared.timing_ms})
-            return _serialized(pipeline.EncodedResult("application/json", payload=payload)), \
+            return serialized(pipeline.EncodedResult("application/json", payload=payload)), \
                 prepared
         metric = runtime.metrics.convolution.labels(prepared.engine, prepared.device)
         y = pipeline.run_convolution(prepared, engine, observe=metric.observe)
@@ -302,7 +302,7 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
         )
         runtime.metrics.stage.labels("encode").observe(prepared.timing_ms["encode"] / 1000)
         prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
-        return _serialized(result), prepared
+        return serialized(result), prepared
 
     result, prepared = await runtime.pool.run(work)
     return _respond(result, prepared)

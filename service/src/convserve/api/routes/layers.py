@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from convserve import jsonbody, layers_pipeline, pipeline
+from convserve import layers_pipeline, pipeline
 from convserve.api.deps import RuntimeDep, require_api_key
-from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body
+from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body, serialized
 from convserve.api.schemas import LayersOptions, LayersRequest, LayersResponse
 
 router = APIRouter(prefix="/v1", tags=["layers"], dependencies=[Depends(require_api_key)])
@@ -131,9 +131,7 @@ async def layers(request: Request, runtime: RuntimeDep) -> Response:
         prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
         if result.payload is not None:
             result.payload["timing_ms"] = prepared.timing_ms
-            result.body = jsonbody.dumps(result.payload)
-            result.payload = None
-        return result, prepared
+        return serialized(result), prepared
 
     result, prepared = await runtime.pool.run(work)
     headers = {
