@@ -6,7 +6,8 @@
 ...     res.shape, res.channels[0].stats, res.images()[0]
 """
 
-from convserve_client._client import AsyncClient, Client
+from convserve_client._async_client import AsyncClient
+from convserve_client._client import Client
 from convserve_client._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
