@@ -246,7 +246,7 @@ class Progress:
         self._lines = not quiet and not stream.isatty()
         self._bar = None
         if not quiet and stream.isatty():
-            self._bar = tqdm(total=total, unit="img", file=stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, unit="img", file=stream)
 
     def finished(self, job: Job, error: BaseException | None) -> None:
         self.count += 1
