@@ -10,7 +10,7 @@ the whole map, cancelling what has not started (threads) or what is in flight (t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
 from typing import Protocol, TypeAlias, TypeVar
@@ -58,7 +58,7 @@ def _outcome(done: _Ended[ResultT]) -> ResultT | ItemError:
 
 def map_threads(
     call: Callable[[InputT], ResultT], inputs: Iterable[InputT], concurrency: int
-) -> Iterator[tuple[InputT, ResultT | ItemError]]:
+) -> Generator[tuple[InputT, ResultT | ItemError], None, None]:
     """``(input, call(input) or its error)`` for each input, in the order the calls end.
 
     Inputs are drawn from ``inputs`` only as slots free up, so a generator of a million paths

@@ -92,8 +92,11 @@ PaddingInput: TypeAlias = "int | Sequence[int] | Literal['same', 'valid']"
 # document's enums.
 ConvolveFormat: TypeAlias = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
 LayersFormat: TypeAlias = Literal["json", "npy", "zip", "onnx"]
-PaddingMode: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
-"""PyTorch's names: numpy's ``constant``, ``reflect``, ``edge``, ``wrap``."""
+PaddingMode: TypeAlias = Literal[
+    "zeros", "reflect", "replicate", "circular", "constant", "edge", "wrap"
+]
+"""PyTorch's names, then numpy's for the same modes (``constant`` = zeros, ``edge`` = replicate,
+``wrap`` = circular), which the server accepts too."""
 Normalize: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode: TypeAlias = Literal["rgb", "gray", "rgba", "keep"]
 Engine: TypeAlias = Literal["numpy", "onnxruntime"]

@@ -142,7 +142,7 @@ class ConvolveResult:
     ) -> ConvolveResult:
         shape = ints(data["shape"])
         channels = tuple(
-            Channel.from_dict(c, pngs.get(str(c.get("file", ""))))
+            Channel.from_dict(c, pngs.get(str(c.get("file"))) if pngs else None)
             for c in data.get("channels") or ()
         )
         array = None

@@ -41,7 +41,7 @@ class ExplainTerm:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExplainTerm:
-        padded = data.get("padded", data.get("in_padding"))
+        padded = data.get("in_padding")
         return cls(
             input_channel=int(data["input_channel"]),
             window=float32(data["window"]),

@@ -67,8 +67,10 @@ class LayerInfo:
             flops=None if data.get("flops") is None else int(data["flops"]),
             options=data.get("options") or {},
             cost=None if cost is None else Cost.from_dict(cost),
-            channels=tuple(Channel.from_dict(ch, pngs.get(str(ch.get("file", ""))))
-                           for ch in data.get("channels") or ()),
+            channels=tuple(
+                Channel.from_dict(ch, pngs.get(str(ch.get("file"))) if pngs else None)
+                for ch in data.get("channels") or ()
+            ),
             raw=data,
         )
 
