@@ -12,6 +12,7 @@ import numpy as np
 from convserve_client._async_client import AsyncClient
 from convserve_client._client import Client
 from convserve_client._models import ConvolveResult, LayersResult
+from convserve_client._types import ConvolveFormat
 from convserve_client.cli._args import (
     EXIT_API_ERROR,
     EXIT_OK,
@@ -59,7 +60,7 @@ def cmd_convolve(cs: Client, args: argparse.Namespace) -> int:
         suffix = CONVOLVE_SUFFIXES[fmt]
         # json's folder of channel PNGs comes whole in a zip answer: the same PNGs, without
         # base64 and a JSON parse of them (the client's largest cost per image).
-        wire = "zip" if fmt == "json" else fmt
+        wire: ConvolveFormat = "zip" if fmt == "json" else fmt
 
         async def send(client: AsyncClient, image: Any) -> ConvolveResult:
             return await client.convolve(image, format=wire, normalize=args.normalize,
