@@ -23,7 +23,7 @@ import numpy as np
 
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
-from convserve.conv.layers import LayerRunner
+from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
 from convserve.errors import ComputeTimeoutError, EngineUnavailableError, OverloadedError
 from convserve.flows.context import FlowContext, make_engines

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from convserve import imaging
+from convserve.conv.graphs import stack_model
 from convserve.conv.layers import (
     Activation,
     ActivationLayer,
@@ -34,7 +35,6 @@ from convserve.conv.layers import (
     activation_layer,
     conv2d_layer,
     pool2d_layer,
-    stack_model,
 )
 from convserve.conv.presets import is_range_preserving
 from convserve.errors import ConvServeError
