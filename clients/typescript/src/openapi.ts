@@ -244,7 +244,7 @@ export interface components {
              *     number of input values in the window (Keras' padding='same').
              * @default true
              */
-            count_include_pad: boolean;
+            count_include_pad?: boolean;
             /**
              * Kernel Size
              * @description an int or [h, w]
@@ -265,13 +265,13 @@ export interface components {
              *       2
              *     ]
              */
-            padding: number | number[];
+            padding?: number | number[];
             /**
              * Stride
              * @description Default: kernel_size (PyTorch and Keras).
              * @default null
              */
-            stride: (number | number[]) | null;
+            stride?: (number | number[]) | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -313,14 +313,14 @@ export interface components {
              *       "type": "leaky_relu"
              *     }
              */
-            activation: ("relu" | "leaky_relu" | "sigmoid" | "tanh" | "abs") | (components["schemas"]["ReluLayerSpec"] | components["schemas"]["LeakyReluLayerSpec"] | components["schemas"]["SigmoidLayerSpec"] | components["schemas"]["TanhLayerSpec"] | components["schemas"]["AbsLayerSpec"]) | null;
+            activation?: ("relu" | "leaky_relu" | "sigmoid" | "tanh" | "abs") | (components["schemas"]["ReluLayerSpec"] | components["schemas"]["LeakyReluLayerSpec"] | components["schemas"]["SigmoidLayerSpec"] | components["schemas"]["TanhLayerSpec"] | components["schemas"]["AbsLayerSpec"]) | null;
             /**
              * Bias
              * @description Whether the layer has a bias: seeded layers get one (zeros), a kernel or preset keeps
              *     its own; false drops it.
              * @default true
              */
-            bias: boolean;
+            bias?: boolean;
             /**
              * Dilation
              * @description an int or [h, w]
@@ -331,20 +331,20 @@ export interface components {
              *       2
              *     ]
              */
-            dilation: number | number[];
+            dilation?: number | number[];
             /**
              * Filters
              * @description Output channels of seeded initial weights (c_out); needs kernel_size.
              * @default null
              */
-            filters: number | null;
+            filters?: number | null;
             /**
              * Groups
              * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
              *     own with a preset.
              * @default null
              */
-            groups: number | null;
+            groups?: number | null;
             /**
              * Init
              * @description Initialiser of seeded weights (fan_in = c_in/groups*k_h*k_w, fan_out = c_out*k_h*k_w):
@@ -354,18 +354,18 @@ export interface components {
              * @default he_normal
              * @enum {string}
              */
-            init: "he_normal" | "he_uniform" | "glorot_normal" | "glorot_uniform" | "lecun_normal" | "lecun_uniform" | "pytorch_default";
+            init?: "he_normal" | "he_uniform" | "glorot_normal" | "glorot_uniform" | "lecun_normal" | "lecun_uniform" | "pytorch_default";
             /**
              * @description An explicit kernel; give exactly one of kernel and preset.
              * @default null
              */
-            kernel: components["schemas"]["KernelSpec"] | null;
+            kernel?: components["schemas"]["KernelSpec"] | null;
             /**
              * Kernel Size
              * @description k or [k_h, k_w] of seeded initial weights.
              * @default null
              */
-            kernel_size: (number | number[]) | null;
+            kernel_size?: (number | number[]) | null;
             /**
              * Padding
              * @description An int, [p_h, p_w], [top, bottom, left, right], 'valid' or 'same' (stride 1 only;
@@ -380,21 +380,21 @@ export interface components {
              *       1
              *     ]
              */
-            padding: number | number[] | ("same" | "valid") | null;
+            padding?: number | number[] | ("same" | "valid") | null;
             /**
              * Padding Mode
              * @description zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
              * @default null
              * @example sobel
              */
-            preset: string | null;
+            preset?: string | null;
             /**
              * Preset Params
              * @description Parameters of the preset (see GET /v1/presets); defaults fill the rest.
@@ -410,7 +410,7 @@ export interface components {
              * @description Seed of numpy.random.default_rng for the initial weights; default: the layer's index.
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /**
              * Stride
              * @description an int or [h, w]
@@ -421,7 +421,7 @@ export interface components {
              *       2
              *     ]
              */
-            stride: number | number[];
+            stride?: number | number[];
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -438,20 +438,20 @@ export interface components {
              * @description The output channel returned by format=png (default 0).
              * @default null
              */
-            channel: number | null;
+            channel?: number | null;
             /**
              * Color Mode
              * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
              * @default rgb
              * @enum {string}
              */
-            color_mode: "rgb" | "gray" | "rgba" | "keep";
+            color_mode?: "rgb" | "gray" | "rgba" | "keep";
             /**
              * Device
              * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
              * @default null
              */
-            device: ("cpu" | "cuda") | null;
+            device?: ("cpu" | "cuda") | null;
             /**
              * Dilation
              * @description an int or [h, w]
@@ -462,40 +462,40 @@ export interface components {
              *       2
              *     ]
              */
-            dilation: number | number[];
+            dilation?: number | number[];
             /**
              * Dry Run
              * @description Validate and return shapes and cost without computing.
              * @default false
              */
-            dry_run: boolean;
+            dry_run?: boolean;
             /**
              * Engine
              * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
              * @default null
              */
-            engine: ("numpy" | "onnxruntime") | null;
+            engine?: ("numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
              * @default json
              * @enum {string}
              */
-            format: "json" | "array" | "npy" | "png" | "image" | "grid" | "zip";
+            format?: "json" | "array" | "npy" | "png" | "image" | "grid" | "zip";
             /**
              * Groups
              * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
              *     own with a preset.
              * @default null
              */
-            groups: number | null;
+            groups?: number | null;
             /** @description The image or array to convolve. */
             input: components["schemas"]["InputSpec"];
             /**
              * @description An explicit kernel; give exactly one of kernel and preset.
              * @default null
              */
-            kernel: components["schemas"]["KernelSpec"] | null;
+            kernel?: components["schemas"]["KernelSpec"] | null;
             /**
              * Normalize
              * @description Float to pixel mapping for PNGs: auto (clip for range-preserving kernels, else minmax),
@@ -503,7 +503,7 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            normalize: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+            normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
             /**
              * Padding
              * @description An int, [p_h, p_w], [top, bottom, left, right], 'valid' or 'same' (stride 1 only;
@@ -518,21 +518,21 @@ export interface components {
              *       1
              *     ]
              */
-            padding: number | number[] | ("same" | "valid") | null;
+            padding?: number | number[] | ("same" | "valid") | null;
             /**
              * Padding Mode
              * @description zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
              * @default null
              * @example sobel
              */
-            preset: string | null;
+            preset?: string | null;
             /**
              * Preset Params
              * @description Parameters of the preset (see GET /v1/presets); defaults fill the rest.
@@ -553,7 +553,7 @@ export interface components {
              *       2
              *     ]
              */
-            stride: number | number[];
+            stride?: number | number[];
         };
         /**
          * ConvolveResponse
@@ -571,7 +571,7 @@ export interface components {
              * Dry Run
              * @default false
              */
-            dry_run: boolean;
+            dry_run?: boolean;
             /** Engine */
             engine: string;
             /** Groups */
@@ -662,7 +662,7 @@ export interface components {
              * @description Output channel o, in [0, c_out).
              * @default 0
              */
-            channel: number;
+            channel?: number;
             /**
              * X
              * @description Output column c, in [0, w_out).
@@ -694,13 +694,13 @@ export interface components {
              * @default rgb
              * @enum {string}
              */
-            color_mode: "rgb" | "gray" | "rgba" | "keep";
+            color_mode?: "rgb" | "gray" | "rgba" | "keep";
             /**
              * Device
              * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
              * @default null
              */
-            device: ("cpu" | "cuda") | null;
+            device?: ("cpu" | "cuda") | null;
             /**
              * Dilation
              * @description an int or [h, w]
@@ -711,27 +711,27 @@ export interface components {
              *       2
              *     ]
              */
-            dilation: number | number[];
+            dilation?: number | number[];
             /**
              * Engine
              * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
              * @default null
              */
-            engine: ("numpy" | "onnxruntime") | null;
+            engine?: ("numpy" | "onnxruntime") | null;
             /**
              * Groups
              * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
              *     own with a preset.
              * @default null
              */
-            groups: number | null;
+            groups?: number | null;
             /** @description The image or array the layer runs over. */
             input: components["schemas"]["InputSpec"];
             /**
              * @description An explicit kernel; give exactly one of kernel and preset.
              * @default null
              */
-            kernel: components["schemas"]["KernelSpec"] | null;
+            kernel?: components["schemas"]["KernelSpec"] | null;
             /**
              * Padding
              * @description An int, [p_h, p_w], [top, bottom, left, right], 'valid' or 'same' (stride 1 only;
@@ -746,21 +746,21 @@ export interface components {
              *       1
              *     ]
              */
-            padding: number | number[] | ("same" | "valid") | null;
+            padding?: number | number[] | ("same" | "valid") | null;
             /**
              * Padding Mode
              * @description zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
              * @default null
              * @example sobel
              */
-            preset: string | null;
+            preset?: string | null;
             /**
              * Preset Params
              * @description Parameters of the preset (see GET /v1/presets); defaults fill the rest.
@@ -781,7 +781,7 @@ export interface components {
              *       2
              *     ]
              */
-            stride: number | number[];
+            stride?: number | number[];
         };
         /**
          * ExplainResponse
@@ -865,14 +865,14 @@ export interface components {
              * @description Nested lists of numbers, (C, H, W) or (H, W); used as sent (no scaling).
              * @default null
              */
-            array: unknown[] | null;
+            array?: unknown[] | null;
             /**
              * Image Base64
              * @description An encoded image file (PNG, JPEG, WebP, BMP, TIFF, GIF) in base64; a data: URL is
              *     accepted too.
              * @default null
              */
-            image_base64: string | null;
+            image_base64?: string | null;
         };
         /**
          * KernelSpec
@@ -884,14 +884,14 @@ export interface components {
              * @description One number per output channel, or null for no bias.
              * @default null
              */
-            bias: number[] | null;
+            bias?: number[] | null;
             /**
              * Layout
              * @description OIHW (PyTorch, ONNX) or HWIO (Keras, TensorFlow); HWIO is converted to OIHW.
              * @default OIHW
              * @enum {string}
              */
-            layout: "OIHW" | "HWIO";
+            layout?: "OIHW" | "HWIO";
             /**
              * Weight
              * @description Nested lists of numbers, shape (c_out, c_in/groups, k_h, k_w) for OIHW or
@@ -967,25 +967,25 @@ export interface components {
              * @default rgb
              * @enum {string}
              */
-            color_mode: "rgb" | "gray" | "rgba" | "keep";
+            color_mode?: "rgb" | "gray" | "rgba" | "keep";
             /**
              * Device
              * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
              * @default null
              */
-            device: ("cpu" | "cuda") | null;
+            device?: ("cpu" | "cuda") | null;
             /**
              * Dry Run
              * @description Validate and return shapes and cost without computing.
              * @default false
              */
-            dry_run: boolean;
+            dry_run?: boolean;
             /**
              * Engine
              * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
              * @default null
              */
-            engine: ("numpy" | "onnxruntime") | null;
+            engine?: ("numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
@@ -993,7 +993,7 @@ export interface components {
              * @default json
              * @enum {string}
              */
-            format: "json" | "npy" | "zip" | "onnx";
+            format?: "json" | "npy" | "zip" | "onnx";
             /** @description The image or array the first layer reads. */
             input: components["schemas"]["InputSpec"];
             /**
@@ -1020,14 +1020,14 @@ export interface components {
              * @default auto
              * @enum {string}
              */
-            normalize: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+            normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
             /**
              * Return
              * @description Which layers' maps format=json returns: all, last or none (shapes and cost only).
              * @default last
              * @enum {string}
              */
-            return: "all" | "last" | "none";
+            return?: "all" | "last" | "none";
         };
         /**
          * LayersResponse
@@ -1041,7 +1041,7 @@ export interface components {
              * Dry Run
              * @default false
              */
-            dry_run: boolean;
+            dry_run?: boolean;
             /** Engine */
             engine: string;
             /** Input */
@@ -1073,7 +1073,7 @@ export interface components {
              * @description The negative slope (PyTorch's default 0.01).
              * @default 0.01
              */
-            slope: number;
+            slope?: number;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1105,13 +1105,13 @@ export interface components {
              *       2
              *     ]
              */
-            padding: number | number[];
+            padding?: number | number[];
             /**
              * Stride
              * @description Default: kernel_size (PyTorch and Keras).
              * @default null
              */
-            stride: (number | number[]) | null;
+            stride?: (number | number[]) | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}

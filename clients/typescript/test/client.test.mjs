@@ -2,8 +2,10 @@
 // cancellation) against a scripted local server. Run after `npm run build` (npm test does).
 
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
@@ -13,7 +15,7 @@ import {
   ServiceUnavailableError, UnprocessableEntityError, UnsupportedMediaTypeError, retryAfterSeconds,
   retryDelayMs,
 } from '../dist/index.js';
-import { REPO_ROOT, problem, startFaultServer, startService } from './servers.mjs';
+import { PACKAGE_DIR, REPO_ROOT, problem, startFaultServer, startService } from './support/servers.mjs';
 
 const KEY = 'ts-test-key';
 const MAX_PIXELS = 200_000; // chelsea.png (451 x 300) fits, camera.png (512 x 512) does not
@@ -357,5 +359,82 @@ describe('retries, timeouts and cancellation', () => {
     controller.abort();
     await assert.rejects(pending, { name: 'AbortError' });
     assert.deepEqual(await cs.health(), { status: 'ok' });
+  });
+});
+
+describe('the package as published', () => {
+  // The calls the issue asks the README to show, held to the letter.
+  const QUICK_START = `\
+import { ConvServe, APIStatusError } from "convserve-client";
+const cs = new ConvServe({ baseURL: "http://localhost:8000" });
+const X = [[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]];
+const K = [[[0, 1], [2, 3]], [[1, 2], [3, 4]]];
+const a = await cs.convolve({ input: { array: X }, kernel: { weight: [K] }, format: "array" });
+a.data;                                    // [[[56, 72], [104, 120]]]
+const n = await cs.convolve({ input: { array: X }, kernel: { weight: [K] }, format: "npy" });
+n.shape; n.data;                           // [1, 2, 2], Float32Array [56, 72, 104, 120]
+const j = await cs.convolve({ image: pngBlob, preset: "sobel" });   // format "json" by default
+j.shape; j.channels[0].png_base64;         // typed as the OpenAPI ConvolveResponse
+try { await cs.convolve({ input: { array: X }, kernel: { weight: [[K[0]]] } }); }
+catch (e) { e instanceof APIStatusError; e.status; e.problem.detail; }   // 422, the server's words
+`;
+
+  /** The README's quick start, with each bare expression statement recorded as it runs. */
+  function instrumented(snippet, url, pngPath) {
+    const record = (code) => code.replace(/(?<=^|[;{]\s*)([A-Za-z_$][\w$.[\]]*(?: instanceof \w+)?);/g,
+      (_, expr) => `seen.push([${JSON.stringify(expr)}, ${expr}]);`);
+    const lines = snippet.trimEnd().split('\n').map((line) => {
+      const cut = line.search(/\s\/\/ /);
+      return cut < 0 ? line : record(line.slice(0, cut));
+    });
+    const body = lines.join('\n').replace('"http://localhost:8000"', JSON.stringify(url));
+    return `import { readFileSync } from "node:fs";\n${body.split('\n')[0]}\n`
+      + 'const seen = [];\n'
+      + `const pngBlob = new Blob([readFileSync(${JSON.stringify(pngPath)})], { type: "image/png" });\n`
+      + `${body.split('\n').slice(1).join('\n')}\n`
+      + 'console.log(JSON.stringify(seen.map(([expr, value]) => [expr, value instanceof Float32Array ? '
+      + '{ Float32Array: [...value] } : value])));\n';
+  }
+
+  test('the README shows the quick start to the letter', async () => {
+    const readme = await readFile(resolve(PACKAGE_DIR, 'README.md'), 'utf8');
+    assert.ok(readme.includes(`\`\`\`js\n${QUICK_START}\`\`\``), 'README.md lost the quick start');
+    const root = await readFile(resolve(REPO_ROOT, 'README.md'), 'utf8');
+    assert.match(root, /clients\/python/);
+    assert.match(root, /clients\/typescript/);
+  });
+
+  test('npm pack installs into an empty directory and runs the README there', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'convserve-pack-'));
+    try {
+      const npm = (args, cwd) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'],
+        { cwd, encoding: 'utf8', stdio: 'pipe' });
+      const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', dir], PACKAGE_DIR));
+      const files = packed[0].files.map((f) => f.path).sort();
+      assert.ok(files.includes('dist/index.js') && files.includes('dist/index.d.ts'), files.join(', '));
+      assert.ok(files.every((f) => f.startsWith('dist/') || ['README.md', 'package.json'].includes(f)), files.join(', '));
+      const app = join(dir, 'app');
+      await mkdir(app);
+      await writeFile(join(app, 'package.json'), '{"name": "app", "private": true, "type": "module"}\n');
+      npm(['install', '--offline', join(dir, packed[0].filename)], app);
+      await writeFile(join(app, 'readme.mjs'),
+        instrumented(QUICK_START, service.url, resolve(REPO_ROOT, 'tests', 'data', 'chelsea.png')));
+      const out = execFileSync(process.execPath, ['readme.mjs'], {
+        cwd: app, encoding: 'utf8', env: { ...process.env, CONVSERVE_API_KEY: KEY },
+      });
+      const seen = Object.fromEntries(JSON.parse(out));
+      assert.deepEqual(Object.keys(seen), ['a.data', 'n.shape', 'n.data', 'j.shape', 'j.channels[0].png_base64',
+        'e instanceof APIStatusError', 'e.status', 'e.problem.detail']);
+      assert.deepEqual(seen['a.data'], [[[56, 72], [104, 120]]]);
+      assert.deepEqual(seen['n.shape'], [1, 2, 2]);
+      assert.deepEqual(seen['n.data'], { Float32Array: [56, 72, 104, 120] });
+      assert.deepEqual(seen['j.shape'], [2, 300, 451]);
+      assert.ok(seen['j.channels[0].png_base64'].startsWith('iVBORw0KGgo'));
+      assert.equal(seen['e instanceof APIStatusError'], true);
+      assert.equal(seen['e.status'], 422);
+      assert.equal(seen['e.problem.detail'], 'weight.shape=(1, 1, 2, 2) needs C_in//groups=2 for x.shape=(1, 2, 3, 3), groups=1');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
