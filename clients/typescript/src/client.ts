@@ -15,7 +15,7 @@ import { kernelJson, requestBody } from './inputs.js';
 import { decodeNpy } from './npy.js';
 import type {
   Channel, ChannelResult, ConvOptions, ConvolveFormat, ConvolveParams, ConvolveResponse, ConvolveResult,
-  EnginesResponse, ExplainParams, ExplainResponse, HealthResponse, LayersFormat, LayersParams,
+  EnginesResponse, ExplainParams, LimitsResponse, ExplainResponse, HealthResponse, LayersFormat, LayersParams,
   LayersResult, PresetInfo, Readiness, RequestOptions, ResolvedPreset,
 } from './types.js';
 
@@ -297,6 +297,17 @@ export class ConvServe {
     return this.send({
       method: 'GET', path: '/v1/engines', options,
       parse: async (response) => await response.json() as EnginesResponse,
+    });
+  }
+
+  /**
+   * The server's effective limits (upload bytes, pixels, kernel size, channels, MACs, ...), each
+   * with the environment variable that sets it in `env`: `GET /v1/limits`.
+   */
+  limits(options: RequestOptions = {}): Promise<LimitsResponse> {
+    return this.send({
+      method: 'GET', path: '/v1/limits', options,
+      parse: async (response) => await response.json() as LimitsResponse,
     });
   }
 

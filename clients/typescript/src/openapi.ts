@@ -166,9 +166,32 @@ export interface paths {
          *     `numpy` engine runs it layer by layer; they agree to 1e-4. `dry_run=true` validates and
          *     returns shapes and cost without computing. Limits apply to the whole stack: layer count
          *     (`CONVSERVE_MAX_LAYERS`), total MACs (`CONVSERVE_MAX_MACS`), kernel size and channels per
-         *     layer, and the size of every feature map and weight tensor (16 x `CONVSERVE_MAX_ARRAY_VALUES`).
+         *     layer, and the size of every feature map and weight tensor (`CONVSERVE_MAX_OUTPUT_BYTES`).
          */
         post: operations["layers_v1_layers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The limits every request is checked against
+         * @description Each limit's effective value on this server and the environment variable that sets it.
+         *
+         *     The demo page and the clients read their bounds here, so they never disagree with the
+         *     server's checks (``convserve.limits.Limits``).
+         */
+        get: operations["limits_v1_limits_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1081,6 +1104,37 @@ export interface components {
             type: "leaky_relu";
         };
         /**
+         * LimitsResponse
+         * @description The effective limits of this server (GET /v1/limits); each request is checked against
+         *     exactly these numbers.
+         */
+        LimitsResponse: {
+            /** Env */
+            env: {
+                [key: string]: string;
+            };
+            /** Max Array Values */
+            max_array_values: number;
+            /** Max Explain Products */
+            max_explain_products: number;
+            /** Max Kernel Size */
+            max_kernel_size: number;
+            /** Max Layers */
+            max_layers: number;
+            /** Max Macs */
+            max_macs: number;
+            /** Max Out Channels */
+            max_out_channels: number;
+            /** Max Output Bytes */
+            max_output_bytes: number;
+            /** Max Pixels */
+            max_pixels: number;
+            /** Max Preset Channels */
+            max_preset_channels: number;
+            /** Max Upload Bytes */
+            max_upload_bytes: number;
+        };
+        /**
          * MaxPool2dLayerSpec
          * @description Max pooling: padded positions never win. Output floor((H + 2p - k) / s) + 1.
          */
@@ -1301,7 +1355,7 @@ export interface operations {
                     groups?: string;
                     /**
                      * Format: binary
-                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
                     /** @description JSON: {"weight": [...], "bias": [...], "layout": "OIHW"} */
@@ -1450,7 +1504,7 @@ export interface operations {
                     groups?: string;
                     /**
                      * Format: binary
-                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
                     /** @description JSON: {"weight": [...], "bias": [...], "layout": "OIHW"} */
@@ -1569,7 +1623,7 @@ export interface operations {
                     format?: string;
                     /**
                      * Format: binary
-                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
                     /** @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}] */
@@ -1651,6 +1705,26 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Problem"];
                     "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    limits_v1_limits_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitsResponse"];
                 };
             };
         };

@@ -14,6 +14,7 @@ export type ChannelResult = Schemas['ChannelResult'];
 export type ExplainResponse = Schemas['ExplainResponse'];
 export type LayersResponse = Schemas['LayersResponse'];
 export type EnginesResponse = Schemas['EnginesResponse'];
+export type LimitsResponse = Schemas['LimitsResponse'];
 export type LayerSpec = Schemas['LayersRequest']['layers'][number];
 export type ConvolveFormat = NonNullable<Schemas['ConvolveRequest']['format']>;
 export type LayersFormat = NonNullable<Schemas['LayersRequest']['format']>;

@@ -155,6 +155,14 @@ describe('the other endpoints', () => {
     assert.deepEqual(gaussian.weight_shape, [3, 1, 7, 7]);
   });
 
+  test('limits are the effective values of the server, each with its variable', async () => {
+    const limits = await cs.limits();
+    assert.equal(limits.max_pixels, MAX_PIXELS);
+    assert.equal(limits.env.max_pixels, 'CONVSERVE_MAX_PIXELS');
+    assert.equal(limits.max_kernel_size, 63);
+    assert.equal(typeof limits.max_preset_channels, 'number');
+  });
+
   test('engines, health and ready', async () => {
     const engines = await cs.engines();
     assert.ok(engines.engines.some((e) => e.name === engines.default_engine));

@@ -251,6 +251,16 @@ export class ConvServe {
             parse: async (response) => await response.json(),
         });
     }
+    /**
+     * The server's effective limits (upload bytes, pixels, kernel size, channels, MACs, ...), each
+     * with the environment variable that sets it in `env`: `GET /v1/limits`.
+     */
+    limits(options = {}) {
+        return this.send({
+            method: 'GET', path: '/v1/limits', options,
+            parse: async (response) => await response.json(),
+        });
+    }
     /** Liveness: `GET /healthz`. */
     health(options = {}) {
         return this.send({
