@@ -19,7 +19,7 @@ export {
   UnprocessableEntityError, UnsupportedMediaTypeError,
 } from './errors.js';
 export type { FieldError, Problem, RequestInfo } from './errors.js';
-export { decodeNpy } from './npy.js';
+export { decodeNpy, encodeNpy } from './npy.js';
 export type { NDArray } from './npy.js';
 export type { ArrayInput, ImageSource, KernelInput, NestedNumbers } from './inputs.js';
 export type * from './types.js';

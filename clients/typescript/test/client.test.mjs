@@ -13,7 +13,7 @@ import {
   BadRequestError, ConvServe, ConvServeError, GatewayTimeoutError, InternalServerError,
   NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError,
   ServiceUnavailableError, UnprocessableEntityError, UnsupportedMediaTypeError, retryAfterSeconds,
-  retryDelayMs,
+  decodeNpy, encodeNpy, retryDelayMs,
 } from '../dist/index.js';
 import { PACKAGE_DIR, REPO_ROOT, problem, startFaultServer, startService } from './support/servers.mjs';
 
@@ -444,5 +444,19 @@ catch (e) { e instanceof APIStatusError; e.status; e.problem.detail; }   // 422,
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('npy', () => {
+  test('encodeNpy writes the bytes NumPy writes, and decodeNpy reads them back', async () => {
+    const { execFileSync: run } = await import('node:child_process');
+    const python = process.env.CONVSERVE_PYTHON ?? resolve(REPO_ROOT, '.venv', 'bin', 'python');
+    const numpy = run(python, ['-c', 'import io, sys, numpy as np; b = io.BytesIO(); '
+      + 'np.save(b, np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 8); sys.stdout.buffer.write(b.getvalue())']);
+    const ours = new Uint8Array(await encodeNpy({ data: Float32Array.from({ length: 24 }, (_, i) => i / 8), shape: [2, 3, 4] }).arrayBuffer());
+    assert.deepEqual(ours, new Uint8Array(numpy));
+    const back = decodeNpy(ours.buffer);
+    assert.deepEqual(back.shape, [2, 3, 4]);
+    assert.equal(back.data[23], 23 / 8);
   });
 });

@@ -40,3 +40,28 @@ export function decodeNpy(buffer) {
     }
     throw new TypeError(`.npy dtype ${descr} is not supported (float32 '<f4' or float64 '<f8')`);
 }
+/**
+ * Encode a float32 array as a `.npy` file (version 1.0, little-endian, C order), as NumPy's
+ * `np.save` writes it: the inverse of `decodeNpy`.
+ *
+ * @param array `{ data, shape }` with `data.length` the product of `shape`
+ * @returns the file, type `application/octet-stream`
+ */
+export function encodeNpy(array) {
+    const { data, shape } = array;
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (count !== data.length) {
+        throw new RangeError(`data has ${data.length} values but shape [${shape.join(', ')}] holds ${count}`);
+    }
+    const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+    let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded with spaces to 64 bytes.
+    header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+    const prefix = new Uint8Array(10 + header.length);
+    prefix.set(MAGIC);
+    prefix.set([1, 0], 6);
+    new DataView(prefix.buffer).setUint16(8, header.length, true);
+    prefix.set(new TextEncoder().encode(header), 10);
+    const body = new Float32Array(data);
+    return new Blob([prefix, body], { type: 'application/octet-stream' });
+}
