@@ -9,11 +9,11 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  APIConnectionError, APIError, APIStatusError, APITimeoutError, AuthenticationError,
-  BadRequestError, ConvServe, ConvServeError, GatewayTimeoutError, InternalServerError,
-  NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError,
-  ServiceUnavailableError, UnprocessableEntityError, UnsupportedMediaTypeError, retryAfterSeconds,
-  decodeNpy, encodeNpy, retryDelayMs,
+  APIConnectionError, APIError, APIResponseValidationError, APIStatusError, APITimeoutError,
+  AuthenticationError, BadRequestError, ConvServe, ConvServeError, GatewayTimeoutError,
+  InternalServerError, NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError,
+  ServiceUnavailableError, UnprocessableEntityError, UnsupportedMediaTypeError, decodeNpy, encodeNpy,
+  retryAfterSeconds, retryDelayMs,
 } from '../dist/index.js';
 import { PACKAGE_DIR, REPO_ROOT, problem, startFaultServer, startService } from './support/servers.mjs';
 
@@ -310,6 +310,20 @@ describe('retries, timeouts and cancellation', () => {
         assert.equal(error.timeoutMs, 200);
         return true;
       });
+      assert.equal(fault.requests.length, 2);
+    } finally {
+      await fault.stop();
+    }
+  });
+
+  test('a 2xx answer that is not what the endpoint sends is an APIResponseValidationError', async () => {
+    const fault = await startFaultServer([{ status: 200, headers: { 'content-type': 'text/html' }, body: '<html>' }]);
+    try {
+      const client = new ConvServe({ baseURL: fault.url, maxRetries: 2 });
+      await assert.rejects(client.engines(), (error) => error instanceof APIResponseValidationError
+        && error.status === 200 && /is http:\/\/127\.0\.0\.1:\d+ a convserve server/.test(error.message));
+      await assert.rejects(client.convolve({ input: { array: X }, kernel: [K], format: 'npy' }),
+        (error) => error instanceof APIResponseValidationError && /magic string/.test(error.message));
       assert.equal(fault.requests.length, 2);
     } finally {
       await fault.stop();

@@ -71,10 +71,6 @@ function sleep(ms, signal) {
         signal?.addEventListener('abort', onAbort, { once: true });
     });
 }
-function isJson(headers) {
-    const type = (headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
-    return type === 'application/json' || type.endsWith('+json');
-}
 function base64ToBytes(text) {
     const binary = atob(text);
     const bytes = new Uint8Array(binary.length);
@@ -358,7 +354,9 @@ export class ConvServe {
                 return { ok: false, error, retryable: true };
             }
             const where = new URL(info.url).origin;
-            const reason = cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause);
+            // undici's "fetch failed" hides the reason (ECONNREFUSED, ...) in its cause.
+            const inner = cause instanceof Error && cause.cause instanceof Error ? cause.cause : cause;
+            const reason = inner instanceof Error ? inner.message : String(inner);
             return {
                 ok: false,
                 error: new APIConnectionError(`could not reach ${where}: ${reason}`, info, { cause }),
@@ -378,26 +376,27 @@ export class ConvServe {
             catch (cause) {
                 return failed(cause);
             }
+            // The whole body is read here, under the timeout, so that a failure while reading it is
+            // a connection error (retried) and a failure to parse it is a validation error (not).
+            let body;
+            try {
+                body = await response.arrayBuffer();
+            }
+            catch (cause) {
+                return failed(cause);
+            }
             if (!response.ok && !call.accept?.has(response.status)) {
-                let text;
-                try {
-                    text = await response.text();
-                }
-                catch (cause) {
-                    return failed(cause);
-                }
-                const problem = parseProblem(response.status, response.statusText, text);
+                const problem = parseProblem(response.status, response.statusText, new TextDecoder().decode(body));
                 const error = statusError(response.status, problem, response.headers, info, retryAfterSeconds(response.headers));
                 const computeTimeout = response.status === 504 && problem.type.endsWith('/compute-timeout');
                 return { ok: false, error, retryable: RETRY_STATUSES.has(response.status) && !computeTimeout };
             }
+            const { status, statusText, headers } = response;
+            const read = new Response(body, { status, statusText, headers });
             try {
-                return { ok: true, value: await call.parse(response) };
+                return { ok: true, value: await call.parse(read) };
             }
             catch (cause) {
-                if (signal?.aborted || timedOut || (cause instanceof TypeError && !isJson(response.headers))) {
-                    return failed(cause);
-                }
                 throw new APIResponseValidationError(`${call.method} ${call.path} answered ${response.status} with a body this client cannot `
                     + `read (${cause instanceof Error ? cause.message : String(cause)}); is ${this.baseURL} a `
                     + 'convserve server of a compatible version?', info, response.status, { cause });
