@@ -16,7 +16,7 @@ export {
   APIConnectionError, APIError, APIResponseValidationError, APIStatusError, APITimeoutError,
   AuthenticationError, BadRequestError, ConvServeError, GatewayTimeoutError, InternalServerError,
   NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError, ServiceUnavailableError,
-  UnprocessableEntityError, UnsupportedMediaTypeError,
+  UnprocessableEntityError, UnsupportedMediaTypeError, statusError,
 } from './errors.js';
 export type { FieldError, Problem, RequestInfo } from './errors.js';
 export { decodeNpy, encodeNpy } from './npy.js';

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 
+import { APIStatusError, InternalServerError, statusError } from '../dist/index.js';
 import { PACKAGE_DIR, REPO_ROOT } from './support/servers.mjs';
 
 const BIN = join(PACKAGE_DIR, 'node_modules', '.bin');
@@ -45,5 +46,23 @@ test("the demo page's copy of the client is a fresh build of src/", async () => 
   for (const name of built) {
     assert.ok(await readFile(join(out, name), 'utf8') === await readFile(join(STATIC_COPY, name), 'utf8'),
       `${name} differs from a fresh build: run \`npm run build\` in clients/typescript`);
+  }
+});
+
+test('every error status the OpenAPI document lists has its own error class', async () => {
+  const document = JSON.parse(await readFile(resolve(REPO_ROOT, 'openapi', 'openapi.json'), 'utf8'));
+  const statuses = new Set();
+  for (const operations of Object.values(document.paths)) {
+    for (const operation of Object.values(operations)) {
+      for (const code of Object.keys(operation.responses ?? {})) if (Number(code) >= 400) statuses.add(Number(code));
+    }
+  }
+  assert.ok(statuses.has(422) && statuses.has(503), [...statuses].join(', '));
+  for (const status of statuses) {
+    const problem = { type: 'about:blank', title: 'T', status, detail: 'D' };
+    const error = statusError(status, problem, new Headers(), { method: 'GET', url: 'http://x/' }, null);
+    assert.ok(error instanceof APIStatusError);
+    assert.ok(![APIStatusError, InternalServerError].includes(error.constructor),
+      `status ${status} is documented but maps to ${error.constructor.name}: add a subclass in src/errors.ts`);
   }
 });
