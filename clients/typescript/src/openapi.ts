@@ -230,7 +230,8 @@ export interface paths {
          * A preset resolved for C input channels
          * @description The exact ``weight`` (c_out, C/groups, k_h, k_w), ``bias`` and ``groups`` the preset
          *     becomes for ``channels`` inputs. Any other query parameter is a preset parameter
-         *     (``?size=5&sigma=1.5``).
+         *     (``?size=5&sigma=1.5``). A plain ``def``: resolving a bank for thousands of channels is
+         *     CPU work, kept off the event loop.
          */
         get: operations["get_preset_v1_presets__name__get"];
         put?: never;
@@ -410,7 +411,7 @@ export interface components {
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap" | "BORDER_CONSTANT" | "BORDER_REFLECT_101" | "BORDER_REFLECT101" | "BORDER_REPLICATE" | "BORDER_WRAP") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
@@ -548,7 +549,7 @@ export interface components {
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap" | "BORDER_CONSTANT" | "BORDER_REFLECT_101" | "BORDER_REFLECT101" | "BORDER_REPLICATE" | "BORDER_WRAP") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
@@ -776,7 +777,7 @@ export interface components {
              *     Default: zeros with a kernel, reflect with a preset.
              * @default null
              */
-            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap") | null;
+            padding_mode?: ("zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap" | "BORDER_CONSTANT" | "BORDER_REFLECT_101" | "BORDER_REFLECT101" | "BORDER_REPLICATE" | "BORDER_WRAP") | null;
             /**
              * Preset
              * @description A named kernel from GET /v1/presets, resolved for the input's channels.
