@@ -325,6 +325,41 @@ def test_kernel_editor_takes_its_bounds_from_v1_limits(browser: Any, server: str
             context.close()
 
 
+def test_only_the_latest_request_counts_and_replaced_object_urls_are_revoked(page: Any) -> None:
+    outcome = page.evaluate(
+        """async () => {
+            const { LatestRequest, ObjectUrls } = await import('./static/js/lifetimes.js');
+            const latest = new LatestRequest();
+            const slow = (value) => (signal) => new Promise((resolve, reject) => {
+                const timer = setTimeout(() => resolve(value), 50);
+                signal.addEventListener('abort', () => {
+                    clearTimeout(timer);
+                    reject(signal.reason);
+                });
+            });
+            const first = latest.run(slow('first'));
+            const second = latest.run(slow('second'));
+            const [older, newer] = await Promise.all([first, second]);
+            const pending = latest.run(slow('third'));
+            latest.abort();
+            const cancelled = await pending;
+            const failed = await latest.run(async () => { throw new Error('boom'); });
+
+            const urls = new ObjectUrls();
+            const before = urls.set('slot', new Blob(['a']));
+            const after = urls.set('slot', new Blob(['b']));
+            const read = async (url) => {
+                try { return await (await fetch(url)).text(); } catch { return null; }
+            };
+            return { older, newer, cancelled, failed: failed.error.message,
+                     before: await read(before), after: await read(after) };
+        }"""
+    )
+    assert outcome == {"older": {"stale": True}, "newer": {"value": "second"},
+                       "cancelled": {"aborted": True}, "failed": "boom",
+                       "before": None, "after": "b"}
+
+
 def test_kernel_with_wrong_c_in_shows_the_api_detail_next_to_the_kernel(
     page: Any, api: httpx.Client
 ) -> None:
