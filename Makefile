@@ -19,7 +19,7 @@ help:
 	@echo "make test       install dev extras and run every test"
 	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding)"
 	@echo "make lint       ruff, mypy and tsc --noEmit"
-	@echo "make openapi    regenerate openapi/openapi.json"
+	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "convserve needs Python 3.11 or newer")'
@@ -54,8 +54,10 @@ lint: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/mypy
 	cd $(TS_CLIENT) && npm run --silent typecheck
 
-openapi: $(DEV_STAMP)
+# The OpenAPI document, then the TypeScript client's generated types and the page's copy of it.
+openapi: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m convserve.openapi_export openapi/openapi.json
+	cd $(TS_CLIENT) && npm run --silent generate && npm run --silent build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
