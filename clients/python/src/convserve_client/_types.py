@@ -93,10 +93,13 @@ PaddingInput: TypeAlias = "int | Sequence[int] | Literal['same', 'valid']"
 ConvolveFormat: TypeAlias = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
 LayersFormat: TypeAlias = Literal["json", "npy", "zip", "onnx"]
 PaddingMode: TypeAlias = Literal[
-    "zeros", "reflect", "replicate", "circular", "constant", "edge", "wrap"
+    "zeros", "reflect", "replicate", "circular", "constant", "edge", "wrap",
+    "BORDER_CONSTANT", "BORDER_REFLECT_101", "BORDER_REFLECT101", "BORDER_REPLICATE",
+    "BORDER_WRAP",
 ]
-"""PyTorch's names, then numpy's for the same modes (``constant`` = zeros, ``edge`` = replicate,
-``wrap`` = circular), which the server accepts too."""
+"""PyTorch's names, then NumPy's and OpenCV's for the same four modes (``constant`` and
+``BORDER_CONSTANT`` = zeros, ``BORDER_REFLECT_101`` = reflect, ``edge`` and
+``BORDER_REPLICATE`` = replicate, ``wrap`` and ``BORDER_WRAP`` = circular), all accepted."""
 Normalize: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode: TypeAlias = Literal["rgb", "gray", "rgba", "keep"]
 Engine: TypeAlias = Literal["numpy", "onnxruntime"]
