@@ -1,14 +1,19 @@
 """``convserve convolve`` and ``convserve layers`` over many inputs, as a process against a real
 server: names mirrored under -o DIR, a bad input listed while the rest are done, --resume,
-stdin lists and globs, and Ctrl-C (a real SIGINT) leaving no partial output."""
+stdin lists and globs, a progress bar on a terminal and plain lines elsewhere, and Ctrl-C (a
+real SIGINT) leaving no partial output."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
 import zipfile
 from pathlib import Path
@@ -190,3 +195,32 @@ def test_one_input_keeps_the_single_command(server_url: str, photos: Path) -> No
     assert "shape     2 x 300 x 451 (c_out, h, w)" in text(done.stdout)
     assert sorted(p.name for p in (photos / "one").iterdir()) == ["channel_000.png",
                                                                   "channel_001.png"]
+
+
+def test_a_terminal_gets_a_progress_bar_with_count_rate_and_eta(server_url: str,
+                                                                 photos: Path) -> None:
+    main_fd, child_fd = pty.openpty()  # stderr a terminal of 100 columns, stdout a pipe
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen([*CLI, "--url", server_url, "convolve", "photos/cat.png",
+                                "photos/camera.png", "--preset", "sobel", "-o", "out"],
+                               cwd=photos, stdout=subprocess.PIPE, stderr=child_fd)
+    os.close(child_fd)
+    shown = b""
+    while chunk := read_or_end(main_fd):
+        shown += chunk
+    os.close(main_fd)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, shown
+    last = shown.decode().replace("\r", "\n").split("\n")
+    assert any(line.startswith("100%|") and "| 2/2 [" in line and "img/s]" in line
+               for line in last), shown
+    assert not any(line.startswith("[1/2]") for line in last)  # no plain lines on a terminal
+    assert stdout.decode().startswith("done 2, failed 0, skipped 0 in ")
+
+
+def read_or_end(fd: int) -> bytes:
+    """The terminal's next output; b"" once the process has closed it (EIO on Linux)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
