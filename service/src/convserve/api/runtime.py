@@ -118,11 +118,12 @@ class Runtime:
     _closed: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
-        threads = self.settings.threads_per_op
+        threads, band_bytes = self.settings.threads_per_op, self.settings.band_bytes
         self.engines = {
-            "numpy": NumpyEngine(threads=threads),
+            "numpy": NumpyEngine(threads=threads, band_bytes=band_bytes),
             "onnxruntime": OnnxRuntimeEngine(
-                intra_op_threads=threads, cache_size=self.settings.ort_cache_size
+                intra_op_threads=threads, cache_size=self.settings.ort_cache_size,
+                band_bytes=band_bytes,
             ),
         }
         # Layer stacks: NumPy layer by layer, ONNX Runtime as one graph with its own sessions.

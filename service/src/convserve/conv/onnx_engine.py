@@ -39,6 +39,7 @@ import numpy as np
 
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec
+from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.errors import EngineUnavailableError, InvalidArgumentError
 from convserve.settings import available_cores
 
@@ -428,6 +429,10 @@ class OnnxRuntimeEngine:
         Threads one convolution may use on CPU; None means the cores this process may use.
     cache_size : int
         Sessions kept (least recently used evicted first).
+    band_bytes : int or None
+        Working bytes above which a layer runs in horizontal bands of that size
+        (:mod:`convserve.conv.tiling`), so ONNX Runtime never pads or unfolds the whole image;
+        None or 0: always whole.
 
     Notes
     -----
@@ -437,13 +442,15 @@ class OnnxRuntimeEngine:
 
     name: EngineName = "onnxruntime"
 
-    def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64) -> None:
+    def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64,
+                 band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
         if intra_op_threads is not None and intra_op_threads < 1:
             raise InvalidArgumentError(
                 f"intra_op_threads={intra_op_threads} must be >= 1 (or None for all cores)"
             )
         self.intra_op_threads = intra_op_threads or available_cores()
         self._cache = SessionCache(cache_size)
+        self.band_bytes = band_bytes
 
     def version(self) -> str:
         """onnxruntime's version, or ``"not installed"``."""
@@ -530,6 +537,17 @@ class OnnxRuntimeEngine:
             onnxruntime is missing, or ``device`` cannot be used here.
         """
         spec.check_arrays(x, weight, bias)
+        plan = self.band_plan(spec)
+        if plan is not None:
+            return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device))
+        return self._run(x, weight, bias, spec, device)
+
+    def band_plan(self, spec: ConvSpec) -> BandPlan | None:
+        """The bands :meth:`conv2d` cuts ``spec`` into, or None when it runs whole."""
+        return plan_bands(spec, self.band_bytes)
+
+    def _run(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, spec: ConvSpec,
+             device: Device) -> np.ndarray:
         session = self.session(spec, device)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),
