@@ -40,8 +40,8 @@ import numpy as np
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec
 from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
+from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError, InvalidArgumentError
-from convserve.settings import available_cores
 
 if TYPE_CHECKING:
     import onnx
