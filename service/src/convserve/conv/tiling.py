@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convserve.conv.spec import ConvSpec, PaddingMode
+from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 
 __all__ = [
     "DEFAULT_BAND_BYTES",
@@ -66,20 +66,10 @@ def source_rows(size: int, before: int, after: int, mode: PaddingMode) -> np.nda
     Returns
     -------
     ndarray of int64, shape (before + size + after,)
-        -1 marks a row of zeros (``mode="zeros"``).
+        -1 marks a row of zeros (``mode="zeros"``); :func:`~convserve.conv.spec.padding_source`
+        is the one definition of the modes.
     """
-    i = np.arange(-before, size + after)
-    if mode == "zeros":
-        return np.where((i >= 0) & (i < size), i, -1)
-    if mode == "replicate":
-        return np.clip(i, 0, size - 1)
-    if mode == "circular":
-        return i % size
-    if size == 1:  # reflect with pads < 1 on this axis: nothing to mirror
-        return np.zeros_like(i)
-    period = 2 * (size - 1)  # mirror about the edge row without repeating it
-    j = np.abs(i) % period
-    return np.where(j < size, j, period - j)
+    return padding_source(np.arange(-before, size + after), size, mode)
 
 
 def _unfolded_depth(spec: ConvSpec) -> int:
