@@ -196,16 +196,17 @@ def _register_shared_arena(ort: ModuleType) -> None:
         _arena_registered = True
 
 
-def run_options() -> Any:
+def run_options(shrink: bool = True) -> Any:
     """``onnxruntime.RunOptions`` for one run: shrink the CPU arena when the run returns.
 
     The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
     allocated beyond its first, so a large request does not pin its working memory in the
-    process afterwards.
+    process afterwards. ``shrink=False`` keeps it for the next band of the same layer.
     """
     ort = _import_ort()
     options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    if shrink:
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 
@@ -538,7 +539,10 @@ class OnnxRuntimeEngine:
         spec.check_arrays(x, weight, bias)
         plan = self.band_plan(spec)
         if plan is not None:
-            return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device))
+            # The bands reuse one band's working memory; the arena shrinks after the last.
+            last = plan.bands[-1].spec
+            return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device,
+                                                                  shrink=sb is last))
         return self._run(x, weight, bias, spec, device)
 
     def band_plan(self, spec: ConvSpec) -> BandPlan | None:
@@ -546,7 +550,7 @@ class OnnxRuntimeEngine:
         return plan_bands(spec, self.band_bytes)
 
     def _run(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, spec: ConvSpec,
-             device: Device) -> np.ndarray:
+             device: Device, *, shrink: bool = True) -> np.ndarray:
         session = self.session(spec, device)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),
@@ -554,5 +558,5 @@ class OnnxRuntimeEngine:
         }
         if bias is not None:
             feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
-        y: np.ndarray = session.run(None, feeds, run_options())[0]
+        y: np.ndarray = session.run(None, feeds, run_options(shrink))[0]
         return y
