@@ -78,6 +78,8 @@ def _json_typed(kind: type) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+# Constraints go before the type check (Annotated[int, Field(ge=0), _json_typed(int)]): after
+# it, pydantic cannot state them in the JSON Schema (it would write "ge", not "minimum").
 JsonInt = Annotated[int, _json_typed(int)]
 JsonFloat = Annotated[float, _json_typed(float)]
 JsonBool = Annotated[bool, _json_typed(bool)]
@@ -194,7 +196,7 @@ class ConvolveOptions(ConvLayerOptions):
     normalize: Normalize = "auto"
     """Float to pixel mapping for PNGs: auto (clip for range-preserving kernels, else minmax),
     clip, minmax, abs, symmetric (0 is mid-grey)."""
-    channel: Annotated[JsonInt, Field(ge=0)] | None = None
+    channel: Annotated[int, Field(ge=0), _json_typed(int)] | None = None
     """The output channel returned by format=png (default 0)."""
     dry_run: JsonBool = False
     """Validate and return shapes and cost without computing."""
@@ -397,7 +399,7 @@ class LeakyReluLayerSpec(_Strict):
     """x for x >= 0, else slope * x."""
 
     type: Literal["leaky_relu"]
-    slope: Annotated[JsonFloat, Field(allow_inf_nan=False)] = 0.01
+    slope: Annotated[float, Field(allow_inf_nan=False), _json_typed(float)] = 0.01
     """The negative slope (PyTorch's default 0.01)."""
 
 
@@ -436,7 +438,7 @@ class Conv2dLayerSpec(ConvLayerOptions):
     ))
 
     type: Literal["conv2d"]
-    filters: Annotated[JsonInt, Field(ge=1)] | None = None
+    filters: Annotated[int, Field(ge=1), _json_typed(int)] | None = None
     """Output channels of seeded initial weights (c_out); needs kernel_size."""
     kernel_size: IntPair | None = None
     """k or [k_h, k_w] of seeded initial weights."""
@@ -445,7 +447,7 @@ class Conv2dLayerSpec(ConvLayerOptions):
     he_normal (std sqrt(2/fan_in)), he_uniform, glorot_normal, glorot_uniform (Keras'
     default), lecun_normal, lecun_uniform, pytorch_default (nn.Conv2d's). Normals are not
     truncated; biases start at 0 except with pytorch_default."""
-    seed: Annotated[JsonInt, Field(ge=0)] | None = None
+    seed: Annotated[int, Field(ge=0), _json_typed(int)] | None = None
     """Seed of numpy.random.default_rng for the initial weights; default: the layer's index."""
     bias: JsonBool = True
     """Whether the layer has a bias: seeded layers get one (zeros), a kernel or preset keeps
