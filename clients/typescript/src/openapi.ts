@@ -609,7 +609,7 @@ export interface components {
             channels?: components["schemas"]["ChannelResult"][];
             cost: components["schemas"]["Cost"];
             /** Data */
-            data?: unknown[];
+            data?: (number | null)[][][];
             /** Device */
             device: string;
             /** Dilation */

@@ -261,8 +261,9 @@ class ConvolveResponse(BaseModel):
     format=array."""
     dtype: Literal["float32"] = "float32"
     """format=array: the type of ``data``'s numbers."""
-    data: list[Any] = Field(default_factory=list)
-    """format=array only: the output (c_out, h_out, w_out) as nested lists."""
+    data: list[list[list[float | None]]] = Field(default_factory=list)
+    """format=array only: the output (c_out, h_out, w_out) as nested lists; null where a value
+    overflowed float32."""
     dry_run: bool = False
 
 
