@@ -60,6 +60,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convserve.errors import InvalidArgumentError, InvalidInputError, PayloadTooLargeError
+from convserve.imaging import fastpath
 from convserve.imaging.arrays import _check_finite, decode_npy
 from convserve.imaging.formats import (
     _ACCEPTED,
@@ -130,7 +131,13 @@ def decode_input(
     return decode_image(data, color_mode=color_mode, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, *, color_mode: ColorMode = "rgb", max_pixels: int) -> DecodedInput:
+def decode_image(
+    data: bytes,
+    *,
+    color_mode: ColorMode = "rgb",
+    max_pixels: int,
+    fast_decoders: bool = True,
+) -> DecodedInput:
     """Decode PNG, JPEG, WebP, BMP, TIFF or GIF bytes to float32 ``(C, H, W)``.
 
     Parameters
@@ -139,6 +146,9 @@ def decode_image(data: bytes, *, color_mode: ColorMode = "rgb", max_pixels: int)
     color_mode : {"rgb", "gray", "rgba", "keep"}
     max_pixels : int
         Largest ``W * H`` accepted, checked from the header before decoding.
+    fast_decoders : bool
+        Let libspng and libjpeg-turbo decode the files whose pixels they give exactly as
+        Pillow does (:mod:`convserve.imaging.fastpath`); False decodes with Pillow alone.
 
     Returns
     -------
@@ -164,9 +174,19 @@ def decode_image(data: bytes, *, color_mode: ColorMode = "rgb", max_pixels: int)
                 f"{max_pixels:,} pixels. Send a smaller image or raise {_PIXELS_ENV}."
             )
         try:
-            im.load()
-            orientation = _orientation(im)
-            hwc, names, bit_depth = _channels(im, color_mode)
+            fast = fastpath.decode_pixels(data, im) if fast_decoders else None
+            if fast is None:
+                im.load()
+                orientation = _orientation(im)
+                hwc, names, bit_depth = _channels(im, color_mode)
+                decoder = "pillow"
+            else:
+                # A PNG with any orientation is never decoded fast; a JPEG's EXIF is in its
+                # header, which Image.open has read.
+                orientation = 1 if fmt == "PNG" else _orientation(im)
+                hwc, names = _fast_layout(fast, color_mode)
+                bit_depth = 16 if fast.mode == "I;16" else 1 if mode == "1" else 8
+                decoder = fast.decoder
         except (InvalidInputError, InvalidArgumentError, MemoryError):
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -183,7 +203,7 @@ def decode_image(data: bytes, *, color_mode: ColorMode = "rgb", max_pixels: int)
         hwc = transpose(hwc)
     scale = {8: 255.0, 16: 65535.0, 1: 255.0}.get(bit_depth)
     array = _to_chw_float32(hwc, scale, alpha_last=len(names) > hwc.shape[2])
-    return DecodedInput(array, fmt, mode, names, bit_depth)
+    return DecodedInput(array, fmt, mode, names, bit_depth, decoder)
 
 
 def _open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -259,17 +279,34 @@ def _channels(im: Image.Image, color_mode: ColorMode) -> tuple[np.ndarray, tuple
 
     base = _base_image(im, color_mode)
     bit_depth = 1 if mode == "1" else 8
-    if base.mode in ("L", "LA"):
-        arr = np.asarray(base)
-        gray = arr if arr.ndim == 2 else arr[:, :, 0]
-        alpha = arr[:, :, 1] if arr.ndim == 3 else None
-        return _gray_layout(gray, alpha, color_mode) + (bit_depth,)
-    if color_mode == "gray":
+    if color_mode == "gray" and base.mode in ("RGB", "RGBA"):
         return np.asarray(base.convert("L"))[:, :, None], ("L",), bit_depth
-    rgb = np.asarray(base)
-    if color_mode == "rgb" or (color_mode == "keep" and base.mode == "RGB"):
-        return rgb[:, :, :3], ("R", "G", "B"), bit_depth
-    return rgb, ("R", "G", "B", "A"), bit_depth
+    return _layout(np.asarray(base), base.mode, color_mode) + (bit_depth,)
+
+
+def _fast_layout(
+    fast: fastpath.FastPixels, color_mode: ColorMode
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`_layout` of a fast decoder's pixels; luma is Pillow's own ``"L"`` conversion."""
+    if color_mode == "gray" and fast.mode in ("RGB", "RGBA"):
+        return np.asarray(Image.fromarray(fast.pixels).convert("L"))[:, :, None], ("L",)
+    return _layout(fast.pixels, fast.mode, color_mode)
+
+
+def _layout(
+    pixels: np.ndarray, mode: str, color_mode: ColorMode
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Pixels of ``mode`` L, LA, I;16, RGB or RGBA as (H, W, K) for ``color_mode``.
+
+    ``color_mode="gray"`` is for grey modes only (colour needs Pillow's luma, done by callers).
+    """
+    if mode in ("L", "LA", "I;16"):
+        gray = pixels if pixels.ndim == 2 else pixels[:, :, 0]
+        alpha = pixels[:, :, 1] if pixels.ndim == 3 else None
+        return _gray_layout(gray, alpha, color_mode)
+    if color_mode == "rgb" or (color_mode == "keep" and mode == "RGB"):
+        return pixels[:, :, :3], ("R", "G", "B")
+    return pixels, ("R", "G", "B", "A")
 
 
 def _base_image(im: Image.Image, color_mode: ColorMode) -> Image.Image:

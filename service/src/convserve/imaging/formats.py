@@ -82,6 +82,9 @@ class DecodedInput:
     bit_depth : int
         Bits per stored sample: 8 or 16; 1 for bilevel images, 32 for float TIFFs (used as
         stored) and 0 for arrays.
+    decoder : str
+        What decoded the pixels: ``"pillow"``, ``"libspng"``, ``"libjpeg-turbo"``, or
+        ``"numpy"`` for arrays. Not part of :meth:`to_dict` (the pixels are the same).
     """
 
     array: np.ndarray
@@ -89,6 +92,7 @@ class DecodedInput:
     source_mode: str
     channel_names: tuple[str, ...]
     bit_depth: int
+    decoder: str = "numpy"
 
     def to_dict(self) -> dict[str, Any]:
         """A small JSON-ready summary: shape, format, mode, bit depth and channel names."""
