@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from convserve import jsonbody, png
+from convserve.cores import available_cores
 from convserve.errors import InvalidArgumentError
-from convserve.settings import available_cores
 
 __all__ = [
     "channel_png_name",

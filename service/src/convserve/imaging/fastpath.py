@@ -7,8 +7,9 @@ the pixels of files whose result is known to equal Pillow's, bit for bit:
 - PNG through ``pyspng`` (libspng): 8-bit RGB and RGBA, 1/2/4/8/16-bit grey and palettes
   without transparency, interlaced or not. Declined: grey+alpha (pyspng cannot return it as
   stored), a ``tRNS`` chunk (Pillow's colour keys and palette alpha), 16-bit colour (Pillow
-  keeps the high byte), animations (APNG), and files that may carry an orientation (``eXIf``, XMP or ImageMagick's
-  raw EXIF text), because Pillow finds those only after decoding the whole file.
+  keeps the high byte), animations (APNG), and files that may carry an orientation
+  (``eXIf``, XMP or ImageMagick's raw EXIF text), because Pillow finds those only after
+  decoding the whole file.
 - JPEG through ``simplejpeg`` (libjpeg-turbo, accurate DCT and fancy upsampling, as Pillow
   decodes): grey and YCbCr/RGB files. Declined: CMYK/YCCK, MPO (multi-picture) files.
 
