@@ -179,8 +179,9 @@ def test_truncated_files_are_a_422_from_either_path(name: str) -> None:
 
 
 def test_fast_path_declines_what_only_pillow_decodes_exactly() -> None:
-    declined = ["la.png", "interlaced_la.png", "gray_trns.png", "rgb_trns.png", "palette_trns.png", "animated.png",
-                "exif_rotated.png", "rgb16.png", "la16.png", "rgba16.png", "cmyk.jpg"]
+    declined = ["la.png", "interlaced_la.png", "gray_trns.png", "rgb_trns.png",
+                "palette_trns.png", "animated.png", "exif_rotated.png", "rgb16.png", "la16.png",
+                "rgba16.png", "cmyk.jpg"]
     for name in declined:
         with Image.open(io.BytesIO(FILES[name])) as im:
             assert fastpath.decode_pixels(FILES[name], im) is None, name

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,17 @@ class PreparedConv:
     engine: str
     device: str
     timing_ms: dict[str, float] = field(default_factory=dict)
+    input_info: dict[str, Any] = field(default_factory=dict)
+    """``decoded.to_dict()``, taken before :meth:`release_input` may drop the array."""
+
+    def release_input(self) -> None:
+        """Drop the float32 input once it is convolved, so that encoding the answer does not
+        hold it too (the request then keeps at most one float32 copy of the input and one of
+        the output at any time); ``x`` and ``decoded.array`` become empty arrays."""
+        channels = self.x.shape[1]
+        self.x = np.empty((1, channels, 0, 0), np.float32)
+        self.decoded = dataclasses.replace(self.decoded,
+                                           array=np.empty((channels, 0, 0), np.float32))
 
     def outcome(self, result: EncodedResult) -> Outcome:
         """``result`` with the shape, padding, engine and timings this layer reports."""
@@ -110,6 +122,7 @@ def prepare_convolution(
         output_names=kernel.output_names,
         engine=options.get("engine") or default_engine,
         device=options.get("device") or default_device,
+        input_info=decoded.to_dict(),
     )
 
 
@@ -140,7 +153,7 @@ def describe(prepared: PreparedConv, normalize: str) -> dict[str, Any]:
         "dilation": list(spec.dilation),
         "groups": spec.groups,
         "normalize": resolved_normalize(normalize, prepared.range_preserving),
-        "input": prepared.decoded.to_dict(),
+        "input": prepared.input_info,
         "kernel": prepared.kernel_info,
         "cost": layer_cost(spec),
     }
@@ -230,12 +243,14 @@ def convolve(
     prepared = prepare_convolution(decoded, options, ctx.limits,
                                    default_engine=ctx.settings.engine,
                                    default_device=ctx.settings.device)
+    del decoded  # prepared holds it, until release_input
     prepared.timing_ms["decode"] = decode_ms
     rendered: EncodedResult | dict[str, Any]
     if dry_run:
         rendered = {**describe(prepared, normalize), "dry_run": True, "channels": []}
     else:
         y = run_convolution(prepared, ctx)
+        prepared.release_input()
         rendered = render(y, prepared, ctx, fmt=fmt, normalize=normalize, channel=channel)
         prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))

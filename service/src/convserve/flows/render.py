@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from convserve import imaging, jsonbody
+from convserve.imaging import resolved_normalize  # the auto rule, defined once in imaging
 
 __all__ = [
     "EncodedResult",
@@ -64,13 +65,6 @@ def finish(rendered: EncodedResult | dict[str, Any], timing_ms: dict[str, float]
         return rendered
     return EncodedResult("application/json", jsonbody.dumps({**rendered,
                                                              "timing_ms": timing_ms}))
-
-
-def resolved_normalize(mode: str, range_preserving: bool) -> imaging.NormalizeMode:
-    """The mode ``auto`` stands for: ``clip`` for range-preserving layers, else ``minmax``."""
-    if mode == "auto":
-        return "clip" if range_preserving else "minmax"
-    return cast(imaging.NormalizeMode, mode)
 
 
 def channel_stats(y: np.ndarray) -> list[dict[str, float]]:

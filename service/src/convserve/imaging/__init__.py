@@ -25,7 +25,7 @@ from convserve.imaging.encode import (
     zip_pngs,
 )
 from convserve.imaging.formats import ACCEPTED_FORMATS, COLOR_MODES, ColorMode, DecodedInput
-from convserve.imaging.tone import NORMALIZE_MODES, NormalizeMode, to_pixels
+from convserve.imaging.tone import NORMALIZE_MODES, NormalizeMode, resolved_normalize, to_pixels
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -44,6 +44,7 @@ __all__ = [
     "encode_png",
     "encode_pngs",
     "grid_png",
+    "resolved_normalize",
     "to_pixels",
     "zip_files",
     "zip_pngs",

@@ -2,7 +2,7 @@
 
 Encoding: ``to_pixels`` maps float maps to 8-bit pixels; ``encode_png``, ``encode_pngs``,
 ``compose_png``, ``grid_png``, ``zip_pngs`` (``zip_files``) and ``encode_npy`` make the
-response bodies. PNGs are written by :mod:`convserve.png` (filter *Up* in one NumPy pass, ISA-L
+response bodies. PNGs are written by :mod:`convserve.png` (filter *Up* band by band, ISA-L
 deflate), several times faster than Pillow's writer at its fastest level for a few % more
 bytes; ``bench/bench_encode.py`` measures both. The deflate releases the GIL, so the channels
 of one response are encoded in parallel threads.
@@ -98,7 +98,7 @@ def encode_pngs(
     planes : ndarray of uint8, shape (C, H, W)
     level : int, 0-9
     executor : concurrent.futures.Executor, optional
-        Where to encode (Pillow releases the GIL while compressing). Without one, a
+        Where to encode (:mod:`convserve.png`'s deflate releases the GIL). Without one, a
         process-wide pool of one thread per core is used when C > 1. Never pass an executor
         whose threads may be waiting on this call (a worker encoding into its own pool can
         deadlock when every worker does so).

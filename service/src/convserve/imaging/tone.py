@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+import math
+from collections.abc import Callable
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 
 from convserve.errors import InvalidArgumentError
 
-__all__ = ["NORMALIZE_MODES", "NormalizeMode", "to_pixels"]
+__all__ = ["NORMALIZE_MODES", "NormalizeMode", "resolved_normalize", "to_pixels"]
 
 NormalizeMode: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 NORMALIZE_MODES: tuple[NormalizeMode, ...] = ("auto", "clip", "minmax", "abs", "symmetric")
+
+# Values scaled at a time: the float32 working memory of to_pixels (1 MiB), whatever the size
+# of the maps.
+_BAND_VALUES = 1 << 18
+
+
+def resolved_normalize(mode: str, range_preserving: bool) -> NormalizeMode:
+    """The mode ``mode`` stands for: ``auto`` is ``clip`` for range-preserving layers (their
+    outputs stay in ``[0, 1]``), else ``minmax``; any other mode is itself.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``mode`` is not one of :data:`NORMALIZE_MODES`.
+    """
+    if mode not in NORMALIZE_MODES:
+        raise InvalidArgumentError(
+            f"normalize={mode!r} is not one of {', '.join(NORMALIZE_MODES)}", field="normalize"
+        )
+    if mode == "auto":
+        return "clip" if range_preserving else "minmax"
+    return cast(NormalizeMode, mode)
 
 
 def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) -> np.ndarray:
@@ -38,10 +62,7 @@ def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) 
     -------
     ndarray of uint8, shape (C, H, W)
     """
-    if mode not in NORMALIZE_MODES:
-        raise InvalidArgumentError(
-            f"normalize={mode!r} is not one of {', '.join(NORMALIZE_MODES)}", field="normalize"
-        )
+    resolved = resolved_normalize(mode, range_preserving)
     values = np.asarray(maps)
     if values.ndim != 3 or values.dtype.kind not in "biuf":
         raise InvalidArgumentError(
@@ -51,43 +72,68 @@ def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) 
     if values.dtype != np.float32:
         with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
             values = values.astype(np.float32)
-    if mode == "auto":
-        mode = "clip" if range_preserving else "minmax"
-    finite = np.isfinite(values)
-    all_finite = bool(finite.all())
-    where = None if all_finite else finite
     out = np.empty(values.shape, dtype=np.uint8)
     for c in range(values.shape[0]):
-        out[c] = _channel_pixels(values[c], mode, None if where is None else where[c])
-    if not all_finite:
-        out[np.isposinf(values)] = 255
-        out[np.isneginf(values) | np.isnan(values)] = 0
+        _channel_pixels(values[c], resolved, out[c])
     return out
 
 
-def _channel_pixels(v: np.ndarray, mode: str, finite: np.ndarray | None) -> np.ndarray:
-    """One channel (H, W) of float32 to rounded pixel values in [0, 255] (float32)."""
-    scaled: np.ndarray
-    if finite is not None:
-        v = np.where(finite, v, np.float32(0))
+def _bands(v: np.ndarray) -> range:
+    """Row starts of bands of about :data:`_BAND_VALUES` values of ``v`` (H, W)."""
+    return range(0, v.shape[0], max(1, _BAND_VALUES // max(1, v.shape[1])))
+
+
+def _channel_pixels(v: np.ndarray, mode: str, out: np.ndarray) -> None:
+    """One channel (H, W) of float32 into its 8-bit pixels ``out`` (H, W), band by band.
+
+    The range comes from one pass of min and max over ``v`` (NaN and infinities show there,
+    and only then is finiteness checked, band by band); then each band of rows is scaled,
+    rounded and written, so the working memory is a band, not a channel.
+    """
+    step = _bands(v).step
+    lo, hi = float(v.min()), float(v.max())
+    all_finite = math.isfinite(lo) and math.isfinite(hi)
+    if not all_finite:
+        lo, hi = math.inf, -math.inf  # the range of the finite values only
+        for top in range(0, v.shape[0], step):
+            band = v[top : top + step]
+            finite = np.isfinite(band)
+            if finite.any():
+                lo = min(lo, float(np.min(band, where=finite, initial=np.inf)))
+                hi = max(hi, float(np.max(band, where=finite, initial=-np.inf)))
+    transform = _transform(mode, lo, hi)
+    for top in range(0, v.shape[0], step):
+        band, target = v[top : top + step], out[top : top + step]
+        if all_finite:
+            target[...] = transform(band)
+            continue
+        finite = np.isfinite(band)
+        target[...] = transform(np.where(finite, band, np.float32(0)))
+        target[np.isposinf(band)] = 255
+        target[np.isneginf(band) | np.isnan(band)] = 0
+
+
+def _transform(mode: str, lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Values (float32, finite) to rounded pixel values in [0, 255] (float32), for a channel
+    whose finite values span ``[lo, hi]`` (``lo > hi`` when it has none)."""
     if mode == "clip":
-        scaled = np.clip(v, 0, 1) * np.float32(255)
-    elif finite is not None and not finite.any():
-        return np.zeros(v.shape, np.float32)
-    elif mode == "minmax":
-        lo = float(np.min(v, where=finite, initial=np.inf) if finite is not None else v.min())
-        hi = float(np.max(v, where=finite, initial=-np.inf) if finite is not None else v.max())
+        return lambda band: _rounded(np.clip(band, 0, 1) * np.float32(255))
+    if lo > hi:
+        return lambda band: np.zeros(band.shape, np.float32)
+    if mode == "minmax":
         if not hi > lo:
-            return np.zeros(v.shape, np.float32)
-        scaled = _affine(v, -lo, 255.0 / (hi - lo), 0.0, bound=hi - lo)
-    else:
-        peak = float(np.max(np.abs(v)))  # non-finite values were zeroed above
-        if peak == 0.0:
-            return np.full(v.shape, 128 if mode == "symmetric" else 0, np.float32)
-        if mode == "abs":
-            scaled = _affine(np.abs(v), 0.0, 255.0 / peak, 0.0, bound=peak)
-        else:
-            scaled = _affine(v, 0.0, 127.5 / peak, 127.5, bound=peak)
+            return lambda band: np.zeros(band.shape, np.float32)
+        return lambda band: _rounded(_affine(band, -lo, 255.0 / (hi - lo), 0.0, bound=hi - lo))
+    peak = max(abs(lo), abs(hi))
+    if peak == 0.0:
+        fill = 128 if mode == "symmetric" else 0
+        return lambda band: np.full(band.shape, fill, np.float32)
+    if mode == "abs":
+        return lambda band: _rounded(_affine(np.abs(band), 0.0, 255.0 / peak, 0.0, bound=peak))
+    return lambda band: _rounded(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak))
+
+
+def _rounded(scaled: np.ndarray) -> np.ndarray:
     np.rint(scaled, out=scaled)
     np.clip(scaled, 0, 255, out=scaled)
     return scaled
