@@ -17,6 +17,7 @@ from convserve import imaging
 from convserve.conv.presets import is_range_preserving
 from convserve.conv.spec import ConvSpec, conv_spec
 from convserve.errors import ConvServeError, InvalidArgumentError
+from convserve.flows.bands import convolve_in_bands, needs_bands
 from convserve.flows.context import FlowContext
 from convserve.flows.cost import layer_cost
 from convserve.flows.inputs import Source, decode_source
@@ -46,8 +47,6 @@ __all__ = [
 class PreparedConv:
     """A validated convolution, ready to run: arrays, spec and what the answer reports."""
 
-    x: np.ndarray
-    """float32 (1, C_in, H, W)."""
     weight: np.ndarray
     """float32 (C_out, C_in/groups, k_h, k_w)."""
     bias: np.ndarray | None
@@ -62,14 +61,18 @@ class PreparedConv:
     input_info: dict[str, Any] = field(default_factory=dict)
     """``decoded.to_dict()``, taken before :meth:`release_input` may drop the array."""
 
+    @property
+    def x(self) -> np.ndarray:
+        """The input as float32 (1, C_in, H, W) (made once from the decoded samples)."""
+        return self.decoded.array[np.newaxis]
+
     def release_input(self) -> None:
-        """Drop the float32 input once it is convolved, so that encoding the answer does not
-        hold it too (the request then keeps at most one float32 copy of the input and one of
-        the output at any time); ``x`` and ``decoded.array`` become empty arrays."""
-        channels = self.x.shape[1]
-        self.x = np.empty((1, channels, 0, 0), np.float32)
-        self.decoded = dataclasses.replace(self.decoded,
-                                           array=np.empty((channels, 0, 0), np.float32))
+        """Drop the input once it is convolved, so that encoding the answer does not hold it
+        too: ``decoded`` becomes an empty array (``input_info`` keeps what answers report)."""
+        self.decoded = dataclasses.replace(
+            self.decoded, samples=np.empty((self.decoded.shape[0], 0, 0), np.float32),
+            scale=None, planar=True,
+        )
 
     def outcome(self, result: EncodedResult) -> Outcome:
         """``result`` with the shape, padding, engine and timings this layer reports."""
@@ -93,12 +96,12 @@ def prepare_convolution(
     ``preset_params``, ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``)
     and ``engine`` and ``device`` (None for the defaults).
     """
-    x = decoded.array[np.newaxis]
-    kernel = layer_kernel(options, x.shape[1], decoded.channel_names)
+    x_shape = (1, *decoded.shape)  # the float32 array itself is made when convolving
+    kernel = layer_kernel(options, x_shape[1], decoded.channel_names)
     from_json = options.get("preset") is None
     try:
         spec = conv_spec(
-            x.shape, kernel.weight.shape, None if kernel.bias is None else kernel.bias.shape,
+            x_shape, kernel.weight.shape, None if kernel.bias is None else kernel.bias.shape,
             stride=options["stride"], padding=kernel.padding, dilation=options["dilation"],
             groups=kernel.groups, padding_mode=kernel.padding_mode,
         )
@@ -117,7 +120,7 @@ def prepare_convolution(
     info = {**kernel.info, "weight_shape": list(kernel.weight.shape),
             "bias": None if kernel.bias is None else kernel.bias.tolist(), "groups": spec.groups}
     return PreparedConv(
-        x=x, weight=kernel.weight, bias=kernel.bias, spec=spec, decoded=decoded,
+        weight=kernel.weight, bias=kernel.bias, spec=spec, decoded=decoded,
         kernel_info=info, range_preserving=is_range_preserving(kernel.weight, kernel.bias),
         output_names=kernel.output_names,
         engine=options.get("engine") or default_engine,
@@ -130,8 +133,15 @@ def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
     """Run the prepared convolution on its engine; returns float32 (C_out, H_out, W_out)."""
     started = time.perf_counter()
     engine = ctx.engine(prepared.engine)
-    y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec,
-                      prepared.device)  # type: ignore[arg-type]
+    device: Any = prepared.device
+    if prepared.engine == "onnxruntime" and needs_bands(prepared.decoded):
+        # A large image: never the whole float32 input, nor ONNX Runtime's padded copy of it.
+        y = convolve_in_bands(
+            prepared.decoded, prepared.spec,
+            lambda band, spec: engine.conv2d(band, prepared.weight, prepared.bias, spec, device),
+        )
+    else:
+        y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
     seconds = time.perf_counter() - started
     prepared.timing_ms["convolve"] = round(1000 * seconds, 3)
     ctx.observe_convolution(prepared.engine, prepared.device, seconds)
@@ -252,5 +262,6 @@ def convolve(
         y = run_convolution(prepared, ctx)
         prepared.release_input()
         rendered = render(y, prepared, ctx, fmt=fmt, normalize=normalize, channel=channel)
+        del y  # the answer is encoded: serialising it need not hold the maps too
         prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))

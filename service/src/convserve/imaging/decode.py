@@ -202,8 +202,8 @@ def decode_image(
     if transpose is not None:
         hwc = transpose(hwc)
     scale = {8: 255.0, 16: 65535.0, 1: 255.0}.get(bit_depth)
-    array = _to_chw_float32(hwc, scale, alpha_last=len(names) > hwc.shape[2])
-    return DecodedInput(array, fmt, mode, names, bit_depth, decoder)
+    # float32 is made from these samples when asked for (DecodedInput.array or .rows).
+    return DecodedInput(hwc, fmt, mode, names, bit_depth, decoder, scale, planar=False)
 
 
 def _open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -354,20 +354,3 @@ def _gray_layout(
     if alpha is None:
         return g, ("L",)
     return np.stack([gray, alpha], axis=2), ("L", "A")
-
-
-def _to_chw_float32(hwc: np.ndarray, scale: float | None, *, alpha_last: bool) -> np.ndarray:
-    """(H, W, K) samples to C-contiguous float32 (C, H, W), divided by ``scale``.
-
-    With ``alpha_last`` an opaque alpha plane (1.0) is appended, so C = K + 1.
-    """
-    height, width, k = hwc.shape
-    out = np.empty((k + int(alpha_last), height, width), dtype=np.float32)
-    for c in range(k):
-        if scale is None:
-            out[c] = hwc[:, :, c]
-        else:
-            np.divide(hwc[:, :, c], np.float32(scale), out=out[c], dtype=np.float32)
-    if alpha_last:
-        out[k] = 1.0
-    return out

@@ -6,6 +6,7 @@ The accepted formats are named once here (``ACCEPTED_FORMATS``); every message t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -66,10 +67,18 @@ _FOREIGN: tuple[tuple[bytes, int, str], ...] = (
 class DecodedInput:
     """An input ready for convolution, with where it came from.
 
+    An image keeps the samples it was decoded to (8 or 16 bits, 3 bytes per RGB pixel) and
+    makes float32 from them on demand: all of it (``array``, made once) or a band of rows
+    (``rows``), so a large image can be convolved band by band without ever holding the whole
+    float32 copy (12 bytes per RGB pixel).
+
     Attributes
     ----------
-    array : ndarray of float32, shape (C, H, W)
-        8- and 16-bit pixels scaled to ``[0, 1]``; arrays as sent, cast to float32.
+    samples : ndarray
+        float32 of shape (C, H, W), used as it is (arrays, float TIFFs), when ``scale`` is
+        None and ``planar``; else samples of shape (H, W, K), any strides, that become
+        ``sample / scale`` (or are copied when ``scale`` is None), with an opaque alpha plane
+        (1.0) appended when C = K + 1.
     source_format : str
         ``"PNG"``, ``"JPEG"``, ``"MPO"``, ``"WEBP"``, ``"BMP"``, ``"TIFF"``, ``"GIF"``,
         ``"NPY"`` (an uploaded ``.npy``) or ``"ARRAY"`` (an array sent in JSON).
@@ -85,19 +94,72 @@ class DecodedInput:
     decoder : str
         What decoded the pixels: ``"pillow"``, ``"libspng"``, ``"libjpeg-turbo"``, or
         ``"numpy"`` for arrays. Not part of :meth:`to_dict` (the pixels are the same).
+    scale : float or None
+        255 or 65535 for 8- and 16-bit samples.
+    planar : bool
+        ``samples`` is already the float32 (C, H, W) array.
     """
 
-    array: np.ndarray
+    samples: np.ndarray
     source_format: str
     source_mode: str
     channel_names: tuple[str, ...]
     bit_depth: int
     decoder: str = "numpy"
+    scale: float | None = None
+    planar: bool = True
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the float32 input."""
+        if self.planar:
+            c, h, w = self.samples.shape
+            return int(c), int(h), int(w)
+        h, w = self.samples.shape[:2]
+        return len(self.channel_names), int(h), int(w)
+
+    @functools.cached_property
+    def array(self) -> np.ndarray:
+        """The whole input, float32 of shape (C, H, W), C-contiguous (made once)."""
+        if self.planar:
+            return self.samples
+        return self.rows(0, self.shape[1])
+
+    def rows(self, top: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[top, stop)`` of :attr:`array`, made from the samples without making it.
+
+        Parameters
+        ----------
+        top, stop : int
+            0 <= top <= stop <= H.
+        out : ndarray of float32, shape (C, stop - top, W), optional
+            Where to write them.
+
+        Returns
+        -------
+        ndarray of float32, shape (C, stop - top, W)
+        """
+        channels, _, width = self.shape
+        if out is None:
+            out = np.empty((channels, stop - top, width), dtype=np.float32)
+        if self.planar:
+            np.copyto(out, self.samples[:, top:stop])
+            return out
+        band = self.samples[top:stop]
+        stored = band.shape[2]
+        for c in range(stored):
+            if self.scale is None:
+                out[c] = band[:, :, c]
+            else:
+                np.divide(band[:, :, c], np.float32(self.scale), out=out[c], dtype=np.float32)
+        if channels > stored:
+            out[stored:] = 1.0
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A small JSON-ready summary: shape, format, mode, bit depth and channel names."""
         return {
-            "shape": [int(n) for n in self.array.shape],
+            "shape": list(self.shape),
             "format": self.source_format,
             "mode": self.source_mode,
             "bit_depth": self.bit_depth,
