@@ -87,11 +87,25 @@ def encode(pixels: np.ndarray, level: int = 1, *, deflate: Deflate | None = None
         raise ValueError(f"deflate={deflate!r} is not available; use 'zlib'")
     height, width = pixels.shape[:2]
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[samples], 0, 0, 0)
-    data = _compressed_rows(pixels.reshape(height, width, samples), _compressor(level, library))
-    parts = [_SIGNATURE, _chunk(b"IHDR", header)]
-    parts += [_chunk(b"IDAT", data[i:i + _MAX_CHUNK]) for i in range(0, len(data), _MAX_CHUNK)]
-    parts.append(_chunk(b"IEND", b""))
-    return b"".join(parts)
+    pieces = _compressed_rows(pixels.reshape(height, width, samples),
+                              _compressor(level, library))
+    parts = [_SIGNATURE, *_chunk(b"IHDR", [header])]
+    # IDAT chunks of at most _MAX_CHUNK bytes, made of the compressor's pieces (no copy yet).
+    chunk: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        while piece:
+            take = piece[: _MAX_CHUNK - size] if size + len(piece) > _MAX_CHUNK else piece
+            chunk.append(take)
+            size += len(take)
+            piece = piece[len(take):]
+            if size == _MAX_CHUNK:
+                parts += _chunk(b"IDAT", chunk)
+                chunk, size = [], 0
+    if chunk:
+        parts += _chunk(b"IDAT", chunk)
+    parts += _chunk(b"IEND", [])
+    return b"".join(parts)  # the one copy of the compressed data
 
 
 class _Compressor(Protocol):
@@ -100,7 +114,7 @@ class _Compressor(Protocol):
     def flush(self) -> bytes: ...
 
 
-def _compressed_rows(pixels: np.ndarray, compressor: _Compressor) -> bytes:
+def _compressed_rows(pixels: np.ndarray, compressor: _Compressor) -> list[bytes]:
     """The scanlines with filter *Up*, compressed band by band.
 
     Each row is a filter-type byte, then each byte minus the one above (row 0 has zeros above
@@ -125,7 +139,7 @@ def _compressed_rows(pixels: np.ndarray, compressor: _Compressor) -> bytes:
             np.subtract(rows[0], pixels[top - 1], out=filtered[0])
         pieces.append(compressor.compress(band[:count].reshape(-1).data))
     pieces.append(compressor.flush())
-    return b"".join(pieces)
+    return [piece for piece in pieces if piece]
 
 
 def _compressor(level: int, library: Deflate) -> _Compressor:
@@ -138,6 +152,10 @@ def _compressor(level: int, library: Deflate) -> _Compressor:
     return zlib.compressobj(level)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind))
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+def _chunk(kind: bytes, data: list[bytes]) -> list[bytes]:
+    """A chunk as pieces: length, type, the data's pieces as they are, CRC."""
+    crc = zlib.crc32(kind)
+    for piece in data:
+        crc = zlib.crc32(piece, crc)
+    return [struct.pack(">I", sum(len(piece) for piece in data)) + kind, *data,
+            struct.pack(">I", crc)]

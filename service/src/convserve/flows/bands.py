@@ -24,7 +24,7 @@ __all__ = ["BAND_BYTES", "WHOLE_BYTES", "convolve_in_bands", "needs_bands", "sou
 
 WHOLE_BYTES = 64 << 20
 """Largest float32 input convolved whole (5.6 MP of RGB); larger images go in bands."""
-BAND_BYTES = 4 << 20
+BAND_BYTES = 2 << 20
 """float32 input bytes of one band: small enough that what the allocator and ONNX Runtime keep
 of it stays a fraction of a byte per pixel of a large image, large enough to cost no speed."""
 

@@ -210,6 +210,7 @@ def render(
         result = EncodedResult("image/png", encode(pixels, level=level), f"{fmt}.png")
     else:  # json or zip: one PNG per channel
         channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder)
+        del y  # freed here when the caller handed it over: base64 and JSON need only the PNGs
         names = [prepared.output_names[i] if i < len(prepared.output_names) else str(i)
                  for i in range(c_out)]
         for entry in channels:
@@ -259,9 +260,11 @@ def convolve(
     if dry_run:
         rendered = {**describe(prepared, normalize), "dry_run": True, "channels": []}
     else:
-        y = run_convolution(prepared, ctx)
+        held = [run_convolution(prepared, ctx)]
         prepared.release_input()
-        rendered = render(y, prepared, ctx, fmt=fmt, normalize=normalize, channel=channel)
-        del y  # the answer is encoded: serialising it need not hold the maps too
+        # Popped, the maps are referenced by render alone, which frees them once encoded.
+        rendered = render(held.pop(), prepared, ctx, fmt=fmt, normalize=normalize,
+                          channel=channel)
         prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))
+
