@@ -95,6 +95,9 @@ def _extra_files() -> dict[str, bytes]:
         "subsampled_422.jpg": encode(Image.fromarray(rgb), "JPEG", quality=75, subsampling=1),
         "photo_restart.jpg": encode(Image.fromarray(rgb), "JPEG", quality=85, optimize=True),
     }
+    first, second = Image.fromarray(rgb), Image.fromarray(rgb[::-1].copy())
+    files["apng_default_image.png"] = encode(first, "PNG", save_all=True,
+                                             append_images=[second], default_image=True)
     files["truncated_interlaced.png"] = files["interlaced_rgb.png"][:-300]
     files["truncated_progressive.jpg"] = files["gray_progressive.jpg"][:-200]
     return files
@@ -180,8 +183,8 @@ def test_truncated_files_are_a_422_from_either_path(name: str) -> None:
 
 def test_fast_path_declines_what_only_pillow_decodes_exactly() -> None:
     declined = ["la.png", "interlaced_la.png", "gray_trns.png", "rgb_trns.png",
-                "palette_trns.png", "animated.png", "exif_rotated.png", "rgb16.png", "la16.png",
-                "rgba16.png", "cmyk.jpg"]
+                "palette_trns.png", "animated.png", "apng_default_image.png",
+                "exif_rotated.png", "rgb16.png", "la16.png", "rgba16.png", "cmyk.jpg"]
     for name in declined:
         with Image.open(io.BytesIO(FILES[name])) as im:
             assert fastpath.decode_pixels(FILES[name], im) is None, name

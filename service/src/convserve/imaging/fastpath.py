@@ -43,9 +43,11 @@ def _optional(name: str) -> ModuleType | None:
 _pyspng = _optional("pyspng")
 _simplejpeg = _optional("simplejpeg")
 
-# Where a PNG may hold an orientation that Pillow reads (its getexif decodes the whole file
-# to look for them). A chance match inside compressed data only costs the fast path.
-_PNG_ORIENTATION_MARKERS = (b"eXIf", b"XML:com.adobe.xmp", b"Raw profile type")
+# Chunks after which libspng's answer may not be Pillow's: where a PNG may hold an
+# orientation that Pillow reads (its getexif decodes the whole file to look for them), and
+# APNG's animation control (Pillow's first frame need not be the IDAT image libspng reads).
+# A chance match inside compressed data only costs the fast path.
+_PNG_DECLINED_MARKERS = (b"eXIf", b"XML:com.adobe.xmp", b"Raw profile type", b"acTL")
 _PNG_GREY_MODES = {"1": "L", "L": "L", "I;16": "I;16", "I;16B": "I;16", "I": "I;16"}
 _PNG_8BIT_MODES = {"RGB": "RGB", "RGBA": "RGBA", "P": "RGB"}
 
@@ -85,9 +87,9 @@ def decode_pixels(data: bytes, im: Image.Image) -> FastPixels | None:
 
 def _png(data: bytes, im: Image.Image, pyspng: ModuleType) -> FastPixels | None:
     mode = im.mode
-    if "transparency" in im.info or getattr(im, "is_animated", False):
+    if "transparency" in im.info:
         return None
-    if any(marker in data for marker in _PNG_ORIENTATION_MARKERS):
+    if any(marker in data for marker in _PNG_DECLINED_MARKERS):
         return None
     grey = _PNG_GREY_MODES.get(mode)
     colour = _PNG_8BIT_MODES.get(mode)
