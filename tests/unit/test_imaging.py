@@ -961,3 +961,17 @@ def test_to_pixels_of_maps_larger_than_a_band_follow_the_rule_on_every_row(mode:
         assert np.abs(got[c].astype(np.int16) - want).max() <= 1
     assert got[0, 1000, 5] == 0 and got[0, 1050, 7] == 255 and got[1, 3, 3] == 0
     assert got[1, 1099, 299] == 255
+    # Quantised in place, over the maps' own memory, the pixels are the same.
+    given_up = maps.copy()
+    in_place = imaging.to_pixels(given_up, mode, range_preserving=False,  # type: ignore[arg-type]
+                                 overwrite=True)
+    assert np.shares_memory(in_place, given_up)
+    np.testing.assert_array_equal(in_place, got)
+    # A single-band map with non-finite values in its first rows, the overlapping case.
+    small = maps[:, :40].copy()
+    small[0, 0, 1], small[0, 2, 0] = np.inf, np.nan
+    np.testing.assert_array_equal(
+        imaging.to_pixels(small.copy(), mode, range_preserving=False,  # type: ignore[arg-type]
+                          overwrite=True),
+        imaging.to_pixels(small, mode, range_preserving=False),  # type: ignore[arg-type]
+    )

@@ -177,10 +177,12 @@ def render(
     fmt: str,
     normalize: str,
     channel: int | None,
+    owned: bool = False,
 ) -> EncodedResult | dict[str, Any]:
     """Encode float32 (C_out, H, W) as ``fmt``: a file, or a JSON payload (carrying
     :func:`describe`) that :func:`~convserve.flows.render.finish` serialises once the request's
-    timings are complete."""
+    timings are complete. With ``owned`` the caller gives ``y`` up: it is quantised in place
+    (no full-size pixel array besides it) and must not be read afterwards."""
     started = time.perf_counter()
     level = ctx.settings.png_compress_level
     c_out = y.shape[0]
@@ -201,15 +203,17 @@ def render(
     elif fmt == "png":
         index = 0 if channel is None else channel
         pixels = imaging.to_pixels(y[index:index + 1], mode,
-                                   range_preserving=prepared.range_preserving)
+                                   range_preserving=prepared.range_preserving, overwrite=owned)
         result = EncodedResult("image/png", imaging.encode_png(pixels[0], level=level),
                                imaging.channel_png_name(index))
     elif fmt in ("image", "grid"):
-        pixels = imaging.to_pixels(y, mode, range_preserving=prepared.range_preserving)
+        pixels = imaging.to_pixels(y, mode, range_preserving=prepared.range_preserving,
+                                   overwrite=owned)
         encode = imaging.compose_png if fmt == "image" else imaging.grid_png
         result = EncodedResult("image/png", encode(pixels, level=level), f"{fmt}.png")
     else:  # json or zip: one PNG per channel
-        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder)
+        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder,
+                                 overwrite=owned)
         del y  # freed here when the caller handed it over: base64 and JSON need only the PNGs
         names = [prepared.output_names[i] if i < len(prepared.output_names) else str(i)
                  for i in range(c_out)]
@@ -264,7 +268,7 @@ def convolve(
         prepared.release_input()
         # Popped, the maps are referenced by render alone, which frees them once encoded.
         rendered = render(held.pop(), prepared, ctx, fmt=fmt, normalize=normalize,
-                          channel=channel)
+                          channel=channel, owned=True)
         prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))
 

@@ -80,12 +80,17 @@ def channel_stats(y: np.ndarray) -> list[dict[str, float]]:
 
 def pngs_of(
     y: np.ndarray, mode: imaging.NormalizeMode, range_preserving: bool, level: int,
-    executor: Executor | None,
+    executor: Executor | None, *, overwrite: bool = False,
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG."""
-    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving)
+    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG.
+
+    With ``overwrite`` the caller gives ``y`` up: it is quantised in place (see
+    :func:`~convserve.imaging.to_pixels`) and holds garbage afterwards.
+    """
+    channels = [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))]
+    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving, overwrite=overwrite)
     pngs = imaging.encode_pngs(pixels, level=level, executor=executor)
-    return [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))], pngs
+    return channels, pngs
 
 
 def channels_json(

@@ -38,7 +38,9 @@ def resolved_normalize(mode: str, range_preserving: bool) -> NormalizeMode:
     return cast(NormalizeMode, mode)
 
 
-def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) -> np.ndarray:
+def to_pixels(
+    maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool, overwrite: bool = False
+) -> np.ndarray:
     """Map float feature maps to 8-bit pixels, channel by channel.
 
     Parameters
@@ -57,10 +59,15 @@ def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) 
     range_preserving : bool
         Whether the layer maps ``[0, 1]`` inputs into ``[0, 1]`` (non-negative weights summing
         to 1 per output channel).
+    overwrite : bool
+        The caller gives ``maps`` up: when it is C-contiguous float32, each channel's pixels
+        are written over the start of that channel's own memory (``maps`` is garbage after),
+        so quantising needs no new full-size array.
 
     Returns
     -------
     ndarray of uint8, shape (C, H, W)
+        With ``overwrite``, a view into ``maps``' memory (each plane C-contiguous).
     """
     resolved = resolved_normalize(mode, range_preserving)
     values = np.asarray(maps)
@@ -72,7 +79,17 @@ def to_pixels(maps: np.ndarray, mode: NormalizeMode, *, range_preserving: bool) 
     if values.dtype != np.float32:
         with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
             values = values.astype(np.float32)
-    out = np.empty(values.shape, dtype=np.uint8)
+    channels, height, width = values.shape
+    out: np.ndarray
+    if (overwrite and values is maps and values.flags.c_contiguous and values.flags.writeable
+            and values.size):
+        # Plane c's pixels go to the first H*W bytes of plane c. Bands are written in order,
+        # and byte i only overlaps value i // 4, which an earlier band (or this one, scaled
+        # before it is written) has already read.
+        out = values.view(np.uint8).reshape(channels, 4 * height * width)[:, : height * width]
+        out = out.reshape(channels, height, width)
+    else:
+        out = np.empty(values.shape, dtype=np.uint8)
     for c in range(values.shape[0]):
         _channel_pixels(values[c], resolved, out[c])
     return out
@@ -107,10 +124,12 @@ def _channel_pixels(v: np.ndarray, mode: str, out: np.ndarray) -> None:
         if all_finite:
             target[...] = transform(band)
             continue
-        finite = np.isfinite(band)
+        # Masks first: with overwrite, writing target may overwrite this very band.
+        finite, high = np.isfinite(band), np.isposinf(band)
+        low = ~finite & ~high
         target[...] = transform(np.where(finite, band, np.float32(0)))
-        target[np.isposinf(band)] = 255
-        target[np.isneginf(band) | np.isnan(band)] = 0
+        target[high] = 255
+        target[low] = 0
 
 
 def _transform(mode: str, lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
