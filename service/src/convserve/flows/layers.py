@@ -39,7 +39,7 @@ from convserve.conv.layers import (
 from convserve.conv.presets import is_range_preserving
 from convserve.errors import ConvServeError
 from convserve.flows.context import FlowContext
-from convserve.flows.cost import layer_cost
+from convserve.flows.cost import layer_cost, work_cost
 from convserve.flows.inputs import Source, decode_source
 from convserve.flows.kernels import layer_kernel
 from convserve.flows.render import (
@@ -235,15 +235,7 @@ def describe_stack(prepared: PreparedStack) -> dict[str, Any]:
         "total_params": stack.params,
         "total_macs": stack.macs,
         "total_flops": stack.flops,
-        "cost": {
-            "params": stack.params,
-            "macs": stack.macs,
-            "flops": stack.flops,
-            "input_bytes": 4 * math.prod(stack.input_shape),
-            "weight_bytes": 4 * stack.params,
-            "output_bytes": 4 * math.prod(stack.output_shape),
-            "feature_map_bytes": 4 * map_values,
-        },
+        "cost": {**work_cost(stack), "feature_map_bytes": 4 * map_values},
     }
 
 
