@@ -136,7 +136,7 @@ def _transform(mode: str, lo: float, hi: float) -> Callable[[np.ndarray], np.nda
     """Values (float32, finite) to rounded pixel values in [0, 255] (float32), for a channel
     whose finite values span ``[lo, hi]`` (``lo > hi`` when it has none)."""
     if mode == "clip":
-        return lambda band: _rounded(np.clip(band, 0, 1) * np.float32(255))
+        return _clip_pixels
     if lo > hi:
         return lambda band: np.zeros(band.shape, np.float32)
     if mode == "minmax":
@@ -150,6 +150,13 @@ def _transform(mode: str, lo: float, hi: float) -> Callable[[np.ndarray], np.nda
     if mode == "abs":
         return lambda band: _rounded(_affine(np.abs(band), 0.0, 255.0 / peak, 0.0, bound=peak))
     return lambda band: _rounded(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak))
+
+
+def _clip_pixels(band: np.ndarray) -> np.ndarray:
+    """``round(255 * clip(v, 0, 1))``, computed as ``clip(round(255 * v), 0, 255)`` (equal, and
+    one pass fewer); values beyond float32 / 255 overflow to infinity and clip to 0 or 255."""
+    with np.errstate(over="ignore"):
+        return _rounded(np.multiply(band, np.float32(255)))
 
 
 def _rounded(scaled: np.ndarray) -> np.ndarray:
