@@ -44,7 +44,14 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(DEV_STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(DEV_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev,bench]"
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_io.py
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
