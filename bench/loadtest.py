@@ -432,7 +432,20 @@ def kill(server: Server, plan: Plan) -> Row:
                f"replaced {replaced} ({restarts} restart); readyz {recovered}", ok)
 
 
-async def abort(server: Server, plan: Plan) -> Row:
+@dataclass
+class StormResult:
+    error_lines: list[str]
+    """Server log lines of the storm with a 500, a traceback or a ClientDisconnect."""
+    reserved_bytes: int
+    """Bytes of the memory budget still reserved after it (over several /metrics scrapes)."""
+    latencies_ms: list[float]
+    """Every /healthz probe meanwhile (``FAILED_PROBE_MS`` for one that got no 200)."""
+
+
+_ERROR_LINE = re.compile(r'"status": 500|Traceback|ClientDisconnect|Exception in ASGI')
+
+
+async def abort_storm(server: Server, plan: Plan) -> StormResult:
     """Half the clients vanish mid-upload, half mid-response, all at once."""
     host, port = urlsplit(server.url).hostname or "", urlsplit(server.url).port or 80
     body = photo(512, "PNG")
@@ -466,54 +479,82 @@ async def abort(server: Server, plan: Plan) -> Row:
     with HealthProbe(host, port) as probe:
         await asyncio.gather(*(vanish(i % 2 == 0) for i in range(plan.abort_clients)))
         await asyncio.sleep(1.0)
-    latencies = probe.latencies_ms
     reserved = await _reserved_bytes(server.url)
-    new_log = server.read_log()[log_start:]
-    errors = len(re.findall(r'"status": 500|Traceback|ClientDisconnect|Exception in ASGI', new_log))
-    worst = max(latencies, default=float("inf"))
-    ok = errors == 0 and reserved == 0 and worst < 100
+    lines = server.read_log()[log_start:].splitlines()
+    return StormResult([line for line in lines if _ERROR_LINE.search(line)], reserved,
+                       probe.latencies_ms)
+
+
+async def abort(server: Server, plan: Plan) -> Row:
+    result = await abort_storm(server, plan)
+    worst = max(result.latencies_ms, default=FAILED_PROBE_MS)
+    ok = not result.error_lines and result.reserved_bytes == 0 and worst < 100
     return Row("abort", f"{plan.abort_clients} clients vanish mid-upload/mid-response: no 500 "
                "or traceback logged, budget all free after, /healthz < 100 ms",
-               f"{errors} 5xx/traceback lines; {reserved} bytes still reserved; /healthz max "
-               f"{worst:.0f} ms over {len(latencies)} probes", ok)
+               f"{len(result.error_lines)} 500/traceback lines; {result.reserved_bytes} bytes "
+               f"still reserved; /healthz max {worst:.0f} ms over {len(result.latencies_ms)} "
+               "probes", ok)
+
+
+FAILED_PROBE_MS = 1e9
+_PROBE = """
+import socket, sys, time
+host, port, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+request = f"GET /healthz HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode()
+print("ready", flush=True)
+while sys.stdin.readline():  # one probe per line; EOF ends it
+    started = time.perf_counter()
+    try:
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(request)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+    except OSError:
+        reply = b""
+    ok = reply.startswith(b"HTTP/1.1 200")
+    print(1000 * (time.perf_counter() - started) if ok else 1e9, flush=True)  # FAILED_PROBE_MS
+"""
 
 
 class HealthProbe:
-    """GET /healthz on a new connection every 20 ms, from a thread of its own, timing each.
+    """GET /healthz on a new connection every 20 ms from a process of its own, timing each.
 
-    Plain blocking sockets in a thread, so that neither an HTTP client's set-up nor the load
-    generator's own event loop is counted as the server's latency.
+    A separate process with plain blocking sockets, so that neither an HTTP client's set-up
+    nor the load generator's own event loop (and its hold on the GIL) is counted as the
+    server's latency. A failed probe counts as 1e9 ms.
     """
 
     def __init__(self, host: str, port: int, every_s: float = 0.02) -> None:
-        self.address = (host, port)
         self.every_s = every_s
         self.latencies_ms: list[float] = []
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, host, str(port), str(every_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        self._thread = threading.Thread(target=self._drive, daemon=True)
 
     def __enter__(self) -> HealthProbe:
+        assert self._process.stdout is not None
+        self._process.stdout.readline()  # "ready": the interpreter has started
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._process.wait(timeout=30)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
-    def _run(self) -> None:
+    def _drive(self) -> None:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
         while not self._stop.wait(self.every_s):
-            started = time.perf_counter()
-            try:
-                with socket.create_connection(self.address, timeout=10) as sock:
-                    sock.sendall(self._request.encode())
-                    reply = b""
-                    while chunk := sock.recv(65536):
-                        reply += chunk
-            except OSError:
-                reply = b""
-            elapsed = 1000 * (time.perf_counter() - started)
-            self.latencies_ms.append(elapsed if reply.startswith(b"HTTP/1.1 200") else 1e9)
+            stdin.write("probe\n")
+            stdin.flush()
+            self.latencies_ms.append(float(stdout.readline()))
+        stdin.close()
 
 
 async def _reserved_bytes(url: str, scrapes: int = 12) -> int:

@@ -158,6 +158,7 @@ class Runtime:
         )
         for pool in (self.budget.intake, self.budget.work):
             self.metrics.memory_budget.labels(pool.name).set(pool.capacity)
+            self.metrics.memory_in_use.labels(pool.name).set(0)
         self._closed = True
         self.open()
 
