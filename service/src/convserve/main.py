@@ -27,7 +27,7 @@ from convserve.api.middleware import (
     keep_uploads_in_memory,
 )
 from convserve.api.problems import install_problem_handlers
-from convserve.api.routes import convolve, engines, explain, health, layers, presets
+from convserve.api.routes import convolve, engines, explain, health, layers, limits, presets
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
 from convserve.settings import Settings
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    for module in (convolve, explain, layers, presets, engines, health):
+    for module in (convolve, explain, layers, presets, engines, limits, health):
         app.include_router(module.router)
 
     index = STATIC_DIR / "index.html"
@@ -115,8 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       max_body_bytes=settings.max_upload_bytes, budget=runtime.budget,
-                       body_timeout_s=settings.body_timeout_s)
+                       limits=runtime.limits, budget=runtime.budget)
     keep_uploads_in_memory(settings.max_upload_bytes)
     return app
 

@@ -18,6 +18,7 @@ from convserve.admission import MemoryBudget, Reservation
 from convserve.api.metrics import Metrics
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
+from convserve.limits import Limits
 
 __all__ = ["JsonLogFormatter", "RequestContextMiddleware", "keep_uploads_in_memory"]
 
@@ -89,10 +90,8 @@ def keep_uploads_in_memory(max_upload_bytes: int) -> None:
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes)
 
 
-def _too_large_body(limit: int) -> bytes:
-    problem = PayloadTooLargeError(
-        f"the request body is larger than {limit} bytes (CONVSERVE_MAX_UPLOAD_BYTES)"
-    ).to_problem()
+def _too_large_body(limits: Limits) -> bytes:
+    problem = PayloadTooLargeError(limits.upload_too_large_detail()).to_problem()
     return json.dumps(problem).encode()
 
 
@@ -112,13 +111,14 @@ class RequestContextMiddleware:
     is released when the request ends.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
-                 budget: MemoryBudget | None = None, body_timeout_s: float = 60.0) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, limits: Limits,
+                 budget: MemoryBudget | None = None) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_upload_bytes
+        self.body_timeout_s = limits.body_timeout_s
         self.budget = budget
-        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,7 +135,7 @@ class RequestContextMiddleware:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             status = 413
-            await self._send_problem(send, 413, _too_large_body(self.max_body_bytes), request_id)
+            await self._send_problem(send, 413, _too_large_body(self.limits), request_id)
             self._finish(scope, method, status, started, request_id)
             return
 
@@ -223,7 +223,7 @@ class RequestContextMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_body_bytes:  # a chunked body, or more than it declared
-                await self._send_problem(send, 413, _too_large_body(self.max_body_bytes),
+                await self._send_problem(send, 413, _too_large_body(self.limits),
                                          request_id)
                 return 413
             if chunk:

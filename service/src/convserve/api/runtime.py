@@ -27,12 +27,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from convserve.admission import ADMISSION_WAIT_S, MemoryBudget, memory_budget, resource_exhaustion
+from convserve.admission import ADMISSION_WAIT_S, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
 from convserve.conv.layers import LayerRunner
-from convserve.conv.numpy_engine import NumpyEngine
-from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.spec import conv_spec
 from convserve.errors import (
     ComputeTimeoutError,
@@ -40,6 +38,8 @@ from convserve.errors import (
     OverloadedError,
     ResourceExhaustedError,
 )
+from convserve.flows.context import FlowContext, make_engines
+from convserve.limits import Limits
 from convserve.settings import Settings
 
 __all__ = ["ComputePool", "Runtime"]
@@ -131,6 +131,7 @@ class Runtime:
 
     settings: Settings
     metrics: Metrics
+    limits: Limits = field(init=False)
     engines: dict[str, Engine] = field(init=False)
     layers: LayerRunner = field(init=False)
     pool: ComputePool = field(init=False)
@@ -141,18 +142,10 @@ class Runtime:
     _closed: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
-        threads = self.settings.threads_per_op
-        self.engines = {
-            "numpy": NumpyEngine(threads=threads),
-            "onnxruntime": OnnxRuntimeEngine(
-                intra_op_threads=threads, cache_size=self.settings.ort_cache_size
-            ),
-        }
-        # Layer stacks: NumPy layer by layer, ONNX Runtime as one graph with its own sessions.
-        self.layers = LayerRunner(self.engines["numpy"], intra_op_threads=threads,
-                                  cache_size=self.settings.ort_cache_size)
+        self.limits = Limits.from_settings(self.settings)
+        self.engines, self.layers = make_engines(self.settings)
         self.budget = MemoryBudget(
-            memory_budget(self.settings),
+            self.limits.memory_budget_bytes,
             wait_s=min(ADMISSION_WAIT_S, self.settings.compute_timeout_s),
             on_change=lambda pool, used: self.metrics.memory_in_use.labels(pool).set(used),
         )
@@ -180,6 +173,21 @@ class Runtime:
 
     def engine(self, name: str) -> Engine:
         return self.engines[name]
+
+    @property
+    def context(self) -> FlowContext:
+        """What the request flows (:mod:`convserve.flows`) use of this runtime."""
+        metrics = self.metrics
+        return FlowContext(
+            settings=self.settings,
+            limits=self.limits,
+            engines=self.engines,
+            layers=self.layers,
+            encoder=self.encoder,
+            observe_convolution=lambda engine, device, seconds: metrics.convolution.labels(
+                engine, device).observe(seconds),
+            observe_stage=lambda stage, seconds: metrics.stage.labels(stage).observe(seconds),
+        )
 
     def warm_up(self) -> None:
         """Load the default engine and run one small convolution on every usable device.
