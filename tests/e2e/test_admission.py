@@ -6,14 +6,18 @@ stops, one that trickles, one that disconnects.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.server import run_server
 
@@ -129,3 +133,31 @@ def test_clients_that_vanish_mid_upload_free_their_bytes_and_log_no_500(server: 
     assert wait_until_free(server) == 0
     assert server_errors(server) == before
     assert httpx.get(server + "/healthz").status_code == 200
+
+
+def test_a_request_reserves_its_working_memory_while_it_computes() -> None:
+    """The header-stage estimate of a 1 MP image with 8 output channels (about 56 MB) is
+    clamped to the whole work pool (300,000 bytes): it holds all of it until it ends."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+                    ).save(buffer, format="PNG", compress_level=1)
+    kernel = json.dumps({"weight": np.full((8, 3, 9, 9), 0.01).tolist()})
+    with run_server({"CONVSERVE_MEMORY_BUDGET_BYTES": str(BUDGET), "WEB_CONCURRENCY": "1",
+                     "CONVSERVE_MAX_UPLOAD_BYTES": "10000000"}) as url:
+        answers: list[int] = []
+
+        def compute() -> None:
+            answers.append(httpx.post(url + "/v1/convolve", timeout=120,
+                                      files={"image": ("x.png", buffer.getvalue())},
+                                      data={"kernel": kernel, "format": "png"}).status_code)
+
+        worker = threading.Thread(target=compute)
+        worker.start()
+        seen = 0.0
+        while worker.is_alive():
+            seen = max(seen, metrics(url).get('convserve_memory_reserved_bytes{pool="work"}', 0))
+            time.sleep(0.02)
+        worker.join()
+        assert answers == [200]
+        assert seen == BUDGET - BUDGET // 4  # the work pool, all of it
+        assert reserved(url) == 0

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from starlette.formparsers import MultiPartParser
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from convserve.admission import MemoryBudget, Reservation
@@ -20,7 +21,8 @@ from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
 from convserve.limits import Limits
 
-__all__ = ["JsonLogFormatter", "RequestContextMiddleware", "keep_uploads_in_memory"]
+__all__ = ["JsonLogFormatter", "RequestContextMiddleware", "keep_uploads_in_memory",
+           "reserve_work"]
 
 log = logging.getLogger("convserve.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -88,6 +90,24 @@ def keep_uploads_in_memory(max_upload_bytes: int) -> None:
     app in the process wins.
     """
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes)
+
+
+async def reserve_work(request: Request, nbytes: int) -> None:
+    """Reserve ``nbytes`` of working memory for ``request`` once its input's header is known.
+
+    The route calls it with :func:`convserve.flows.memory.working_bytes` before queueing the
+    work; the body's intake bytes are given back then. Nothing is reserved for 0 bytes (a
+    header that could not be read: the flow refuses the input before decoding it) or outside
+    the middleware (no reservation in the scope).
+
+    Raises
+    ------
+    OverloadedError
+        The budget had no room within its wait (503 + Retry-After).
+    """
+    reservation = request.scope.get("state", {}).get("admission")
+    if isinstance(reservation, Reservation) and nbytes > 0:
+        await reservation.reserve_work(nbytes)
 
 
 def _too_large_body(limits: Limits) -> bytes:
