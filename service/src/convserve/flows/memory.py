@@ -50,7 +50,7 @@ def input_shape(source: Source) -> tuple[int, int, int] | None:
 
 
 def _array_shape(array: Sequence[Any]) -> tuple[int, int, int] | None:
-    dims = []
+    dims: list[int] = []
     level: Any = array
     while isinstance(level, list | tuple) and len(dims) < 4:
         dims.append(len(level))
