@@ -10,12 +10,13 @@ PYTEST_ARGS ?= -n 2
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint typecheck openapi clean help
+.PHONY: run test bench loadtest lint typecheck openapi clean help
 
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
 	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding)"
+	@echo "make loadtest   burst, overload, 10 min soak and faults against 2 workers (~15 min)"
 	@echo "make lint       ruff and mypy"
 	@echo "make openapi    regenerate openapi/openapi.json"
 
@@ -41,6 +42,10 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
+
+# LOADTEST_ARGS="--soak-s 60" shortens the soak; "--short" is the form `make test` runs.
+loadtest: $(DEV_STAMP)
+	$(BIN)/python bench/loadtest.py $(LOADTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check service clients tests bench

@@ -232,3 +232,22 @@ def test_compute_pool_turns_a_real_enospc_and_memory_error_into_a_503() -> None:
     disk, memory = asyncio.run(scenario())
     assert disk.status == memory.status == 503
     assert "disk space" in disk.detail and "memory" in memory.detail
+
+
+def test_a_timed_out_computation_keeps_its_bytes_until_its_thread_ends() -> None:
+    from concurrent.futures import Future
+
+    async def scenario() -> list[int]:
+        budget = MemoryBudget(400, wait_s=0.05)
+        reservation = await budget.admit_body(10)
+        await reservation.reserve_work(200)
+        still_running: Future[None] = Future()
+        reservation.release_when_done(still_running)
+        reservation.release()  # the request was answered (504)...
+        seen = [budget.work.in_use]  # ...but the thread still uses the memory
+        still_running.set_result(None)
+        await asyncio.sleep(0.01)
+        seen.append(budget.work.in_use)
+        return seen
+
+    assert run(scenario()) == [200, 0]

@@ -33,8 +33,11 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -73,6 +76,9 @@ RETRY_AFTER_S = 2
 ADMISSION_WAIT_S = 10.0
 """Longest wait for room in the budget (lowered to ``CONVSERVE_COMPUTE_TIMEOUT_S``)."""
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+CURRENT: ContextVar[Reservation | None] = ContextVar("convserve_reservation", default=None)
+"""The reservation of the request being served (set by the middleware, read by the compute
+pool to keep it while a timed-out computation still runs)."""
 
 
 def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
@@ -405,6 +411,7 @@ class Reservation:
     budget: MemoryBudget
     intake: int = 0
     work: int = 0
+    _deferred: bool = False
 
     async def reserve_work(self, nbytes: int) -> None:
         """Reserve ``nbytes`` of working memory (body included); give the intake bytes back.
@@ -423,8 +430,27 @@ class Reservation:
             self.budget.intake.release(self.intake)
             self.intake = 0
 
+    def release_when_done(self, work: Future[Any]) -> None:
+        """Keep the bytes until ``work`` (a thread computing for this request) has finished.
+
+        For a request answered before its computation ended (a compute timeout): the thread
+        goes on using the memory, so :meth:`release` leaves the bytes reserved and they are
+        given back, on the event loop, when ``work`` is done.
+        """
+        loop = asyncio.get_running_loop()
+        self._deferred = True
+
+        def done(_: Future[Any]) -> None:
+            loop.call_soon_threadsafe(self._release_now)
+
+        work.add_done_callback(done)
+
     def release(self) -> None:
         """Give everything back (the request ended, answered or not). Idempotent."""
+        if not self._deferred:
+            self._release_now()
+
+    def _release_now(self) -> None:
         if self.intake:
             self.budget.intake.release(self.intake)
             self.intake = 0

@@ -15,7 +15,7 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from convserve.admission import MemoryBudget, Reservation
+from convserve.admission import CURRENT, MemoryBudget, Reservation
 from convserve.api.metrics import Metrics
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
@@ -184,6 +184,7 @@ class RequestContextMiddleware:
                         return
                     reservation = admitted
                     scope["state"]["admission"] = reservation
+                    CURRENT.set(reservation)  # this task's context: the compute pool reads it
                 body = await self._read_body(receive, send, request_id)
                 if isinstance(body, int):
                     status = body

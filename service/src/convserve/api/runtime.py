@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from convserve.admission import ADMISSION_WAIT_S, MemoryBudget, resource_exhaustion
+from convserve.admission import ADMISSION_WAIT_S, CURRENT, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
 from convserve.conv.layers import LayerRunner
@@ -105,7 +105,12 @@ class ComputePool:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
                                           self.timeout_s)
         except TimeoutError:
-            future.cancel()  # frees the slot at once if the work never started
+            # Queued work is cancelled (its slot freed at once); running work keeps its
+            # memory reserved until it ends.
+            if not future.cancel():
+                reservation = CURRENT.get()
+                if reservation is not None:
+                    reservation.release_when_done(future)
             raise ComputeTimeoutError(
                 f"the computation did not finish within {self.timeout_s:g} s "
                 "(CONVSERVE_COMPUTE_TIMEOUT_S); try a smaller image, kernel or fewer channels"
