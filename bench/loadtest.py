@@ -342,11 +342,15 @@ async def soak(server: Server, plan: Plan) -> Row:
         lambda c: c.get("/v1/engines"), lambda c: c.get("/healthz"),
         lambda c: c.get("/readyz"), lambda c: c.get("/metrics"),
         lambda c: c.post("/v1/explain", files={"image": ("g.jpg", gray)},
-                         data={"preset": "sobel"}),
+                         data={"preset": "sobel", "at": '{"channel": 1, "y": 5, "x": 7}'}),
         lambda c: c.post("/v1/layers", json={
             "input": {"array": np.arange(48.0).reshape(3, 4, 4).tolist()},
-            "layers": [{"kernel": {"weight": np.ones((2, 3, 3, 3)).tolist()}, "padding": 1}],
-            "format": "array"}),
+            "layers": [{"type": "conv2d", "kernel": {"weight": np.ones((2, 3, 3, 3)).tolist()},
+                        "padding": 1}, {"type": "maxpool2d", "kernel_size": 2}],
+            "format": "json"}),
+        lambda c: c.post("/v1/layers", files={"image": ("x.png", small)}, data={
+            "layers": '[{"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, '
+                      '"activation": "relu"}]', "format": "npy", "engine": "numpy"}),
         lambda c: c.post("/v1/convolve", json={"input": {"array": [[1, 2], [3, 4]]},
                                                "kernel": {"weight": [[[[1]]]]}, "format": "array"}),
     ]
@@ -379,10 +383,15 @@ async def soak(server: Server, plan: Plan) -> Row:
         await asyncio.gather(*(client_loop(client, k * 7) for k in range(4)))
     end = server.worker_rss()
     drift = max((abs(e - w) / w for e, w in zip(end, warm, strict=False)), default=0.0)
-    ok = only(counts, {"200"}) and drift <= 0.10
+    ok = only(counts, {"200"}) and drift <= 0.10 and bool(warm)
     return Row("soak", f"{plan.soak_s / 60:g} min mixed traffic ({len(jobs)} kinds): all 200, "
                "worker RSS at the end within 10 % of after warm-up",
-               f"{show(counts)}; RSS drift {100 * drift:.1f} %", ok)
+               f"{show(counts)}; worker RSS after warm-up {_mib(warm)}, at the end {_mib(end)} "
+               f"MiB: drift {100 * drift:.1f} %", ok)
+
+
+def _mib(values: list[int]) -> str:
+    return "/".join(f"{v / MiB:.0f}" for v in values)
 
 
 def kill(server: Server, plan: Plan) -> Row:

@@ -210,7 +210,7 @@ class RequestContextMiddleware:
             headers = [(b"retry-after", str(exc.retry_after).encode())]
             await self._send_problem(send, 503, json.dumps(exc.to_problem()).encode(),
                                      request_id, close=not drained, extra=headers)
-            return 503 if drained else _CLIENT_CLOSED
+            return 503
 
     async def _drain(self, receive: Receive) -> bool:
         """Read the body and drop it, for at most the body timeout; False if it did not end."""
