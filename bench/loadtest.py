@@ -314,6 +314,7 @@ async def overload(server: Server, plan: Plan) -> Row:
         for i, rss in enumerate(server.worker_rss()[:len(peak)]):
             peak[i] = max(peak[i], rss)
 
+    before = server.restarts()
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=server.url, timeout=120.0, limits=limits) as client:
         sampler = asyncio.create_task(sample(stop, 0.25, probe_ready))
@@ -323,10 +324,13 @@ async def overload(server: Server, plan: Plan) -> Row:
     counts = sum(results, Counter[str]())
     budget = server.budget or _budget_from_metrics(text)
     grown = max((p - i for p, i in zip(peak, idle, strict=False)), default=0)
-    ok = only(counts, {"200", "503"}) and set(ready) == {"200"} and grown <= budget
+    restarts = server.restarts() - before
+    ok = (only(counts, {"200", "503"}) and set(ready) == {"200"} and grown <= budget
+          and restarts == 0)
     return Row("overload", f"{clients} clients x {plan.overload_s:g} s of R1: only 200/503, "
-               f"RSS growth <= budget ({budget / MiB:.0f} MiB), /readyz 200",
-               f"{show(counts)}; RSS +{grown / MiB:.0f} MiB; readyz {show(ready)}", ok)
+               f"RSS growth <= budget ({budget / MiB:.0f} MiB), /readyz 200, no restart",
+               f"{show(counts)}; RSS +{grown / MiB:.0f} MiB; readyz {show(ready)}; "
+               f"{restarts} restarts", ok)
 
 
 def _budget_from_metrics(text: str) -> int:
@@ -365,6 +369,7 @@ async def soak(server: Server, plan: Plan) -> Row:
     jobs.append(lambda c: c.post("/v1/convolve", files={"image": ("x.png", small)},
                                  data={"kernel": kernel, "format": "npy"}))
     counts: Counter[str] = Counter()
+    before = server.restarts()
     warm_s = min(60.0, plan.soak_s / 5)
     start = time.monotonic()
     warm: list[int] = []
@@ -385,11 +390,12 @@ async def soak(server: Server, plan: Plan) -> Row:
         await asyncio.gather(*(client_loop(client, k * 7) for k in range(4)))
     end = server.worker_rss()
     drift = max((abs(e - w) / w for e, w in zip(end, warm, strict=False)), default=0.0)
-    ok = only(counts, {"200"}) and drift <= 0.10 and bool(warm)
+    restarts = server.restarts() - before
+    ok = only(counts, {"200"}) and drift <= 0.10 and bool(warm) and restarts == 0
     return Row("soak", f"{plan.soak_s / 60:g} min mixed traffic ({len(jobs)} kinds): all 200, "
-               "worker RSS at the end within 10 % of after warm-up",
+               "worker RSS at the end within 10 % of after warm-up, no restart",
                f"{show(counts)}; worker RSS after warm-up {_mib(warm)}, at the end {_mib(end)} "
-               f"MiB: drift {100 * drift:.1f} %", ok)
+               f"MiB: drift {100 * drift:.1f} %; {restarts} restarts", ok)
 
 
 def _mib(values: list[int]) -> str:

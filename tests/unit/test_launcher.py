@@ -133,5 +133,6 @@ def test_uvicorn_argv_serves_the_app_with_planned_workers() -> None:
         sys.executable, "-m", "uvicorn", "convserve.main:app",
         "--host", "0.0.0.0", "--port", "9000", "--workers", "2",
         "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "75",
+        "--timeout-worker-healthcheck", "30",
         "--timeout-keep-alive", "10",  # the operator's, last: it wins
     ]

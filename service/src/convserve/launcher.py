@@ -20,7 +20,8 @@ compute threads of 32 ONNX Runtime threads each, all fighting over 2 CPUs. The l
 3. replaces itself (``exec``) with ``python -m uvicorn convserve.main:app --workers N``, on
    ``HOST`` (default ``0.0.0.0``) and ``PORT`` (default ``8000``), at the service's log level,
    without uvicorn's access log (the service logs one structured line a request), keeping
-   idle connections 75 s (``KEEP_ALIVE_S``). Extra arguments are passed on to uvicorn.
+   idle connections 75 s (``KEEP_ALIVE_S``) and giving a busy worker 30 s to answer the
+   supervisor's ping (``WORKER_HEALTHCHECK_S``). Extra arguments are passed on to uvicorn.
 
 Every value the operator sets explicitly wins; the chosen plan is logged as one JSON line.
 """
@@ -53,6 +54,10 @@ KEEP_ALIVE_S = 75
 """Seconds an idle keep-alive connection stays open. uvicorn's default, 5 s, equals httpx's
 (and the SDK's) idle expiry, so a client reusing a connection just as the server closed it
 got a reset under load; the server must outlast its clients and proxies (nginx: 60 s)."""
+WORKER_HEALTHCHECK_S = 30
+"""Seconds uvicorn's supervisor waits for a worker to answer its ping before it kills it. The
+answer comes from a thread of the worker; on CPUs saturated by convolutions it can take more
+than uvicorn's default 5 s, and the supervisor then killed a healthy worker mid-request."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ def uvicorn_argv(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]
         "--log-level", (env.get("CONVSERVE_LOG_LEVEL") or "info").lower(),
         "--no-access-log",
         "--timeout-keep-alive", str(KEEP_ALIVE_S),
+        "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S),
         *extra,
     ]
 
