@@ -30,7 +30,8 @@ import numpy as np
 from convserve.admission import ADMISSION_WAIT_S, CURRENT, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
-from convserve.conv.layers import LayerRunner
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
 from convserve.errors import (
     ComputeTimeoutError,
@@ -157,6 +158,10 @@ class Runtime:
         for pool in (self.budget.intake, self.budget.work):
             self.metrics.memory_budget.labels(pool.name).set(pool.capacity)
             self.metrics.memory_in_use.labels(pool.name).set(0)
+        onnx_engine = self.engines["onnxruntime"]
+        if isinstance(onnx_engine, OnnxRuntimeEngine):
+            self.metrics.watch_session_caches({"convolve": onnx_engine.cache_stats,
+                                               "layers": self.layers.cache_stats})
         self._closed = True
         self.open()
 
