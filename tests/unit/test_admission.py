@@ -27,7 +27,7 @@ from convserve.admission import (
 from convserve.api.runtime import ComputePool
 from convserve.errors import OverloadedError, ResourceExhaustedError
 from convserve.settings import Settings
-from tests.images import DATA
+from tests.images import DATA, png_with_header_size
 
 MiB = 2**20
 
@@ -180,6 +180,9 @@ def test_probe_reads_sizes_from_headers_without_decoding() -> None:
     assert probe_image(b"not an image") is None
     truncated = encoded(np.zeros((4000, 4000), dtype=np.uint8), "PNG")[:100]
     assert probe_image(truncated) == (3, 4000, 4000)  # the header is enough
+    # Past Pillow's bomb guard (89.5 MP): no warning (an error under pytest), no answer; the
+    # decoder refuses it with a 413 of its own.
+    assert probe_image(png_with_header_size(10_000, 10_000)) is None
 
 
 def test_estimate_matches_the_measured_33_bytes_a_pixel_for_sobel_json() -> None:

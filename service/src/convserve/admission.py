@@ -31,6 +31,7 @@ import io
 import math
 import os
 import re
+import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -43,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from convserve.errors import OverloadedError
+from convserve.imaging import _WARNINGS_LOCK
 from convserve.settings import Settings
 
 __all__ = [
@@ -283,12 +285,18 @@ def probe_image(data: bytes, color_mode: str = "rgb") -> tuple[int, int, int] | 
         if len(dims) == 3:
             return dims[0], dims[1], dims[2]
         return None
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            bands = len(im.getbands())
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
+    # Pillow warns about odd metadata and (between its guard and twice it) about bombs: the
+    # same filters as the decoder's, under its lock (the filters are process-wide state).
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                bands = len(im.getbands())
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning):
+            return None  # the decoder refuses these bytes, with the reason
     channels = {"gray": 1, "rgb": 3, "rgba": 4}.get(color_mode, bands)
     return channels, height, width
 
