@@ -329,8 +329,8 @@ async def overload(server: Server, plan: Plan) -> Row:
           and restarts == 0)
     return Row("overload", f"{clients} clients x {plan.overload_s:g} s of R1: only 200/503, "
                f"RSS growth <= budget ({budget / MiB:.0f} MiB), /readyz 200, no restart",
-               f"{show(counts)}; RSS +{grown / MiB:.0f} MiB; readyz {show(ready)}; "
-               f"{restarts} restarts", ok)
+               f"{show(counts)}; RSS +{grown / MiB:.0f} MiB (peak {_mib(peak)} MiB); "
+               f"readyz {show(ready)}; {restarts} restarts", ok)
 
 
 def _budget_from_metrics(text: str) -> int:
