@@ -277,7 +277,7 @@ def probe_image(data: bytes, color_mode: str = "rgb") -> tuple[int, int, int] | 
             read_header = (np.lib.format.read_array_header_1_0 if major == 1
                            else np.lib.format.read_array_header_2_0)
             shape, _, _ = read_header(stream)
-        except (ValueError, OSError, SyntaxError):
+        except Exception:  # a broken .npy header: the decoder says why
             return None
         dims = tuple(int(d) for d in shape)
         if len(dims) == 2:
@@ -294,9 +294,8 @@ def probe_image(data: bytes, color_mode: str = "rgb") -> tuple[int, int, int] | 
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 bands = len(im.getbands())
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning):
-            return None  # the decoder refuses these bytes, with the reason
+        except Exception:  # any header Pillow cannot read: the decoder
+            return None  # refuses these bytes and says why
     channels = {"gray": 1, "rgb": 3, "rgba": 4}.get(color_mode, bands)
     return channels, height, width
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from convserve.admission import estimate_working_bytes, probe_image
-from convserve.errors import ConvServeError
 from convserve.flows.inputs import Source
 from convserve.flows.kernels import layer_kernel
 
@@ -71,7 +70,7 @@ def _layer_out(options: Mapping[str, Any], c_in: int) -> tuple[int, int]:
         return (filters if isinstance(filters, int) and filters > 0 else c_in), side
     try:
         weight = layer_kernel(options, c_in).weight
-    except (ConvServeError, KeyError, TypeError, ValueError):
+    except Exception:  # the flow refuses this layer, and says why
         return c_in, 1
     return int(weight.shape[0]), int(max(weight.shape[2:]))
 
