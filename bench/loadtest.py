@@ -1,5 +1,9 @@
 """Load and fault tests against a real convserve: ``make loadtest`` (the long form).
 
+(One file of about 650 lines on purpose: ``python bench/loadtest.py`` runs it as a script and
+tests/e2e/test_load.py imports it as ``bench.loadtest``; a second module would need a
+``sys.path`` edit in one of the two.)
+
 Starts the service as the container does (``python -m convserve.launcher``: uvicorn with 2
 workers) on a loopback port, or takes ``--url`` of a running one (the CI docker stage), runs
 the scenarios of issue 11 and prints one table, a row per scenario with its pass criterion:
