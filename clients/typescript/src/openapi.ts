@@ -1151,6 +1151,8 @@ export interface components {
          *     exactly these numbers.
          */
         LimitsResponse: {
+            /** Body Timeout S */
+            body_timeout_s: number;
             /** Env */
             env: {
                 [key: string]: string;
@@ -1175,6 +1177,8 @@ export interface components {
             max_preset_channels: number;
             /** Max Upload Bytes */
             max_upload_bytes: number;
+            /** Memory Budget Bytes */
+            memory_budget_bytes: number;
         };
         /**
          * MaxPool2dLayerSpec

@@ -610,6 +610,12 @@ class LimitsResponse(BaseModel):
     """Numbers in a JSON input array or a format=array answer."""
     max_output_bytes: int
     """float32 bytes of one output, feature map or weight tensor."""
+    memory_budget_bytes: int
+    """Bytes of requests in flight one server process admits (bodies before they are read,
+    then their working memory); more wait, then get 503 with Retry-After. The effective value
+    (fitted to the memory limit when the setting is 0)."""
+    body_timeout_s: float
+    """Seconds a request body may take to arrive in full (408 after)."""
     max_preset_channels: int
     """Input channels a preset can be spread over (a bound of the core, no setting)."""
     max_explain_products: int
