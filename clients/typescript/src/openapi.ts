@@ -1487,6 +1487,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -1517,7 +1527,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1658,6 +1668,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -1688,7 +1708,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1809,6 +1829,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -1839,7 +1869,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
