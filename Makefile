@@ -9,13 +9,14 @@ PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test bench lint typecheck openapi clean help
 
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
-	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding)"
+	@echo "make bench      run the benchmarks (auto table, engines vs peers, HTTP, PNG encoding)"
 	@echo "make lint       ruff and mypy"
 	@echo "make openapi    regenerate openapi/openapi.json"
 
@@ -37,8 +38,15 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(DEV_STAMP)
-	$(BIN)/python bench/bench_core.py
+$(BENCH_STAMP): service/pyproject.toml $(DEV_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev,bench]"
+	touch $@
+
+# bench_auto measures engine="auto"'s table and rewrites service/src/convserve/conv/auto_table.json
+# (the repository keeps the last one); bench_core then compares the engines with their peers.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.bench_auto --write
+	$(BIN)/python -m bench.bench_core
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
 

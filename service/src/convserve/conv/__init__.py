@@ -1,7 +1,14 @@
 """The numerical core: convolution spec, engines and presets. Imports neither FastAPI nor Pillow."""
 
 from convserve.conv.engine import DEVICES, ENGINES, Device, DeviceStatus, Engine, EngineName
-from convserve.conv.functional import check_device, conv2d, get_engine
+from convserve.conv.functional import (
+    ENGINE_CHOICES,
+    EngineChoice,
+    check_device,
+    conv2d,
+    get_auto,
+    get_engine,
+)
 from convserve.conv.spec import (
     PADDING_MODES,
     ConvSpec,
@@ -15,15 +22,18 @@ from convserve.conv.spec import (
 __all__ = [
     "DEVICES",
     "ENGINES",
+    "ENGINE_CHOICES",
     "PADDING_MODES",
     "ConvSpec",
     "Device",
     "DeviceStatus",
     "Engine",
+    "EngineChoice",
     "EngineName",
     "check_device",
     "conv2d",
     "conv_spec",
+    "get_auto",
     "get_engine",
     "hwio_to_oihw",
     "oihw_to_hwio",

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 
 from convserve.conv.engine import DEVICES, ENGINES, Device, Engine, EngineName
-from convserve.conv.spec import IntOrPair, PaddingArg, conv_spec, prepare_arrays
+from convserve.conv.spec import (
+    IntOrPair,
+    PaddingArg,
+    all_finite,
+    check_finite_array,
+    conv_spec,
+    prepare_arrays,
+)
 from convserve.errors import InvalidArgumentError
 
-__all__ = ["check_device", "conv2d", "get_engine"]
+if TYPE_CHECKING:
+    from convserve.conv.auto import AutoEngine
+
+__all__ = ["ENGINE_CHOICES", "EngineChoice", "check_device", "conv2d", "get_auto", "get_engine"]
+
+EngineChoice: TypeAlias = Literal["auto", "numpy", "onnxruntime"]
+ENGINE_CHOICES: tuple[EngineChoice, ...] = ("auto", *ENGINES)
 
 
 @functools.cache
@@ -25,8 +39,16 @@ def get_engine(name: str) -> Engine:
 
         return OnnxRuntimeEngine()
     raise InvalidArgumentError(
-        f"engine={name!r} is not one of {', '.join(ENGINES)}", field="engine"
+        f"engine={name!r} is not one of {', '.join(ENGINE_CHOICES)}", field="engine"
     )
+
+
+@functools.cache
+def get_auto() -> AutoEngine:
+    """The process-wide ``engine="auto"``, on the default engines and the kept table."""
+    from convserve.conv.auto import AutoEngine
+
+    return AutoEngine()
 
 
 def check_device(device: str) -> Device:
@@ -46,7 +68,7 @@ def conv2d(
     dilation: IntOrPair = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
-    engine: EngineName | Engine = "numpy",
+    engine: EngineChoice | EngineName | Engine | AutoEngine = "auto",
     device: Device = "cpu",
     *,
     check_finite: bool = True,
@@ -62,12 +84,16 @@ def conv2d(
     padding : int, (p_h, p_w), (top, bottom, left, right), "valid" or "same"
     groups : int, dividing C_in and C_out
     padding_mode : "zeros", "reflect", "replicate" or "circular"
-    engine : "numpy", "onnxruntime" or an Engine instance
+    engine : "auto" (default), "numpy", "onnxruntime" or an engine instance
+        ``"auto"`` runs the fastest exact path measured for this shape
+        (:mod:`convserve.conv.auto`); on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
-        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does). The check is one
-        pass over ``x``; pass False when the input is known to be finite, e.g. decoded from an
-        image. ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
+        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does). The output is
+        checked, which any non-finite input inside a receptive field reaches; the input is
+        scanned only when the output is not finite or some input lies in no receptive field.
+        Pass False when the input is known to be finite, e.g. decoded from an image.
+        ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
         PyTorch, to others where an engine's algorithm multiplies them by zero.
 
@@ -80,16 +106,23 @@ def conv2d(
     convserve.ConvServeError
         ShapeError, InvalidArgumentError or EngineUnavailableError naming the numbers involved.
     """
-    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_finite=check_finite)
-    squeeze = x_arr.ndim == 3
+    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_finite=False)
     spec = conv_spec(
         x_arr.shape, w_arr.shape, None if b_arr is None else b_arr.shape,
         stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode,
     )
-    impl = get_engine(engine) if isinstance(engine, str) else engine
     dev = check_device(device)
-    x4 = x_arr.reshape(spec.input_shape)
-    y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
-    return y[0] if squeeze else y
-
+    if not isinstance(engine, str):
+        impl = engine
+    elif engine == "auto":
+        impl = get_auto()
+    else:
+        impl = get_engine(engine)
+    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
+    if check_finite and not (
+        getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
+        and all_finite(y)
+    ):
+        check_finite_array("input", x_arr)
+    return y[0] if x_arr.ndim == 3 else y

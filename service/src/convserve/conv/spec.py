@@ -18,8 +18,9 @@ Pads are always reported begins-then-ends per axis as ``(top, bottom, left, righ
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -29,6 +30,9 @@ from convserve.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
     "MAX_INT",
+    "SPEC_MEMO_SIZE",
+    "all_finite",
+    "check_finite_array",
     "int_pair",
     "PADDING_MODES",
     "ConvSpec",
@@ -176,6 +180,17 @@ def output_size(size: int, pad_begin: int, pad_end: int, kernel: int, stride: in
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _covers(size: int, before: int, kernel: int, stride: int, dilation: int, out: int) -> bool:
+    """Whether outputs ``0 .. out - 1`` of one axis read every one of its ``size`` inputs."""
+    if stride == 1 and dilation == 1:
+        # Windows overlap and reach from the first pad to the last output's end.
+        return out + kernel - 1 - before >= size
+    read = np.zeros(before + size + kernel * dilation + out * stride, dtype=bool)
+    for u in range(kernel):
+        read[u * dilation : u * dilation + (out - 1) * stride + 1 : stride] = True
+    return bool(read[before : before + size].all())
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """A validated convolution: every size and option resolved to plain ints.
@@ -247,6 +262,21 @@ class ConvSpec:
     @property
     def padded_width(self) -> int:
         return self.width + self.pads[2] + self.pads[3]
+
+    @functools.cached_property
+    def reads_every_input(self) -> bool:
+        """Whether every input pixel lies in the receptive field of some output.
+
+        Not so when a stride skips rows or columns the kernel does not reach, or when the last
+        rows or columns do not make up a whole window. Where it holds, a non-finite input value
+        always reaches the output (IEEE: ``nan * 0`` and ``inf * 0`` are NaN), so checking the
+        output, which is often smaller, can stand in for checking the input.
+        """
+        top, _, left, _ = self.pads
+        return _covers(self.height, top, self.kernel_h, self.stride[0], self.dilation[0],
+                       self.out_height) and _covers(
+            self.width, left, self.kernel_w, self.stride[1], self.dilation[1], self.out_width
+        )
 
     @property
     def params(self) -> int:
@@ -332,7 +362,56 @@ def conv_spec(
     ------
     ShapeError, InvalidArgumentError
         With the shapes and numbers involved and what would be valid.
+
+    Notes
+    -----
+    Specs of arguments made of ints, strings and sequences of them are memoised (the last
+    :data:`SPEC_MEMO_SIZE` of them), keyed by value *and* type, so that ``groups=True`` is
+    still refused after ``groups=1`` was accepted. Invalid arguments are never memoised.
     """
+    key = _memo_key((x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
+                     padding_mode))
+    if key is not None:
+        spec = _SPEC_MEMO.get(key)
+        if spec is None:
+            spec = _conv_spec(x_shape, weight_shape, bias_shape, stride, padding, dilation,
+                              groups, padding_mode)
+            if len(_SPEC_MEMO) >= SPEC_MEMO_SIZE:
+                _SPEC_MEMO.clear()  # rare; a plain dict keeps hits cheap and thread-safe
+            _SPEC_MEMO[key] = spec
+        return spec
+    return _conv_spec(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
+                      padding_mode)
+
+
+SPEC_MEMO_SIZE = 512
+"""Specs kept by :func:`conv_spec`'s memo."""
+_SPEC_MEMO: dict[Hashable, ConvSpec] = {}
+_MEMO_ATOMS = (int, bool, str, type(None), np.integer)
+
+
+def _memo_key(value: object) -> Hashable | None:
+    """A hashable key that tells apart values of different types (``True`` from ``1``,
+    ``np.int64(2)`` from ``2``, ``[1, 2]`` from ``(1, 2)``), or None when a value is of any
+    other kind (floats, arrays, objects), which are then validated afresh on every call."""
+    if isinstance(value, tuple | list):
+        items = tuple(_memo_key(v) for v in value)
+        return None if any(item is None for item in items) else (type(value), items)
+    if isinstance(value, _MEMO_ATOMS):
+        return (type(value), value)
+    return None
+
+
+def _conv_spec(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+    stride: IntOrPair,
+    padding: PaddingArg,
+    dilation: IntOrPair,
+    groups: int,
+    padding_mode: str,
+) -> ConvSpec:
     x_shape = tuple(int(s) for s in x_shape)
     weight_shape = tuple(int(s) for s in weight_shape)
     if len(x_shape) == 3:
@@ -414,7 +493,7 @@ def conv_spec(
     return spec
 
 
-def _all_finite(array: np.ndarray) -> bool:
+def all_finite(array: np.ndarray) -> bool:
     """Whether every value of ``array`` is finite.
 
     Any NaN or infinity makes the sum non-finite, and one summing pass costs about half of
@@ -436,13 +515,20 @@ def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarr
         raise InvalidArgumentError(
             f"{name} must be a numeric array (nested lists of equal length): {exc}", field=name
         ) from None
-    if check_finite and not _all_finite(array):
+    if check_finite:
+        check_finite_array(name, array)
+    return array
+
+
+def check_finite_array(name: str, array: np.ndarray) -> None:
+    """Raise an InvalidArgumentError naming ``name`` and the count of NaN or infinite values
+    in ``array``, if it holds any."""
+    if not all_finite(array):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise InvalidArgumentError(
             f"{name} holds {bad} NaN or infinite value(s); only finite numbers are allowed",
             field=name,
         )
-    return array
 
 
 def prepare_arrays(
