@@ -283,15 +283,15 @@ class TestLimits:
         assert "CONVSERVE_MAX_MACS" in body["detail"]
 
     def test_output_size_limit_covers_every_format(self, make_client: ClientFactory) -> None:
-        client = make_client(max_array_values=10)  # 160 output values at most
+        client = make_client(max_output_bytes=640)  # 160 float32 output values at most
         for fmt in ("json", "npy", "grid", "zip"):
             body = problem(client.post("/v1/convolve", json={
                 "input": {"array": np.zeros((1, 3, 3)).tolist()},
                 "kernel": {"weight": np.ones((20, 1, 1, 1)).tolist()}, "format": fmt}), 422)
             assert body["detail"] == (
-                "the output 20x3x3 would hold 180 float32 values, more than the limit of 160 "
-                "(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer channels "
-                "or a larger stride")
+                "the output 20x3x3 would hold 180 float32 values (720 bytes), more than the "
+                "limit of 640 bytes (CONVSERVE_MAX_OUTPUT_BYTES); use a smaller image, fewer "
+                "channels or a larger stride")
             assert body["errors"] == [{"field": "kernel", "message": body["detail"]}]
 
     def test_array_format_limit_suggests_npy(self, make_client: ClientFactory) -> None:
@@ -312,13 +312,14 @@ def test_preset_params_must_be_json_in_multipart(client: TestClient) -> None:
 
 
 def test_problem_bodies_are_valid_json_everywhere(client: TestClient) -> None:
-    for response in (
-        client.post("/v1/convolve", json=kernel_request([[[[1]]]])),
-        client.get("/v1/presets/none"),
-        client.post("/v1/convolve", content=b"", headers={"content-type": "image/png"}),
+    for response, status in (
+        (client.post("/v1/convolve", json=kernel_request([[[[1]]]])), 422),
+        (client.get("/v1/presets/none"), 404),
+        (client.post("/v1/convolve", content=b"", headers={"content-type": "image/png"}), 415),
     ):
-        assert response.status_code in {404, 415, 422}
-        json.loads(response.text)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert json.loads(response.text)["status"] == status
 
 
 @pytest.mark.parametrize(

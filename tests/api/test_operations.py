@@ -44,7 +44,7 @@ def test_ready_is_503_until_engine_warm() -> None:
     with TestClient(app) as warm:
         wait_ready(warm)
         assert warm.get("/readyz").json() == {
-            "status": "ready", "engine": "onnxruntime", "device": "cpu",
+            "status": "ready", "engine": "auto", "device": "cpu",
         }
 
 
@@ -63,7 +63,7 @@ def test_ready_reports_why_when_default_device_is_unusable(make_client: ClientFa
 
 def test_engines_lists_both_engines_with_devices(client: TestClient) -> None:
     body = client.get("/v1/engines").json()
-    assert body["default_engine"] == "onnxruntime" and body["default_device"] == "cpu"
+    assert body["default_engine"] == "auto" and body["default_device"] == "cpu"
     by_name = {engine["name"]: engine for engine in body["engines"]}
     assert set(by_name) == {"numpy", "onnxruntime"}
     for engine in by_name.values():
@@ -237,3 +237,17 @@ def test_compute_timeout_gives_504_and_frees_the_queued_slot(
     ok = client.post("/v1/convolve", json=D2L)
     assert ok.status_code == 200
     assert np.array(ok.json()["data"]).tolist() == [[[56, 72], [104, 120]]]
+
+
+def test_limits_endpoint_publishes_what_the_checks_use(make_client: ClientFactory) -> None:
+    client = make_client(max_kernel_size=7, max_output_bytes=4096, warmup=False)
+    limits = client.get("/v1/limits").json()
+    assert limits["max_kernel_size"] == 7
+    assert limits["max_output_bytes"] == 4096
+    assert limits["env"]["max_kernel_size"] == "CONVSERVE_MAX_KERNEL_SIZE"
+    refused = client.post("/v1/convolve", json={
+        "input": {"array": [[[0.0] * 9] * 9]}, "kernel": {"weight": [[[[1.0] * 8] * 8]]}})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"kernel 8x8 is larger than the limit of {limits['max_kernel_size']} per side "
+        f"({limits['env']['max_kernel_size']})")

@@ -23,7 +23,7 @@ from convserve import __version__
 from convserve.api.metrics import Metrics
 from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
 from convserve.api.problems import install_problem_handlers
-from convserve.api.routes import convolve, engines, explain, health, layers, presets
+from convserve.api.routes import convolve, engines, explain, health, layers, limits, presets
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
 from convserve.settings import Settings
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    for module in (convolve, explain, layers, presets, engines, health):
+    for module in (convolve, explain, layers, presets, engines, limits, health):
         app.include_router(module.router)
 
     index = STATIC_DIR / "index.html"
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       max_body_bytes=settings.max_upload_bytes)
+                       limits=runtime.limits)
     return app
 
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from convserve.api.metrics import Metrics
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.errors import PayloadTooLargeError
+from convserve.limits import Limits
 
 __all__ = ["JsonLogFormatter", "RequestContextMiddleware"]
 
@@ -38,10 +39,8 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def _too_large_body(limit: int) -> bytes:
-    problem = PayloadTooLargeError(
-        f"the request body is larger than {limit} bytes (CONVSERVE_MAX_UPLOAD_BYTES)"
-    ).to_problem()
+def _too_large_body(limits: Limits) -> bytes:
+    problem = PayloadTooLargeError(limits.upload_too_large_detail()).to_problem()
     return json.dumps(problem).encode()
 
 
@@ -53,10 +52,11 @@ class RequestContextMiddleware:
     (``/v1/presets/{name}``), never by the raw path.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, limits: Limits) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,7 +73,7 @@ class RequestContextMiddleware:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             status = 413
-            await self._send_problem(send, 413, _too_large_body(self.max_body_bytes), request_id)
+            await self._send_problem(send, 413, _too_large_body(self.limits), request_id)
             self._finish(scope, method, status, started, request_id)
             return
 
@@ -85,10 +85,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise PayloadTooLargeError(
-                        f"the request body is larger than {self.max_body_bytes} bytes "
-                        "(CONVSERVE_MAX_UPLOAD_BYTES)"
-                    )
+                    raise PayloadTooLargeError(self.limits.upload_too_large_detail())
             return message
 
         async def send_with_id(message: Message) -> None:

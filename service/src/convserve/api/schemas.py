@@ -10,6 +10,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from convserve.conv.initializers import InitName
+from convserve.conv.layers import ActivationKind
+from convserve.conv.spec import PaddingModeName
+
 __all__ = [
     "BODY_MODELS",
     "AbsLayerSpec",
@@ -37,6 +41,7 @@ __all__ = [
     "LayersRequest",
     "LayersResponse",
     "LeakyReluLayerSpec",
+    "LimitsResponse",
     "MaxPool2dLayerSpec",
     "Problem",
     "ReluLayerSpec",
@@ -54,11 +59,8 @@ PaddingValue = int | list[int] | Literal["same", "valid"]
 Format = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
 Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode = Literal["rgb", "gray", "rgba", "keep"]
-EngineName = Literal["numpy", "onnxruntime"]
+EngineName = Literal["auto", "numpy", "onnxruntime"]
 DeviceName = Literal["cpu", "cuda"]
-PaddingModeName = Literal[
-    "zeros", "reflect", "replicate", "circular", "constant", "edge", "wrap"
-]
 
 
 class _Strict(BaseModel):
@@ -130,7 +132,8 @@ class ConvolveOptions(ConvLayerOptions):
     """Every option of /v1/convolve except the input itself."""
 
     engine: EngineName | None = None
-    """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
+    """auto (the engine measured fastest for this shape; the answer names the one that ran),
+    numpy or onnxruntime; default from CONVSERVE_ENGINE (auto)."""
     device: DeviceName | None = None
     """cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422."""
     color_mode: ColorMode = "rgb"
@@ -237,7 +240,8 @@ class RunOptions(_Strict):
     """Where the computation runs and how an image becomes channels."""
 
     engine: EngineName | None = None
-    """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
+    """auto (the engine measured fastest for this shape; the answer names the one that ran),
+    numpy or onnxruntime; default from CONVSERVE_ENGINE (auto)."""
     device: DeviceName | None = None
     """cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422."""
     color_mode: ColorMode = "rgb"
@@ -324,11 +328,7 @@ class ExplainResponse(BaseModel):
     timing_ms: dict[str, float]
 
 
-ActivationName = Literal["relu", "leaky_relu", "sigmoid", "tanh", "abs"]
-InitName = Literal[
-    "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
-    "lecun_uniform", "pytorch_default",
-]
+ActivationName = ActivationKind
 
 
 class ReluLayerSpec(_Strict):
@@ -524,3 +524,31 @@ class LayersResponse(BaseModel):
 BODY_MODELS: list[type[BaseModel]] = [ConvolveRequest, ExplainRequest, LayersRequest]
 """JSON request bodies that routes parse themselves (to also take multipart); main.py adds
 them to the OpenAPI components so ``$ref``s in ``openapi_extra`` resolve."""
+
+
+class LimitsResponse(BaseModel):
+    """The effective limits of this server (GET /v1/limits); each request is checked against
+    exactly these numbers."""
+
+    max_upload_bytes: int
+    """Largest request body in bytes (413 above)."""
+    max_pixels: int
+    """Largest image or array, H x W, checked from the header before decoding (413 above)."""
+    max_kernel_size: int
+    """Largest kernel or pooling window side."""
+    max_out_channels: int
+    """Largest c_out of one layer."""
+    max_macs: int
+    """Multiply-accumulates (and pooling-window reads) of one request, all layers together."""
+    max_layers: int
+    """Layers in one /v1/layers request."""
+    max_array_values: int
+    """Numbers in a JSON input array or a format=array answer."""
+    max_output_bytes: int
+    """float32 bytes of one output, feature map or weight tensor."""
+    max_preset_channels: int
+    """Input channels a preset can be spread over (a bound of the core, no setting)."""
+    max_explain_products: int
+    """Products one explained output element may read (a bound of the core, no setting)."""
+    env: dict[str, str]
+    """For each limit that is a setting, the environment variable that changes it."""

@@ -1,14 +1,17 @@
 """The numerical core: convolution spec, engines and presets. Imports neither FastAPI nor Pillow."""
 
-from convserve.conv.engine import DEVICES, ENGINES, Device, DeviceStatus, Engine, EngineName
-from convserve.conv.functional import (
+from convserve.conv.engine import (
+    DEVICES,
     ENGINE_CHOICES,
+    ENGINES,
+    Device,
+    DeviceStatus,
+    Engine,
     EngineChoice,
+    EngineName,
     check_device,
-    conv2d,
-    get_auto,
-    get_engine,
 )
+from convserve.conv.functional import conv2d, get_auto, get_engine
 from convserve.conv.spec import (
     PADDING_MODES,
     ConvSpec,
@@ -21,8 +24,8 @@ from convserve.conv.spec import (
 
 __all__ = [
     "DEVICES",
-    "ENGINES",
     "ENGINE_CHOICES",
+    "ENGINES",
     "PADDING_MODES",
     "ConvSpec",
     "Device",

@@ -156,7 +156,7 @@ def family(spec: ConvSpec) -> str:
 
 def features(spec: ConvSpec) -> tuple[float, ...]:
     """log2 of (batch * output pixels, C_in/groups, C_out/groups, k_h * k_w, groups)."""
-    return tuple(math.log2(v) for v in (
+    return tuple(math.log2(max(v, 1)) for v in (
         spec.batch * spec.out_height * spec.out_width, spec.in_per_group, spec.out_per_group,
         spec.kernel_h * spec.kernel_w, spec.groups,
     ))
@@ -270,6 +270,11 @@ class AutoEngine:
         self._orders: dict[tuple[ConvSpec, bool], tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._ort_installed = importlib.util.find_spec("onnxruntime") is not None
+
+    @property
+    def ort_installed(self) -> bool:
+        """Whether the onnxruntime package can be imported here."""
+        return self._ort_installed
 
     def engine(self, name: EngineName) -> Engine:
         """The engine called ``name`` that this one runs on."""

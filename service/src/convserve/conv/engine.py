@@ -14,13 +14,55 @@ from typing import Literal, Protocol, TypeAlias
 import numpy as np
 
 from convserve.conv.spec import ConvSpec
+from convserve.errors import InvalidArgumentError
 
-__all__ = ["DEVICES", "ENGINES", "Device", "DeviceStatus", "Engine", "EngineName"]
+__all__ = [
+    "DEVICES",
+    "ENGINES",
+    "ENGINE_CHOICES",
+    "Device",
+    "DeviceStatus",
+    "Engine",
+    "EngineChoice",
+    "EngineName",
+    "check_device",
+    "check_engine_choice",
+    "check_engine_name",
+]
 
 EngineName: TypeAlias = Literal["numpy", "onnxruntime"]
 Device: TypeAlias = Literal["cpu", "cuda"]
 ENGINES: tuple[EngineName, ...] = ("numpy", "onnxruntime")
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
+EngineChoice: TypeAlias = Literal["auto", "numpy", "onnxruntime"]
+"""What a caller may ask for: an engine, or ``"auto"`` (:mod:`convserve.conv.auto`), which
+runs each layer on the engine and strategy measured fastest for its shape."""
+ENGINE_CHOICES: tuple[EngineChoice, ...] = ("auto", *ENGINES)
+
+
+def check_engine_name(name: object) -> EngineName:
+    """``name`` if it is an engine's name, else the one error that lists them."""
+    if name not in ENGINES:
+        raise InvalidArgumentError(f"engine={name!r} is not one of {', '.join(ENGINES)}",
+                                   field="engine")
+    return name
+
+
+def check_engine_choice(name: object) -> EngineChoice:
+    """``name`` if it is ``"auto"`` or an engine's name, else the one error that lists them."""
+    if name not in ENGINE_CHOICES:
+        raise InvalidArgumentError(
+            f"engine={name!r} is not one of {', '.join(ENGINE_CHOICES)}", field="engine"
+        )
+    return name
+
+
+def check_device(device: object) -> Device:
+    """``device`` if it is a device's name, else the one error that lists them."""
+    if device not in DEVICES:
+        raise InvalidArgumentError(f"device={device!r} is not one of {', '.join(DEVICES)}",
+                                   field="device")
+    return device
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convserve.conv.engine import DEVICES, ENGINES, Device, Engine, EngineName
+from convserve.conv.engine import (
+    Device,
+    Engine,
+    EngineChoice,
+    EngineName,
+    check_device,
+    check_engine_choice,
+    check_engine_name,
+)
 from convserve.conv.spec import (
     IntOrPair,
     PaddingArg,
@@ -16,15 +24,11 @@ from convserve.conv.spec import (
     conv_spec,
     prepare_arrays,
 )
-from convserve.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from convserve.conv.auto import AutoEngine
 
-__all__ = ["ENGINE_CHOICES", "EngineChoice", "check_device", "conv2d", "get_auto", "get_engine"]
-
-EngineChoice: TypeAlias = Literal["auto", "numpy", "onnxruntime"]
-ENGINE_CHOICES: tuple[EngineChoice, ...] = ("auto", *ENGINES)
+__all__ = ["conv2d", "get_auto", "get_engine"]
 
 
 @functools.cache
@@ -38,9 +42,8 @@ def get_engine(name: str) -> Engine:
         from convserve.conv.onnx_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine()
-    raise InvalidArgumentError(
-        f"engine={name!r} is not one of {', '.join(ENGINE_CHOICES)}", field="engine"
-    )
+    check_engine_name(name)
+    raise AssertionError(f"no engine class for {name!r}")  # pragma: no cover
 
 
 @functools.cache
@@ -49,14 +52,6 @@ def get_auto() -> AutoEngine:
     from convserve.conv.auto import AutoEngine
 
     return AutoEngine()
-
-
-def check_device(device: str) -> Device:
-    if device not in DEVICES:
-        raise InvalidArgumentError(
-            f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
-        )
-    return device
 
 
 def conv2d(
@@ -115,10 +110,12 @@ def conv2d(
     dev = check_device(device)
     if not isinstance(engine, str):
         impl = engine
-    elif engine == "auto":
+    elif check_engine_choice(engine) == "auto":
         impl = get_auto()
     else:
         impl = get_engine(engine)
+    if spec.batch == 0:  # PyTorch's empty batch: an empty output of the right shape
+        return np.zeros(spec.output_shape, dtype=np.float32)
     y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
     if check_finite and not (
         getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
@@ -126,3 +123,4 @@ def conv2d(
     ):
         check_finite_array("input", x_arr)
     return y[0] if x_arr.ndim == 3 else y
+

@@ -22,7 +22,7 @@ import functools
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 
@@ -35,6 +35,8 @@ __all__ = [
     "check_finite_array",
     "int_pair",
     "PADDING_MODES",
+    "PADDING_MODE_NAMES",
+    "PaddingModeName",
     "ConvSpec",
     "IntOrPair",
     "PaddingArg",
@@ -51,21 +53,23 @@ __all__ = [
 PaddingMode: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
 
-# NumPy and OpenCV spell the same four modes differently; accept their names too.
-_PADDING_MODE_ALIASES: dict[str, PaddingMode] = {
-    "zeros": "zeros",
-    "constant": "zeros",
-    "border_constant": "zeros",
-    "reflect": "reflect",
-    "border_reflect_101": "reflect",
-    "border_reflect101": "reflect",
-    "replicate": "replicate",
-    "edge": "replicate",
-    "border_replicate": "replicate",
-    "circular": "circular",
-    "wrap": "circular",
-    "border_wrap": "circular",
+PaddingModeName: TypeAlias = Literal[
+    "zeros", "reflect", "replicate", "circular",
+    "constant", "edge", "wrap",
+    "BORDER_CONSTANT", "BORDER_REFLECT_101", "BORDER_REFLECT101", "BORDER_REPLICATE",
+    "BORDER_WRAP",
+]
+"""Every accepted spelling of a padding mode: PyTorch's, NumPy's and OpenCV's (the one list;
+the API's enum and the clients' types are this). Matched case-insensitively."""
+PADDING_MODE_NAMES: tuple[PaddingModeName, ...] = get_args(PaddingModeName)
+
+_PADDING_MODE_OF: dict[PaddingModeName, PaddingMode] = {
+    "zeros": "zeros", "constant": "zeros", "BORDER_CONSTANT": "zeros",
+    "reflect": "reflect", "BORDER_REFLECT_101": "reflect", "BORDER_REFLECT101": "reflect",
+    "replicate": "replicate", "edge": "replicate", "BORDER_REPLICATE": "replicate",
+    "circular": "circular", "wrap": "circular", "BORDER_WRAP": "circular",
 }
+_PADDING_MODE_ALIASES = {name.lower(): mode for name, mode in _PADDING_MODE_OF.items()}
 
 IntOrPair: TypeAlias = int | Sequence[int]
 PaddingArg: TypeAlias = int | Sequence[int] | str
@@ -420,8 +424,9 @@ def _conv_spec(
         raise ShapeError(
             f"x.shape={x_shape} must be (N, C_in, H, W) or (C_in, H, W)", field="input"
         )
-    if min(x_shape) < 1:
-        raise ShapeError(f"x.shape={x_shape} has an empty axis; every size must be >= 1",
+    if min(x_shape[1:]) < 1 or x_shape[0] < 0:
+        # An empty batch (N = 0) is valid, as in PyTorch: its output is empty too.
+        raise ShapeError(f"x.shape={x_shape} has an empty axis; C_in, H and W must be >= 1",
                          field="input")
     if len(weight_shape) != 4:
         raise ShapeError(
