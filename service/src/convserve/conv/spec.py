@@ -380,8 +380,8 @@ def conv_spec(
     :data:`SPEC_MEMO_SIZE` of them), keyed by value *and* type, so that ``groups=True`` is
     still refused after ``groups=1`` was accepted. Invalid arguments are never memoised.
     """
-    key = _memo_key((x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
-                     padding_mode))
+    key = _memo_keys((x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
+                      padding_mode))
     if key is not None:
         spec = _SPEC_MEMO.get(key)
         if spec is None:
@@ -401,15 +401,36 @@ _SPEC_MEMO: dict[Hashable, ConvSpec] = {}
 _MEMO_ATOMS = (int, bool, str, type(None), np.integer)
 
 
+def _memo_keys(values: tuple[object, ...]) -> Hashable | None:
+    """:func:`_memo_key` of each of ``values`` (None if any is None), with a fast path for the
+    usual ints, strings, None and tuples of ints (a key per call is paid on every hit)."""
+    keys: list[Hashable] = []
+    for value in values:
+        kind = type(value)
+        if kind is int or kind is str or value is None:
+            keys.append((kind, value))
+        elif kind is tuple and all(type(v) is int for v in value):  # type: ignore[attr-defined]
+            keys.append((kind, value))
+        else:
+            key = _memo_key(value)
+            if key is None:
+                return None
+            keys.append(key)
+    return tuple(keys)
+
+
 def _memo_key(value: object) -> Hashable | None:
     """A hashable key that tells apart values of different types (``True`` from ``1``,
     ``np.int64(2)`` from ``2``, ``[1, 2]`` from ``(1, 2)``), or None when a value is of any
     other kind (floats, arrays, objects), which are then validated afresh on every call."""
+    kind = type(value)
     if isinstance(value, tuple | list):
-        items = tuple(_memo_key(v) for v in value)
-        return None if any(item is None for item in items) else (type(value), items)
+        if all(type(v) is int for v in value):  # shapes and pairs: the common case, fast
+            return (kind, tuple(value))
+        keys = tuple(_memo_key(v) for v in value)
+        return None if any(k is None for k in keys) else (kind, keys)
     if isinstance(value, _MEMO_ATOMS):
-        return (type(value), value)
+        return (kind, value)
     return None
 
 
