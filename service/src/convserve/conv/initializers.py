@@ -23,7 +23,8 @@ INITS: tuple[InitName, ...] = (
 
 @dataclass(frozen=True)
 class WeightInit:
-    """Seeded initial weights: the initialiser's name, the seed, and whether a bias exists."""
+    """Seeded initial weights: the initialiser's name and the seed (the layer says whether a
+    bias exists)."""
 
     name: InitName
     seed: int

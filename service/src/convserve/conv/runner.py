@@ -3,6 +3,8 @@ one ONNX graph (:func:`~convserve.conv.graphs.stack_model`) in one cached ONNX R
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +62,7 @@ class LayerRunner:
         device: Device = "cpu",
         *,
         keep_all: bool = False,
+        observe: Callable[[float], None] | None = None,
     ) -> list[np.ndarray]:
         """Apply the stack to ``x``.
 
@@ -72,6 +75,9 @@ class LayerRunner:
         device : "cpu" or "cuda"
         keep_all : bool
             Return every layer's output, else only the last one's.
+        observe : callable, optional
+            Called with the seconds of each convolution layer (``numpy``: every conv2d layer on
+            its own) or of the whole graph (``onnxruntime`` runs the stack as one graph).
 
         Returns
         -------
@@ -89,12 +95,16 @@ class LayerRunner:
             return [x]
         x4 = np.ascontiguousarray(x, dtype=np.float32)[np.newaxis]
         if engine == "onnxruntime":
-            return self._run_onnx(stack, x4, device, keep_all)
+            started = time.perf_counter()
+            outputs = self._run_onnx(stack, x4, device, keep_all)
+            if observe is not None:
+                observe(time.perf_counter() - started)
+            return outputs
         check_engine_name(engine)
-        return self._run_numpy(stack, x4, device, keep_all)
+        return self._run_numpy(stack, x4, device, keep_all, observe)
 
-    def _run_numpy(self, stack: Stack, x: np.ndarray, device: Device,
-                   keep_all: bool) -> list[np.ndarray]:
+    def _run_numpy(self, stack: Stack, x: np.ndarray, device: Device, keep_all: bool,
+                   observe: Callable[[float], None] | None) -> list[np.ndarray]:
         status = {s.device: s for s in self.conv_engine.devices()}.get(device)
         if status is None or not status.available:
             reason = status.reason if status is not None else "unknown device"
@@ -104,7 +114,10 @@ class LayerRunner:
         for layer in stack.layers:
             if isinstance(layer, Conv2dLayer):
                 weight, bias = layer.arrays()
+                started = time.perf_counter()
                 current = self.conv_engine.conv2d(current, weight, bias, layer.spec, device)
+                if observe is not None:
+                    observe(time.perf_counter() - started)
                 if layer.activation is not None:
                     current = layer.activation.apply(current)
             elif isinstance(layer, ActivationLayer):

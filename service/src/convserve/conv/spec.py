@@ -44,6 +44,7 @@ __all__ = [
     "PADDING_MODES",
     "PADDING_MODE_NAMES",
     "PaddingModeName",
+    "padding_source",
     "ConvSpec",
     "IntOrPair",
     "PaddingArg",
@@ -123,6 +124,40 @@ def normalize_padding_mode(mode: str) -> PaddingMode:
         "(NumPy's constant, reflect, edge, wrap and OpenCV's BORDER_* names are accepted too)",
         field="padding_mode",
     )
+
+
+def padding_source(positions: np.ndarray, size: int, mode: PaddingMode) -> np.ndarray:
+    """Where each coordinate of an axis of ``size`` samples reads from under ``mode``.
+
+    The one definition of the padding modes, used by the engines and by explain.
+
+    Parameters
+    ----------
+    positions : ndarray of int, any shape
+        Coordinates along the axis, possibly outside ``[0, size)`` (in the padding).
+    size : int
+        Samples of the axis (>= 1).
+    mode : {"zeros", "reflect", "replicate", "circular"}
+        ``reflect`` mirrors about the edge sample (PyTorch, NumPy ``reflect``, OpenCV
+        ``BORDER_REFLECT_101``), repeating with period ``2 * (size - 1)``.
+
+    Returns
+    -------
+    ndarray of int64, the shape of ``positions``
+        The index of the sample the mode puts there; -1 where ``zeros`` puts a zero.
+    """
+    i = np.asarray(positions, dtype=np.int64)
+    if mode == "zeros":
+        return np.where((i >= 0) & (i < size), i, -1)
+    if mode == "replicate":
+        return np.clip(i, 0, size - 1)
+    if mode == "circular":
+        return i % size
+    if size == 1:  # reflecting a single sample gives that sample
+        return np.zeros_like(i)
+    period = 2 * (size - 1)
+    j = np.abs(i) % period
+    return np.where(j < size, j, period - j)
 
 
 def resolve_padding(
