@@ -65,7 +65,7 @@ def test_engines_lists_both_engines_with_devices(client: TestClient) -> None:
     body = client.get("/v1/engines").json()
     assert body["default_engine"] == "auto" and body["default_device"] == "cpu"
     by_name = {engine["name"]: engine for engine in body["engines"]}
-    assert set(by_name) == {"numpy", "onnxruntime"}
+    assert set(by_name) == {"auto", "numpy", "onnxruntime"}
     for engine in by_name.values():
         devices = {d["device"]: d for d in engine["devices"]}
         assert devices["cpu"]["available"] is True

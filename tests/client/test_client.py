@@ -92,7 +92,7 @@ def test_engines_lists_both_engines_with_cpu_available(api: Any) -> None:
     info = api.engines()
     assert isinstance(info, EnginesInfo)
     assert (info.default_engine, info.default_device) == ("auto", "cpu")
-    assert {e.name for e in info.engines} == {"numpy", "onnxruntime"}
+    assert {e.name for e in info.engines} == {"auto", "numpy", "onnxruntime"}
     assert "cpu" in info["numpy"].available_devices()
     cuda = next(d for d in info["numpy"].devices if d.device == "cuda")
     assert cuda.available is False and cuda.reason

@@ -173,8 +173,6 @@ class Runtime:
         spec = conv_spec(x.shape, w.shape, None, padding=1)
         expected = self.engines["numpy"].conv2d(x, w, None, spec, "cpu")
         default = (self.settings.engine, self.settings.device)
-        if default[0] == "auto":  # the NumPy engine always runs on CPU; auto on CUDA is ORT's
-            default = ("onnxruntime" if default[1] == "cuda" else "numpy", default[1])
         try:
             for engine in self.engines.values():
                 for status in engine.devices():

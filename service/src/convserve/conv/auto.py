@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from convserve.conv.engine import Device, Engine, EngineName
+from convserve.conv.engine import Device, DeviceStatus, Engine, EngineChoice, EngineName
 from convserve.conv.spec import ConvSpec
 
 __all__ = [
@@ -260,7 +260,7 @@ class AutoEngine:
         Default: :meth:`AutoTable.load` of :data:`TABLE_PATH`.
     """
 
-    name = "auto"
+    name: EngineChoice = "auto"
     propagates_non_finite = True
 
     def __init__(self, engines: Mapping[str, Engine] | None = None,
@@ -275,6 +275,22 @@ class AutoEngine:
     def ort_installed(self) -> bool:
         """Whether the onnxruntime package can be imported here."""
         return self._ort_installed
+
+    def version(self) -> str:
+        """The versions of the engines ``auto`` picks from."""
+        return ", ".join(f"{name} {self.engine(name).version()}"
+                         for name in ("numpy", "onnxruntime"))
+
+    def devices(self) -> list[DeviceStatus]:
+        """The CPU (the NumPy engine's, always there) and CUDA (ONNX Runtime's, with its
+        reason when it is not active); ``details`` name the paths and the measured probes."""
+        details: dict[str, object] = {
+            "paths": list(PATHS), "probes": sum(len(v) for v in self.table.entries.values()),
+        }
+        statuses = {s.device: s for s in self.engine("numpy").devices()}
+        cuda = {s.device: s for s in self.engine("onnxruntime").devices()}["cuda"]
+        return [DeviceStatus("cpu", statuses["cpu"].available, statuses["cpu"].reason, details),
+                DeviceStatus("cuda", cuda.available, cuda.reason, {"engine": "onnxruntime"})]
 
     def engine(self, name: EngineName) -> Engine:
         """The engine called ``name`` that this one runs on."""

@@ -76,7 +76,11 @@ class DeviceStatus:
 
 
 class Engine(Protocol):
-    name: EngineName
+    @property
+    def name(self) -> EngineChoice:
+        """``"numpy"``, ``"onnxruntime"``, or ``"auto"`` for the engine that picks between
+        them (:class:`convserve.conv.auto.AutoEngine`)."""
+        ...
 
     def version(self) -> str:
         """The version of the library doing the arithmetic."""

@@ -28,6 +28,7 @@ def make_engines(settings: Settings) -> tuple[dict[str, Engine], LayerRunner]:
         "onnxruntime": OnnxRuntimeEngine(intra_op_threads=threads,
                                          cache_size=settings.ort_cache_size),
     }
+    engines["auto"] = AutoEngine(dict(engines))  # picks between the two above per shape
     runner = LayerRunner(numpy_engine, intra_op_threads=threads,
                          cache_size=settings.ort_cache_size)
     return engines, runner
@@ -62,8 +63,10 @@ class FlowContext:
 
     @functools.cached_property
     def auto(self) -> AutoEngine:
-        """``engine="auto"`` over this context's engines and the kept table."""
-        return AutoEngine(self.engines)
+        """``engine="auto"``: the context's own (:func:`make_engines` makes one), else one over
+        its engines and the kept table."""
+        engine = self.engines.get("auto")
+        return engine if isinstance(engine, AutoEngine) else AutoEngine(self.engines)
 
     def engine(self, name: str) -> Engine:
         """The engine called ``name`` (already validated by the request schema)."""
