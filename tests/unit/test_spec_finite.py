@@ -107,3 +107,12 @@ def test_conv2d_checks_the_input_of_an_engine_that_may_skip_zeros() -> None:
     x[1, 0, 0] = np.nan
     with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
         conv2d(x, WEIGHT, engine=Zeros())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_scans_an_input_smaller_than_its_output(engine: EngineName) -> None:
+    """One channel in, four out: the input is the smaller pass, and the one taken."""
+    x = np.ones((1, 4, 4), np.float32)
+    x[0, 3, 0] = -np.inf
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, np.ones((4, 1, 1, 1), np.float32), engine=engine)

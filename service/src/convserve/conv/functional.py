@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,9 +85,10 @@ def conv2d(
         (:mod:`convserve.conv.auto`); on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
-        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does). The output is
-        checked, which any non-finite input inside a receptive field reaches; the input is
-        scanned only when the output is not finite or some input lies in no receptive field.
+        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
+        the smaller of input and output: the output stands in for the input where every input
+        lies in a receptive field (a non-finite input always reaches the output then), and the
+        input is scanned only when that output is not finite.
         Pass False when the input is known to be finite, e.g. decoded from an image.
         ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
@@ -116,11 +118,15 @@ def conv2d(
         impl = get_engine(engine)
     if spec.batch == 0:  # PyTorch's empty batch: an empty output of the right shape
         return np.zeros(spec.output_shape, dtype=np.float32)
-    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
-    if check_finite and not (
+    # The output stands in for the input where every input reaches it and it is smaller.
+    via_output = check_finite and (
         getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
-        and all_finite(y)
-    ):
+        and math.prod(spec.output_shape) < x_arr.size
+    )
+    if check_finite and not via_output:
+        check_finite_array("input", x_arr)
+    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
+    if via_output and not all_finite(y):
         check_finite_array("input", x_arr)
     return y[0] if x_arr.ndim == 3 else y
 
