@@ -162,7 +162,7 @@ IMAGE = np.zeros((3, 4, 5), np.float32)
             {"type": "conv2d", "kernel": {"weight": np.ones((2, 3, 3, 3))}, "padding": 1,
              "padding_mode": "zeros", "activation": "relu"},
             {"type": "maxpool2d", "kernel_size": 2}],
-        returns="all", format="zip", normalize="abs", color_mode="gray", engine="onnxruntime",
+        return_="all", format="zip", normalize="abs", color_mode="gray", engine="onnxruntime",
         device="cpu", dry_run=True, transport="json", timeout=None), id="layers"),
 ])
 def test_the_json_bodies_the_client_sends_validate(name: str, body: dict[str, Any]) -> None:
@@ -188,7 +188,7 @@ def form_fields(path: str) -> set[str]:
     pytest.param("/v1/explain", "_explain_call", {"options": OPTIONS, "at": (0, 1, 1)},
                  id="explain"),
     pytest.param("/v1/layers", "_layers_call",
-                 {"layers": [{"type": "relu"}], "returns": "last", "format": "json",
+                 {"layers": [{"type": "relu"}], "return_": "last", "format": "json",
                   "normalize": "auto", "color_mode": "keep", "engine": "numpy",
                   "device": "cpu", "dry_run": True}, id="layers"),
 ])
@@ -238,7 +238,7 @@ def test_the_command_lines_choices_are_the_clients_vocabularies() -> None:
     assert choices[("explain", "padding_mode")] == vocab.PADDING_MODES
     assert choices[("convolve", "format")] == vocab.CONVOLVE_FORMATS
     assert choices[("layers", "format")] == vocab.LAYERS_FORMATS
-    assert choices[("layers", "returns")] == vocab.RETURNS
+    assert choices[("layers", "return_")] == vocab.RETURNS
     for command in ("convolve", "explain", "layers"):
         assert choices[(command, "engine")] == vocab.ENGINES
         assert choices[(command, "device")] == vocab.DEVICES

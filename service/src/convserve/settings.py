@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from convserve.conv.tiling import DEFAULT_BAND_BYTES
 from convserve.cores import available_cores
 
 __all__ = ["Settings"]
@@ -73,6 +74,10 @@ class Settings(BaseSettings):
     """Server processes sharing this machine (uvicorn workers), to divide the cores among."""
     ort_cache_size: Annotated[int, Field(ge=1)] = 64
     """ONNX Runtime sessions kept per process (LRU by shapes, options and device)."""
+    band_bytes: Annotated[int, Field(ge=0)] = DEFAULT_BAND_BYTES
+    """Working memory in bytes (besides the input and output) above which a convolution runs in
+    horizontal bands of about this size, with identical results (convserve.conv.tiling);
+    0 never cuts bands."""
     png_compress_level: Annotated[int, Field(ge=0, le=9)] = 1
     """Deflate level of returned PNGs: 0 stores them uncompressed; 1-3 compress fast (ISA-L,
     1 fastest); 4-9 use zlib, a few % fewer bytes for many times the CPU (convserve.png;
