@@ -13,12 +13,13 @@ BENCH_STAMP := $(VENV)/.installed-bench
 TS_CLIENT := clients/typescript
 NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: run test bench lint typecheck openapi clean help
+.PHONY: run test bench loadtest lint typecheck openapi clean help
 
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
-	@echo "make bench      run the benchmarks (auto table, engines vs peers, HTTP, PNG encoding, CLI batches)"
+	@echo "make bench      run the benchmarks (auto table, engines vs peers, I/O, HTTP, PNG encoding, CLI batches)"
+	@echo "make loadtest   burst, overload, 10 min soak and faults against 2 workers (~15 min)"
 	@echo "make lint       ruff, mypy and tsc --noEmit"
 	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
 
@@ -52,11 +53,16 @@ $(BENCH_STAMP): service/pyproject.toml $(DEV_STAMP)
 # bench_auto measures engine="auto"'s table and rewrites service/src/convserve/conv/auto_table.json
 # (the repository keeps the last one); bench_core then compares the engines with their peers.
 bench: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_io.py
 	$(BIN)/python -m bench.bench_auto --write
 	$(BIN)/python -m bench.bench_core
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
 	$(BIN)/python bench/bench_batch.py
+
+# LOADTEST_ARGS="--soak-s 60" shortens the soak; "--short" is the form `make test` runs.
+loadtest: $(DEV_STAMP)
+	$(BIN)/python bench/loadtest.py $(LOADTEST_ARGS)
 
 lint: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check service clients tests bench

@@ -610,7 +610,7 @@ export interface components {
             channels?: components["schemas"]["ChannelResult"][];
             cost: components["schemas"]["Cost"];
             /** Data */
-            data?: unknown[];
+            data?: (number | null)[][][];
             /** Device */
             device: string;
             /** Dilation */
@@ -1154,6 +1154,8 @@ export interface components {
          *     exactly these numbers.
          */
         LimitsResponse: {
+            /** Body Timeout S */
+            body_timeout_s: number;
             /** Env */
             env: {
                 [key: string]: string;
@@ -1178,6 +1180,8 @@ export interface components {
             max_preset_channels: number;
             /** Max Upload Bytes */
             max_upload_bytes: number;
+            /** Memory Budget Bytes */
+            memory_budget_bytes: number;
         };
         /**
          * MaxPool2dLayerSpec

@@ -21,7 +21,11 @@ from fastapi.staticfiles import StaticFiles
 
 from convserve import __version__
 from convserve.api.metrics import Metrics
-from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
+from convserve.api.middleware import (
+    JsonLogFormatter,
+    RequestContextMiddleware,
+    keep_uploads_in_memory,
+)
 from convserve.api.problems import install_problem_handlers
 from convserve.api.routes import convolve, engines, explain, health, layers, limits, presets
 from convserve.api.runtime import Runtime
@@ -111,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       limits=runtime.limits)
+                       limits=runtime.limits, budget=runtime.budget)
+    keep_uploads_in_memory(settings.max_upload_bytes)
     return app
 
 

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     feature map and weight tensor, and all maps a stack keeps together (512 MiB: Sobel's two
     maps of a 50 MP image, 400 MB, fit)."""
 
+    memory_budget_bytes: Annotated[int, Field(ge=0)] = 0
+    """Bytes of requests in flight one process admits (bodies before they are read, then the
+    working memory of their decode, convolution and answer); more wait, then get 503. 0 = the
+    container's memory limit (or the machine's RAM) / workers - 256 MiB (convserve.admission)."""
+    body_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds a request body may take to arrive in full; a slower one gets 408."""
+
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     """Origins allowed by CORS (comma-separated); ``*`` allows any, without credentials."""
     api_keys: Annotated[list[str], NoDecode] = []

@@ -262,8 +262,9 @@ class ConvolveResponse(BaseModel):
     format=array."""
     dtype: Literal["float32"] = "float32"
     """format=array: the type of ``data``'s numbers."""
-    data: list[Any] = Field(default_factory=list)
-    """format=array only: the output (c_out, h_out, w_out) as nested lists."""
+    data: list[list[list[float | None]]] = Field(default_factory=list)
+    """format=array only: the output (c_out, h_out, w_out) as nested lists; null where a value
+    overflowed float32."""
     dry_run: bool = False
 
 
@@ -611,6 +612,12 @@ class LimitsResponse(BaseModel):
     """Numbers in a JSON input array or a format=array answer."""
     max_output_bytes: int
     """float32 bytes of one output, feature map or weight tensor."""
+    memory_budget_bytes: int
+    """Bytes of requests in flight one server process admits (bodies before they are read,
+    then their working memory); more wait, then get 503 with Retry-After. The effective value
+    (fitted to the memory limit when the setting is 0)."""
+    body_timeout_s: float
+    """Seconds a request body may take to arrive in full (408 after)."""
     max_preset_channels: int
     """Input channels a preset can be spread over (a bound of the core, no setting)."""
     max_explain_products: int
