@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import io
 import math
 import os
 import re
-import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -40,11 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
+from convserve import imaging
 from convserve.errors import OverloadedError
-from convserve.imaging import _WARNINGS_LOCK
 from convserve.settings import Settings
 
 __all__ = [
@@ -270,32 +265,12 @@ def probe_image(data: bytes, color_mode: str = "rgb") -> tuple[int, int, int] | 
         ``rgba`` 4, ``auto`` the image's own bands), height and width; None when the header
         cannot be read (the decoder then refuses the bytes with a 422 of its own).
     """
-    if data[:6] == b"\x93NUMPY":
-        try:
-            stream = io.BytesIO(data)
-            major, _ = np.lib.format.read_magic(stream)
-            read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, _ = read_header(stream)
-        except Exception:  # a broken .npy header: the decoder says why
-            return None
-        dims = tuple(int(d) for d in shape)
-        if len(dims) == 2:
-            return 1, dims[0], dims[1]
-        if len(dims) == 3:
-            return dims[0], dims[1], dims[2]
+    probed = imaging.probe_input(data)
+    if probed is None:
         return None
-    # Pillow warns about odd metadata and (between its guard and twice it) about bombs: the
-    # same filters as the decoder's, under its lock (the filters are process-wide state).
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"PIL\.")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                bands = len(im.getbands())
-        except Exception:  # any header Pillow cannot read: the decoder
-            return None  # refuses these bytes and says why
+    bands, height, width = probed
+    if data[:6] == b"\x93NUMPY":
+        return probed  # arrays are used as sent
     channels = {"gray": 1, "rgb": 3, "rgba": 4}.get(color_mode, bands)
     return channels, height, width
 

@@ -13,7 +13,7 @@ The public names are re-exported here, so callers write ``imaging.decode_input(.
 """
 
 from convserve.imaging.arrays import array_input, decode_npy
-from convserve.imaging.decode import decode_image, decode_input
+from convserve.imaging.decode import decode_image, decode_input, probe_input
 from convserve.imaging.encode import (
     channel_png_name,
     compose_png,
@@ -44,6 +44,7 @@ __all__ = [
     "encode_png",
     "encode_pngs",
     "grid_png",
+    "probe_input",
     "resolved_normalize",
     "to_pixels",
     "zip_files",

@@ -76,7 +76,7 @@ from convserve.imaging.formats import (
     _unidentified,
 )
 
-__all__ = ["decode_image", "decode_input"]
+__all__ = ["decode_image", "decode_input", "probe_input"]
 
 # EXIF orientation -> the same transposition as ImageOps.exif_transpose, on (H, W, ...) arrays.
 _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
@@ -354,3 +354,38 @@ def _gray_layout(
     if alpha is None:
         return g, ("L",)
     return np.stack([gray, alpha], axis=2), ("L", "A")
+
+
+def probe_input(data: bytes) -> tuple[int, int, int] | None:
+    """(bands, H, W) of an upload read from its header (image or ``.npy``), without decoding.
+
+    ``bands`` is the file's own channel count. None when the header cannot be read: the decoder
+    then refuses the bytes with a 422 of its own.
+    """
+    if data[:6] == b"\x93NUMPY":
+        try:
+            stream = io.BytesIO(data)
+            major, _ = np.lib.format.read_magic(stream)
+            read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(stream)
+        except Exception:  # a broken .npy header: the decoder says why
+            return None
+        dims = tuple(int(d) for d in shape)
+        if len(dims) == 2:
+            return 1, dims[0], dims[1]
+        if len(dims) == 3:
+            return dims[0], dims[1], dims[2]
+        return None
+    # Pillow warns about odd metadata and (between its guard and twice it) about bombs: the
+    # same filters as the decoder's, under its lock (the filters are process-wide state).
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                bands = len(im.getbands())
+        except Exception:  # any header Pillow cannot read: the decoder
+            return None  # refuses these bytes and says why
+    return bands, height, width
