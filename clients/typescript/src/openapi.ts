@@ -510,10 +510,11 @@ export interface components {
             dry_run?: boolean;
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
@@ -767,10 +768,11 @@ export interface components {
             dilation?: number | number[];
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Groups
              * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
@@ -1047,10 +1049,11 @@ export interface components {
             dry_run?: boolean;
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
@@ -1400,10 +1403,11 @@ export interface operations {
                      */
                     dry_run?: "true" | "false";
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
                      * @enum {string}
@@ -1595,10 +1599,11 @@ export interface operations {
                     /** @description 2, 2,3 or [2, 3] */
                     dilation?: string;
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
                      *     own with a preset.
@@ -1757,10 +1762,11 @@ export interface operations {
                      */
                     dry_run?: "true" | "false";
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
                      *     manifest); onnx (the stack as a standalone ONNX model, weights included, not run).

@@ -607,6 +607,9 @@ class NumpyEngine:
     """
 
     name: EngineName = "numpy"
+    propagates_non_finite = True
+    """Every strategy multiplies every value it reads (BLAS and ufuncs skip no zero weight), so
+    a non-finite input inside a receptive field reaches the output (see ``conv2d``)."""
 
     def __init__(self, threads: int | None = None,
                  band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:

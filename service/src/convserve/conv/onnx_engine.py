@@ -28,6 +28,7 @@ meant for any module that builds ONNX graphs (multi-layer models, exports).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -196,12 +197,15 @@ def _register_shared_arena(ort: ModuleType) -> None:
         _arena_registered = True
 
 
+@functools.cache
 def run_options(shrink: bool = True) -> Any:
-    """``onnxruntime.RunOptions`` for one run: shrink the CPU arena when the run returns.
+    """``onnxruntime.RunOptions`` for a run: shrink the CPU arena when the run returns.
 
     The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
     allocated beyond its first, so a large request does not pin its working memory in the
-    process afterwards. ``shrink=False`` keeps it for the next band of the same layer.
+    process afterwards. ``shrink=False`` keeps it for the next band of the same layer. One
+    object per value of ``shrink`` serves every run (a run only reads it), so no run pays for
+    building it.
     """
     ort = _import_ort()
     options = ort.RunOptions()
@@ -441,6 +445,9 @@ class OnnxRuntimeEngine:
     """
 
     name: EngineName = "onnxruntime"
+    propagates_non_finite = True
+    """ONNX Runtime's Conv multiplies every value it reads (im2col and GEMM skip no zero weight),
+    so a non-finite input inside a receptive field reaches the output (see ``conv2d``)."""
 
     def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64,
                  band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
