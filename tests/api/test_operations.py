@@ -77,7 +77,7 @@ def test_engines_lists_both_engines_with_devices(client: TestClient) -> None:
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get("/v1/presets/sobel?channels=1")
     client.get("/v1/presets/nope")
-    client.post("/v1/convolve", json=D2L)
+    client.post("/v1/convolve", json={**D2L, "engine": "onnxruntime"})
     text = client.get("/metrics").text
     assert 'convserve_requests_total{method="GET",route="/v1/presets/{name}",status="200"}' in text
     assert 'convserve_requests_total{method="GET",route="/v1/presets/{name}",status="404"}' in text
