@@ -4,7 +4,7 @@ Each server process has one budget of bytes in flight, ``CONVSERVE_MEMORY_BUDGET
 (0: fitted to the container's memory limit, see :func:`default_memory_budget`). It is split in
 two pools so that a request never waits while holding bytes another waiter needs:
 
-- **intake** (a quarter of the budget): a request with a body reserves
+- **intake** (an eighth of the budget): a request with a body reserves
   ``INTAKE_FACTOR x Content-Length`` (the body and the one copy the parsers make of it; a
   chunked body without Content-Length reserves against ``CONVSERVE_MAX_UPLOAD_BYTES``)
   *before a byte of it is read*, and keeps it while its body is in memory;
@@ -44,6 +44,8 @@ from convserve.settings import Settings
 
 __all__ = [
     "ADMISSION_WAIT_S",
+    "BANDED_ABOVE_BYTES",
+    "BAND_WORK_BYTES",
     "INTAKE_FACTOR",
     "INTAKE_SHARE",
     "WORKER_BASELINE_BYTES",
@@ -52,6 +54,7 @@ __all__ = [
     "Reservation",
     "cgroup_memory_limit",
     "default_memory_budget",
+    "banded_answer_bytes_per_value",
     "estimate_working_bytes",
     "memory_budget",
     "probe_image",
@@ -65,7 +68,7 @@ WORKER_BASELINE_BYTES = 256 * 2**20
 its sessions (about 150 MB measured), plus allocator slack."""
 MIN_BUDGET_BYTES = 64 * 2**20
 """The fitted budget is never lower than this, however small the container."""
-INTAKE_SHARE = 0.25
+INTAKE_SHARE = 0.125
 """Part of the budget that bodies may hold before their image header is known."""
 INTAKE_FACTOR = 2
 """Bytes reserved per body byte while a body is in memory: the body plus the parser's copy."""
@@ -140,6 +143,10 @@ def memory_budget(settings: Settings) -> int:
     return default_memory_budget(settings.web_concurrency, cgroup_memory_limit())
 
 
+BANDED_ABOVE_BYTES = 64 * 2**20
+"""float32 input bytes above which the convolve flow runs ONNX Runtime in bands
+(:data:`convserve.flows.bands.WHOLE_BYTES`, which is this number)."""
+
 MAX_TMPFS_BYTES = 32 * 2**20
 """Largest /tmp tmpfs the sizing rule allows: it counts against the memory limit, inside the
 slack of ``WORKER_BASELINE_BYTES`` (uploads never go there)."""
@@ -174,7 +181,7 @@ def sizing_problems(
     pools = MemoryBudget(budget, 0.0)
     side = math.isqrt(max_pixels)
     largest = estimate_working_bytes(side, side, 3, 2, "json", body_bytes=max_upload_bytes,
-                                     padding=1)
+                                     padding=1, banded=4 * 3 * side * side > BANDED_ABOVE_BYTES)
     mib = 2**20
     problems = []
     if workers * (WORKER_BASELINE_BYTES + budget) > memory_limit:
@@ -187,12 +194,12 @@ def sizing_problems(
     if largest > pools.work.capacity:
         problems.append(
             f"a {max_pixels:,}-pixel photo needs {largest / mib:.0f} MiB, more than the work "
-            f"pool of {pools.work.capacity / mib:.0f} MiB (3/4 of the budget): lower "
+            f"pool of {pools.work.capacity / mib:.0f} MiB (7/8 of the budget): lower "
             "CONVSERVE_MAX_PIXELS or raise the memory")
     if INTAKE_FACTOR * max_upload_bytes > pools.intake.capacity:
         problems.append(
             f"a {max_upload_bytes:,}-byte upload needs {INTAKE_FACTOR} x its size, more than the "
-            f"intake pool of {pools.intake.capacity / mib:.0f} MiB (1/4 of the budget)")
+            f"intake pool of {pools.intake.capacity / mib:.0f} MiB (1/8 of the budget)")
     return problems
 
 
@@ -205,6 +212,7 @@ def estimate_working_bytes(
     *,
     body_bytes: int = 0,
     padding: int = 0,
+    banded: bool = False,
 ) -> int:
     """Peak bytes one convolution request needs beyond an idle process, from its header.
 
@@ -220,6 +228,10 @@ def estimate_working_bytes(
         The encoded upload, held until the request ends.
     padding : int
         The largest padding on any side (a padded copy of the input is made).
+    banded : bool
+        Whether the convolve flow runs the layer in bands from the decoded samples
+        (:mod:`convserve.flows.bands`: ONNX Runtime on a large image), which never makes the
+        float32 input nor a padded copy of it.
 
     Returns
     -------
@@ -232,17 +244,38 @@ def estimate_working_bytes(
         - encode: the input, the output and the answer (:func:`answer_bytes_per_value`).
 
         The output is taken as large as the input (stride 1, the largest). For a 3-channel
-        photo, Sobel (2 output channels) and ``json`` that is 32 B per pixel, as measured
-        (peak RSS of one 48 MP request: +1,567 MB, 33 B per pixel).
+        photo, Sobel (2 output channels) and ``json`` that is 32 B per pixel.
+
+        In bands the stages are: decode, the samples and the decoder's buffer (2 B per 8-bit
+        value); convolve, the samples, the float32 output and :data:`BAND_WORK_BYTES`; encode,
+        the output (its pixels are written over it) and the answer
+        (:func:`banded_answer_bytes_per_value`). For a 48 MP photo with Sobel and ``json`` that
+        is 12 B per pixel, as ``bench/bench_io.py`` measures (11.7-12.1 B per pixel).
     """
     pixels = height * width
     padded = (height + 2 * padding) * (width + 2 * padding)
     values_in = pixels * channels
     values_out = pixels * out_channels
+    if banded:
+        decode = 2 * values_in
+        convolve = values_in + 4 * values_out + BAND_WORK_BYTES
+        encode = (4 + banded_answer_bytes_per_value(fmt)) * values_out
+        return int(body_bytes + max(decode, convolve, encode))
     decode = 5 * values_in
     convolve = 4 * values_in + 4 * padded * channels + 4 * values_out
     encode = 4 * values_in + 4 * values_out + answer_bytes_per_value(fmt) * values_out
     return int(body_bytes + max(decode, convolve, encode))
+
+
+BAND_WORK_BYTES = 16 * 2**20
+"""One band's float32 input and what ONNX Runtime holds for it (2 MiB bands, arena kept)."""
+
+
+def banded_answer_bytes_per_value(fmt: str) -> float:
+    """Bytes per output value the answer holds beside the output, when the pixels are written
+    over the output (json/zip: a PNG and its base64 text; png, image, grid: the PNG; npy: the
+    float32 copy; array: Python floats in lists and their text)."""
+    return {"npy": 4.0, "png": 1.0, "image": 1.0, "grid": 1.0, "array": 44.0}.get(fmt, 2.0)
 
 
 def answer_bytes_per_value(fmt: str) -> float:

@@ -19,13 +19,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from convserve.admission import BANDED_ABOVE_BYTES
 from convserve.conv.spec import ConvSpec
 from convserve.conv.tiling import cut_bands
 from convserve.imaging import DecodedInput
 
 __all__ = ["BAND_BYTES", "WHOLE_BYTES", "convolve_in_bands", "needs_bands"]
 
-WHOLE_BYTES = 64 << 20
+WHOLE_BYTES = BANDED_ABOVE_BYTES
 """Largest float32 input convolved whole (5.6 MP of RGB); larger images go in bands."""
 BAND_BYTES = 2 << 20
 """float32 input bytes of one band: small enough that what the allocator and ONNX Runtime keep

@@ -134,11 +134,16 @@ def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
     started = time.perf_counter()
     device: Any = prepared.device
     plan = None
-    if prepared.engine == "auto":
+    banded = needs_bands(prepared.decoded)
+    if prepared.engine == "auto" and banded:
+        # Above WHOLE_BYTES memory decides, not speed: ONNX Runtime in bands from the decoded
+        # samples is the path the admission estimate (flows.memory) reserves for.
+        prepared.engine = "onnxruntime"
+    elif prepared.engine == "auto":
         plan = ctx.auto.plan(prepared.spec, prepared.weight, device)
         prepared.engine = plan.engine  # the answer names the engine that ran
     engine = ctx.engine(prepared.engine)
-    if prepared.engine == "onnxruntime" and needs_bands(prepared.decoded):
+    if prepared.engine == "onnxruntime" and banded:
         # A large image: never the whole float32 input, nor ONNX Runtime's padded copy of it.
         y = convolve_in_bands(
             prepared.decoded, prepared.spec,
