@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from convserve.conv.onnx_engine import conv_model
+from convserve.conv.graphs import conv_model
 from convserve.conv.spec import ConvSpec, conv_spec
 
 SECONDS_PER_BLOCK = 0.25
