@@ -17,7 +17,6 @@ from convserve.admission import (
     WORKER_BASELINE_BYTES,
     BytePool,
     MemoryBudget,
-    cgroup_memory_limit,
     default_memory_budget,
     estimate_working_bytes,
     memory_budget,
@@ -25,6 +24,7 @@ from convserve.admission import (
     resource_exhaustion,
 )
 from convserve.api.runtime import ComputePool
+from convserve.cores import cgroup_memory_limit
 from convserve.errors import OverloadedError, ResourceExhaustedError
 from convserve.settings import Settings
 from tests.images import DATA, png_with_header_size

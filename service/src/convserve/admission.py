@@ -28,17 +28,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import math
-import os
 import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from convserve import imaging
+from convserve.cores import cgroup_memory_limit, physical_memory
 from convserve.errors import OverloadedError
 from convserve.settings import Settings
 
@@ -52,7 +51,6 @@ __all__ = [
     "BytePool",
     "MemoryBudget",
     "Reservation",
-    "cgroup_memory_limit",
     "default_memory_budget",
     "banded_answer_bytes_per_value",
     "estimate_working_bytes",
@@ -62,7 +60,6 @@ __all__ = [
     "resource_exhaustion",
 ]
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 WORKER_BASELINE_BYTES = 256 * 2**20
 """Memory one idle worker process needs outside the budget: Python, NumPy, ONNX Runtime and
 its sessions (about 150 MB measured), plus allocator slack."""
@@ -75,44 +72,9 @@ INTAKE_FACTOR = 2
 RETRY_AFTER_S = 2
 ADMISSION_WAIT_S = 10.0
 """Longest wait for room in the budget (lowered to ``CONVSERVE_COMPUTE_TIMEOUT_S``)."""
-_UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 CURRENT: ContextVar[Reservation | None] = ContextVar("convserve_reservation", default=None)
 """The reservation of the request being served (set by the middleware, read by the compute
 pool to keep it while a timed-out computation still runs)."""
-
-
-def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
-    """The memory limit of this process's cgroup in bytes, or None when there is none.
-
-    Parameters
-    ----------
-    root : Path
-        Where the cgroup filesystem is mounted (tests pass a folder).
-
-    Returns
-    -------
-    int or None
-        cgroup v2 ``memory.max`` or v1 ``memory/memory.limit_in_bytes``; None for ``max``,
-        a v1 "unlimited" value or no readable file.
-    """
-    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text == "max":
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            return None
-        return value if 0 < value < _UNLIMITED else None
-    return None
-
-
-def physical_memory() -> int:
-    """Bytes of RAM of this machine (``SC_PHYS_PAGES x SC_PAGE_SIZE``)."""
-    return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
 
 
 def default_memory_budget(workers: int, limit: int | None) -> int:
