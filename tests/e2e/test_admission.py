@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import socket
 import threading
@@ -19,11 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convserve.admission import INTAKE_SHARE
 from tests.server import run_server
 
 pytestmark = pytest.mark.e2e
 
-BUDGET = 400_000  # intake pool: 100,000 bytes, i.e. bodies of 50,000 bytes in all
+BUDGET = 400_000  # intake pool: 50,000 bytes (an eighth), i.e. bodies of 25,000 bytes in all
 
 
 @pytest.fixture(scope="module")
@@ -159,5 +161,5 @@ def test_a_request_reserves_its_working_memory_while_it_computes() -> None:
             time.sleep(0.02)
         worker.join()
         assert answers == [200]
-        assert seen == BUDGET - BUDGET // 4  # the work pool, all of it
+        assert seen == BUDGET - math.floor(BUDGET * INTAKE_SHARE)  # the work pool, all of it
         assert reserved(url) == 0
