@@ -23,9 +23,10 @@ from convserve import __version__
 from convserve.api.metrics import Metrics
 from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
 from convserve.api.problems import install_problem_handlers
-from convserve.api.routes import convolve, engines, explain, health, layers, presets
+from convserve.api.routes import convolve, engines, explain, health, layers, models, presets
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
+from convserve.api.schemas_models import MODEL_BODY_MODELS
 from convserve.settings import Settings
 
 __all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    for module in (convolve, explain, layers, presets, engines, health):
+    for module in (convolve, explain, layers, presets, engines, health, models):
         app.include_router(module.router)
 
     index = STATIC_DIR / "index.html"
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=False,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Server-Timing", "X-Convserve-Shape",
                         "X-Convserve-Padding", "X-Convserve-Engine", "Content-Disposition",
@@ -111,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       max_body_bytes=settings.max_upload_bytes)
+                       max_body_bytes=settings.max_upload_bytes,
+                       body_limits={"/v1/models": (settings.max_model_bytes,
+                                                   "CONVSERVE_MAX_MODEL_BYTES")})
     return app
 
 
@@ -120,7 +123,7 @@ def _openapi_with_body_models(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in BODY_MODELS:
+        for model in (*BODY_MODELS, *MODEL_BODY_MODELS):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(js.pop("$defs", {}))
             components[model.__name__] = js

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,9 +39,9 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def _too_large_body(limit: int) -> bytes:
+def _too_large_body(limit: int, env: str = "CONVSERVE_MAX_UPLOAD_BYTES") -> bytes:
     problem = PayloadTooLargeError(
-        f"the request body is larger than {limit} bytes (CONVSERVE_MAX_UPLOAD_BYTES)"
+        f"the request body is larger than {limit} bytes ({env})"
     ).to_problem()
     return json.dumps(problem).encode()
 
@@ -53,10 +54,13 @@ class RequestContextMiddleware:
     (``/v1/presets/{name}``), never by the raw path.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
+                 body_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Exact paths with their own bound and its setting (model uploads: 100 MB by default).
+        self.body_limits = dict(body_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,10 +74,12 @@ class RequestContextMiddleware:
         status = 500
         method = scope["method"]
 
+        max_body, env = self.body_limits.get(
+            scope["path"], (self.max_body_bytes, "CONVSERVE_MAX_UPLOAD_BYTES"))
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isdigit() and int(declared) > max_body:
             status = 413
-            await self._send_problem(send, 413, _too_large_body(self.max_body_bytes), request_id)
+            await self._send_problem(send, 413, _too_large_body(max_body, env), request_id)
             self._finish(scope, method, status, started, request_id)
             return
 
@@ -84,10 +90,9 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > max_body:
                     raise PayloadTooLargeError(
-                        f"the request body is larger than {self.max_body_bytes} bytes "
-                        "(CONVSERVE_MAX_UPLOAD_BYTES)"
+                        f"the request body is larger than {max_body} bytes ({env})"
                     )
             return message
 

@@ -11,6 +11,7 @@ model's description first.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +24,7 @@ import numpy as np
 from onnx import ModelProto, ValueInfoProto
 
 from convserve.conv.onnx_engine import make_session, run_options
-from convserve.errors import InvalidArgumentError, NotFoundError
+from convserve.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from convserve.models.kernels import ConvKernel, conv_kernel
 from convserve.models.preprocess import Preprocess, preprocess
 from convserve.models.store import ModelStore
@@ -243,6 +244,12 @@ class ModelService:
         if not layers:
             raise InvalidArgumentError("layers must name at least one layer", field="layers")
         rows = [model.row(key) for key in layers]
+        values = sum(math.prod(r["output_shape"]) for r in rows)
+        if values > self.max_tensor_values:
+            raise LimitExceededError(
+                f"the {len(rows)} layer(s) asked for hold {values:,} values together, more than "
+                f"the limit of {self.max_tensor_values:,} (16 x CONVSERVE_MAX_ARRAY_VALUES); ask "
+                "for fewer layers at a time", field="layers")
         started = time.perf_counter()
         tensor, report = preprocess(x, steps, model.input)
         prepared = time.perf_counter()
