@@ -3,8 +3,8 @@
 R1: a 512x512 RGB PNG (a real photo, resized), preset ``sobel``, ``format=json``.
 Measures in one run:
 
-(a) the in-process sum of decode + convolution + encode for R1 (the pipeline functions the
-    server calls, without HTTP);
+(a) the in-process sum of decode + convolution + encode for R1 (``convserve.flows.convolve``,
+    what the server calls, without HTTP);
 (b) p50/p99 latency and requests/s of R1 over loopback with 1 and 4 concurrent keep-alive
     connections, against a real uvicorn (uvloop + httptools) in a child process, from a
     minimal HTTP/1.1 client on asyncio streams (see ``load``);
@@ -31,8 +31,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from convserve import pipeline
-from convserve.conv.functional import get_engine
+from convserve import flows
 from convserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,21 +47,15 @@ def photo_png(side: int) -> bytes:
 
 def in_process_ms(data: bytes, fmt: str, runs: int) -> float:
     """Median ms of decode + prepare + convolve + encode, as the server does it."""
-    settings = Settings()
-    engine = get_engine(settings.engine)
+    ctx = flows.FlowContext.local(Settings())
+    options: dict[str, object] = {
+        "kernel": None, "preset": "sobel", "preset_params": {}, "stride": 1, "padding": None,
+        "dilation": 1, "groups": None, "padding_mode": None, "engine": None, "device": None,
+    }
     times = []
     for _ in range(runs + 2):
         started = time.perf_counter()
-        decoded = pipeline.decode_request_input(data, None, None, color_mode="rgb",
-                                                settings=settings)
-        prepared = pipeline.prepare_convolution(
-            decoded=decoded, kernel=None, preset="sobel", preset_params={}, stride=1,
-            padding=None, dilation=1, groups=None, padding_mode=None, engine=None,
-            device=None, settings=settings,
-        )
-        y = pipeline.run_convolution(prepared, engine)
-        pipeline.render_result(y, prepared, fmt=fmt, normalize="auto", channel=None,
-                               settings=settings, executor=None)
+        flows.convolve(ctx, flows.Source(data=data), options, fmt=fmt)
         times.append(1000 * (time.perf_counter() - started))
     return statistics.median(times[2:])
 

@@ -283,15 +283,15 @@ class TestLimits:
         assert "CONVSERVE_MAX_MACS" in body["detail"]
 
     def test_output_size_limit_covers_every_format(self, make_client: ClientFactory) -> None:
-        client = make_client(max_array_values=10)  # 160 output values at most
+        client = make_client(max_output_bytes=640)  # 160 float32 output values at most
         for fmt in ("json", "npy", "grid", "zip"):
             body = problem(client.post("/v1/convolve", json={
                 "input": {"array": np.zeros((1, 3, 3)).tolist()},
                 "kernel": {"weight": np.ones((20, 1, 1, 1)).tolist()}, "format": fmt}), 422)
             assert body["detail"] == (
-                "the output 20x3x3 would hold 180 float32 values, more than the limit of 160 "
-                "(16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer channels "
-                "or a larger stride")
+                "the output 20x3x3 would hold 180 float32 values (720 bytes), more than the "
+                "limit of 640 bytes (CONVSERVE_MAX_OUTPUT_BYTES); use a smaller image, fewer "
+                "channels or a larger stride")
             assert body["errors"] == [{"field": "kernel", "message": body["detail"]}]
 
     def test_array_format_limit_suggests_npy(self, make_client: ClientFactory) -> None:

@@ -291,15 +291,15 @@ def test_total_macs_of_the_stack_are_limited(make_client: ClientFactory) -> None
 
 
 def test_intermediate_maps_are_limited(make_client: ClientFactory) -> None:
-    client = make_client(max_array_values=1_000, warmup=False)
+    client = make_client(max_output_bytes=64_000, warmup=False)
     response = client.post("/v1/layers", json={
         "input": {"array": image((1, 20, 20))}, "dry_run": True,
         "layers": [{"type": "conv2d", "filters": 64, "kernel_size": 1}],
     })
     assert response.status_code == 422
-    detail = ("this layer's output [64, 20, 20] would hold 25600 float32 values, more than the "
-              "limit of 16000 (16 x CONVSERVE_MAX_ARRAY_VALUES); use a smaller image, fewer "
-              "channels or a larger stride")
+    detail = ("this layer's output [64, 20, 20] would hold 25600 float32 values (102,400 "
+              "bytes), more than the limit of 64,000 bytes (CONVSERVE_MAX_OUTPUT_BYTES); use a "
+              "smaller image, fewer channels or a larger stride")
     assert response.json() == {
         "type": "/problems/limit-exceeded", "title": "Limit exceeded", "status": 422,
         "detail": detail, "errors": [{"field": "layers.0", "message": detail}],

@@ -33,7 +33,7 @@ from convserve.conv.onnx_engine import (
     select_providers,
 )
 from convserve.conv.spec import ConvSpec
-from convserve.settings import available_cores
+from convserve.cores import available_cores
 from tests.reference import ConvOptions
 
 NUMPY_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {

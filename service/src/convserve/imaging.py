@@ -74,8 +74,8 @@ import numpy.typing as npt
 from PIL import ExifTags, Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from convserve import jsonbody, png
+from convserve.cores import available_cores
 from convserve.errors import InvalidArgumentError, InvalidInputError, PayloadTooLargeError
-from convserve.settings import available_cores
 
 __all__ = [
     "ACCEPTED_FORMATS",

@@ -28,12 +28,12 @@ Every value the operator sets explicitly wins; the chosen plan is logged as one 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+
+from convserve.cores import CGROUP_ROOT, cgroup_cpu_quota, effective_cores
 
 __all__ = [
     "CGROUP_ROOT",
@@ -46,68 +46,9 @@ __all__ = [
     "uvicorn_argv",
 ]
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_DEFAULT_WORKERS = 4
 """Workers started when ``WEB_CONCURRENCY`` is unset: more cost memory for little gain."""
 _BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
-    """CPUs this container may use per period according to its cgroup, or None if unlimited.
-
-    Parameters
-    ----------
-    root : Path
-        Where the cgroup filesystem is mounted (``/sys/fs/cgroup``; tests pass a folder).
-
-    Returns
-    -------
-    float or None
-        ``quota / period`` (e.g. ``1.5`` for ``--cpus 1.5``); None when no quota is set or no
-        cgroup file is readable.
-    """
-    cpu_max = _read(root / "cpu.max")  # cgroup v2: "<quota|max> <period>"
-    if cpu_max is not None:
-        fields = cpu_max.split()
-        if len(fields) == 2 and fields[0] != "max":
-            quota, period = int(fields[0]), int(fields[1])
-            return quota / period if quota > 0 and period > 0 else None
-        return None
-    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # cgroup v1
-        quota_text = _read(root / controller / "cpu.cfs_quota_us")
-        period_text = _read(root / controller / "cpu.cfs_period_us")
-        if quota_text is not None and period_text is not None:
-            quota, period = int(quota_text), int(period_text)
-            return quota / period if quota > 0 and period > 0 else None
-    return None
-
-
-def effective_cores(affinity: int, quota: float | None) -> int:
-    """Cores worth running threads on: the affinity count, lowered to the CPU quota.
-
-    Parameters
-    ----------
-    affinity : int
-        CPUs in this process's affinity mask.
-    quota : float or None
-        CPUs per period allowed by the cgroup (None: unlimited).
-
-    Returns
-    -------
-    int
-        ``min(affinity, floor(quota))``, at least 1.
-    """
-    cores = max(1, affinity)
-    if quota is not None:
-        cores = min(cores, max(1, math.floor(quota)))
-    return cores
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,16 @@ from convserve import __version__
 from convserve.api.metrics import Metrics
 from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
 from convserve.api.problems import install_problem_handlers
-from convserve.api.routes import convolve, engines, explain, health, layers, models, presets
+from convserve.api.routes import (
+    convolve,
+    engines,
+    explain,
+    health,
+    layers,
+    limits,
+    models,
+    presets,
+)
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
 from convserve.api.schemas_models import MODEL_BODY_MODELS
@@ -89,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    for module in (convolve, explain, layers, presets, engines, health, models):
+    for module in (convolve, explain, layers, presets, engines, limits, health, models):
         app.include_router(module.router)
 
     index = STATIC_DIR / "index.html"
@@ -112,9 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       max_body_bytes=settings.max_upload_bytes,
-                       body_limits={"/v1/models": (settings.max_model_bytes,
-                                                   "CONVSERVE_MAX_MODEL_BYTES")})
+                       limits=runtime.limits,
+                       body_limits={"/v1/models": (runtime.limits.max_model_bytes,
+                                                   runtime.limits.model_too_large_detail())})
     return app
 
 

@@ -14,22 +14,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from convserve.launcher import cgroup_cpu_quota, effective_cores
+from convserve.cores import available_cores
 
-__all__ = ["Settings", "available_cores"]
-
-
-def available_cores() -> int:
-    """Cores worth running threads on: the affinity mask, lowered to the cgroup CPU quota.
-
-    A container limited to 2 CPUs on a 64-core host gets 2, not 64 (see
-    :func:`convserve.launcher.effective_cores`).
-    """
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = os.cpu_count() or 1
-    return effective_cores(affinity, cgroup_cpu_quota())
+__all__ = ["Settings"]
 
 
 def _split_csv(value: object) -> object:
@@ -61,8 +48,11 @@ class Settings(BaseSettings):
     max_layers: Annotated[int, Field(ge=1)] = 32
     """Most layers in one /v1/layers request."""
     max_array_values: Annotated[int, Field(ge=1)] = 4_000_000
-    """Most numbers a format=array response or a JSON input array may hold; 16 times this bounds
-    every convolution output and /v1/layers feature map (and .npy uploads)."""
+    """Most numbers a format=array response or a JSON input array may hold."""
+    max_output_bytes: Annotated[int, Field(ge=1)] = 536_870_912
+    """Largest float32 output of one request in bytes: a convolution's output, each /v1/layers
+    feature map and weight tensor, and all maps a stack keeps together (512 MiB: Sobel's two
+    maps of a 50 MP image, 400 MB, fit)."""
 
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     """Origins allowed by CORS (comma-separated); ``*`` allows any, without credentials."""

@@ -13,14 +13,14 @@ from onnx import numpy_helper
 
 from convserve import conv2d
 from convserve.errors import InvalidArgumentError, NotFoundError, PayloadTooLargeError, ShapeError
+from convserve.limits import Limits
 from convserve.models import ModelService, ModelStore, Preprocess, preprocess
 from convserve.models.validate import InputInfo
 from tests import onnx_models as m
 
 
 def service(root: Path, store_bytes: int = 10**9, sessions: int = 4) -> ModelService:
-    return ModelService(root, store_bytes=store_bytes, max_model_bytes=100_000_000,
-                        max_macs=20 * 10**9, max_tensor_values=64_000_000, sessions=sessions,
+    return ModelService(root, Limits(model_store_bytes=store_bytes), sessions=sessions,
                         intra_op_threads=1)
 
 

@@ -27,17 +27,17 @@ from convserve.models import (
 from tests import onnx_models as m
 
 MB = 1_000_000
-TENSOR_LIMIT = 64_000_000
+TENSOR_BYTES = 256_000_000
 
 
 def check(data: bytes, input_size: list[int] | None = None, max_macs: int = 20 * 10**9) -> None:
     validated = validate_model(data, max_bytes=100 * MB, input_size=input_size)
-    summarize(validated, max_macs=max_macs, max_tensor_values=TENSOR_LIMIT)
+    summarize(validated, max_macs=max_macs, max_tensor_bytes=TENSOR_BYTES)
 
 
 def test_keras_reference_table_equals_keras_summary() -> None:
     validated = validate_model(m.keras_cnn_bytes(), max_bytes=100 * MB)
-    summary = summarize(validated, max_macs=20 * 10**9, max_tensor_values=TENSOR_LIMIT)
+    summary = summarize(validated, max_macs=20 * 10**9, max_tensor_bytes=TENSOR_BYTES)
     assert validated.input.to_dict() == {"name": "input", "shape": [1, 3, 150, 150],
                                          "layout": "NCHW"}
     rows = [(r.index, r.name, r.op, r.output_shape, r.params) for r in summary.layers]
@@ -72,7 +72,7 @@ def test_keras_reference_table_equals_keras_summary() -> None:
 
 def test_nhwc_model_is_detected_and_its_layouts_follow_the_transposes() -> None:
     validated = validate_model(m.serialize(m.nhwc_cnn()), max_bytes=MB)
-    summary = summarize(validated, max_macs=10**9, max_tensor_values=TENSOR_LIMIT)
+    summary = summarize(validated, max_macs=10**9, max_tensor_bytes=TENSOR_BYTES)
     assert validated.input.to_dict() == {"name": "image", "shape": [1, 12, 12, 3],
                                          "layout": "NHWC"}
     assert [(r.name, r.output_shape, r.layout) for r in summary.layers] == [
@@ -83,7 +83,7 @@ def test_nhwc_model_is_detected_and_its_layouts_follow_the_transposes() -> None:
 
 def test_batchnorm_counts_its_four_vectors_as_params() -> None:
     summary = summarize(validate_model(m.serialize(m.bn_cnn()), max_bytes=MB),
-                        max_macs=10**9, max_tensor_values=TENSOR_LIMIT)
+                        max_macs=10**9, max_tensor_bytes=TENSOR_BYTES)
     assert [(r.op, r.params) for r in summary.layers] == [
         ("Conv", 5 * 2 * 9), ("BatchNormalization", 4 * 5), ("Relu", 0)]
 

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from convserve.api.metrics import Metrics
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.errors import PayloadTooLargeError
+from convserve.limits import Limits
 
 __all__ = ["JsonLogFormatter", "RequestContextMiddleware"]
 
@@ -39,10 +40,8 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def _too_large_body(limit: int, env: str = "CONVSERVE_MAX_UPLOAD_BYTES") -> bytes:
-    problem = PayloadTooLargeError(
-        f"the request body is larger than {limit} bytes ({env})"
-    ).to_problem()
+def _too_large_body(detail: str) -> bytes:
+    problem = PayloadTooLargeError(detail).to_problem()
     return json.dumps(problem).encode()
 
 
@@ -54,12 +53,13 @@ class RequestContextMiddleware:
     (``/v1/presets/{name}``), never by the raw path.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
+    def __init__(self, app: ASGIApp, metrics: Metrics, limits: Limits,
                  body_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
-        # Exact paths with their own bound and its setting (model uploads: 100 MB by default).
+        self.limits = limits
+        self.max_body_bytes = limits.max_upload_bytes
+        # Exact paths with their own bound and its 413 detail (model uploads, 100 MB default).
         self.body_limits = dict(body_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,12 +74,12 @@ class RequestContextMiddleware:
         status = 500
         method = scope["method"]
 
-        max_body, env = self.body_limits.get(
-            scope["path"], (self.max_body_bytes, "CONVSERVE_MAX_UPLOAD_BYTES"))
+        max_body, too_large = self.body_limits.get(
+            scope["path"], (self.max_body_bytes, self.limits.upload_too_large_detail()))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body:
             status = 413
-            await self._send_problem(send, 413, _too_large_body(max_body, env), request_id)
+            await self._send_problem(send, 413, _too_large_body(too_large), request_id)
             self._finish(scope, method, status, started, request_id)
             return
 
@@ -91,9 +91,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_body:
-                    raise PayloadTooLargeError(
-                        f"the request body is larger than {max_body} bytes ({env})"
-                    )
+                    raise PayloadTooLargeError(too_large)
             return message
 
         async def send_with_id(message: Message) -> None:

@@ -24,10 +24,10 @@ import numpy as np
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
 from convserve.conv.layers import LayerRunner
-from convserve.conv.numpy_engine import NumpyEngine
-from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.spec import conv_spec
 from convserve.errors import ComputeTimeoutError, EngineUnavailableError, OverloadedError
+from convserve.flows.context import FlowContext, make_engines
+from convserve.limits import Limits
 from convserve.settings import Settings
 
 __all__ = ["ComputePool", "Runtime"]
@@ -109,6 +109,7 @@ class Runtime:
 
     settings: Settings
     metrics: Metrics
+    limits: Limits = field(init=False)
     engines: dict[str, Engine] = field(init=False)
     layers: LayerRunner = field(init=False)
     pool: ComputePool = field(init=False)
@@ -118,16 +119,8 @@ class Runtime:
     _closed: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
-        threads = self.settings.threads_per_op
-        self.engines = {
-            "numpy": NumpyEngine(threads=threads),
-            "onnxruntime": OnnxRuntimeEngine(
-                intra_op_threads=threads, cache_size=self.settings.ort_cache_size
-            ),
-        }
-        # Layer stacks: NumPy layer by layer, ONNX Runtime as one graph with its own sessions.
-        self.layers = LayerRunner(self.engines["numpy"], intra_op_threads=threads,
-                                  cache_size=self.settings.ort_cache_size)
+        self.limits = Limits.from_settings(self.settings)
+        self.engines, self.layers = make_engines(self.settings)
         self._closed = True
         self.open()
 
@@ -149,6 +142,21 @@ class Runtime:
 
     def engine(self, name: str) -> Engine:
         return self.engines[name]
+
+    @property
+    def context(self) -> FlowContext:
+        """What the request flows (:mod:`convserve.flows`) use of this runtime."""
+        metrics = self.metrics
+        return FlowContext(
+            settings=self.settings,
+            limits=self.limits,
+            engines=self.engines,
+            layers=self.layers,
+            encoder=self.encoder,
+            observe_convolution=lambda engine, device, seconds: metrics.convolution.labels(
+                engine, device).observe(seconds),
+            observe_stage=lambda stage, seconds: metrics.stage.labels(stage).observe(seconds),
+        )
 
     def warm_up(self) -> None:
         """Load the default engine and run one small convolution on every usable device.

@@ -37,6 +37,7 @@ __all__ = [
     "LayersRequest",
     "LayersResponse",
     "LeakyReluLayerSpec",
+    "LimitsResponse",
     "MaxPool2dLayerSpec",
     "Problem",
     "ReluLayerSpec",
@@ -524,3 +525,31 @@ class LayersResponse(BaseModel):
 BODY_MODELS: list[type[BaseModel]] = [ConvolveRequest, ExplainRequest, LayersRequest]
 """JSON request bodies that routes parse themselves (to also take multipart); main.py adds
 them to the OpenAPI components so ``$ref``s in ``openapi_extra`` resolve."""
+
+
+class LimitsResponse(BaseModel):
+    """The effective limits of this server (GET /v1/limits); each request is checked against
+    exactly these numbers."""
+
+    max_upload_bytes: int
+    """Largest request body in bytes (413 above)."""
+    max_pixels: int
+    """Largest image or array, H x W, checked from the header before decoding (413 above)."""
+    max_kernel_size: int
+    """Largest kernel or pooling window side."""
+    max_out_channels: int
+    """Largest c_out of one layer."""
+    max_macs: int
+    """Multiply-accumulates (and pooling-window reads) of one request, all layers together."""
+    max_layers: int
+    """Layers in one /v1/layers request."""
+    max_array_values: int
+    """Numbers in a JSON input array or a format=array answer."""
+    max_output_bytes: int
+    """float32 bytes of one output, feature map or weight tensor."""
+    max_preset_channels: int
+    """Input channels a preset can be spread over (a bound of the core, no setting)."""
+    max_explain_products: int
+    """Products one explained output element may read (a bound of the core, no setting)."""
+    env: dict[str, str]
+    """For each limit that is a setting, the environment variable that changes it."""

@@ -58,7 +58,14 @@ from convserve.conv.onnx_engine import (
     make_session,
     run_options,
 )
-from convserve.conv.spec import ConvSpec, IntOrPair, PaddingArg, conv_spec, int_pair
+from convserve.conv.spec import (
+    ConvSpec,
+    IntOrPair,
+    PaddingArg,
+    conv_spec,
+    int_pair,
+    output_size,
+)
 from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
 
 if TYPE_CHECKING:
@@ -173,9 +180,6 @@ class ActivationLayer:
     def flops(self) -> int:
         return _values(self.input_shape)
 
-    @property
-    def weight_values(self) -> int:
-        return 0
 
     @property
     def key(self) -> object:
@@ -215,11 +219,8 @@ class Pool2dLayer:
     @property
     def output_shape(self) -> Shape3:
         c, h, w = self.input_shape
-        return (
-            c,
-            (h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1,
-            (w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1,
-        )
+        (k_h, k_w), (s_h, s_w), (p_h, p_w) = self.kernel, self.stride, self.padding
+        return (c, output_size(h, p_h, p_h, k_h, s_h, 1), output_size(w, p_w, p_w, k_w, s_w, 1))
 
     params = 0
     macs = 0
@@ -228,9 +229,6 @@ class Pool2dLayer:
     def flops(self) -> int:
         return _values(self.output_shape) * self.kernel[0] * self.kernel[1]
 
-    @property
-    def weight_values(self) -> int:
-        return 0
 
     @property
     def key(self) -> object:
@@ -424,9 +422,6 @@ class Conv2dLayer:
     def flops(self) -> int:
         return self.spec.flops + (_values(self.output_shape) if self.activation else 0)
 
-    @property
-    def weight_values(self) -> int:
-        return self.spec.params
 
     @property
     def key(self) -> object:

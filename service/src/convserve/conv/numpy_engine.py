@@ -60,8 +60,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode
+from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError
-from convserve.settings import available_cores
 
 __all__ = [
     "CUDA_UNAVAILABLE_REASON",

@@ -39,8 +39,8 @@ import numpy as np
 
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec
+from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError, InvalidArgumentError
-from convserve.settings import available_cores
 
 if TYPE_CHECKING:
     import onnx

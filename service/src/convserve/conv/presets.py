@@ -470,20 +470,29 @@ def spread_bank(bank: FloatArray, rule: Literal["depthwise", "luminance"],
     return bank[:, np.newaxis] * lum[np.newaxis, :, np.newaxis, np.newaxis], 1
 
 
-def is_range_preserving(weight: npt.ArrayLike, tolerance: float = _RANGE_TOLERANCE) -> bool:
-    """Whether every output channel's weights are non-negative and sum to 1.
+def is_range_preserving(
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike | None = None,
+    tolerance: float = _RANGE_TOLERANCE,
+) -> bool:
+    """Whether every output channel's weights are non-negative and sum to 1, without a bias.
 
     Parameters
     ----------
     weight : array_like of shape (C_out, C_in // groups, k_h, k_w)
+    bias : array_like of shape (C_out,), optional
+        A bias with any non-zero value makes the layer not range-preserving.
     tolerance : float
         Allowed deviation of each sum from 1 (float32 weights rarely sum to exactly 1).
 
     Returns
     -------
     bool
-        True when inputs in [0, 1] always give outputs in [0, 1] (without bias).
+        True when inputs in [0, 1] always give outputs in [0, 1]; what ``normalize=auto``
+        clips instead of stretching.
     """
+    if bias is not None and np.any(np.asarray(bias) != 0):
+        return False
     w = np.asarray(weight, dtype=np.float64)
     sums = w.reshape(w.shape[0], -1).sum(axis=1)
     return bool((w >= 0).all() and np.allclose(sums, 1.0, rtol=0.0, atol=tolerance))

@@ -24,7 +24,8 @@ import numpy as np
 from onnx import ModelProto, ValueInfoProto
 
 from convserve.conv.onnx_engine import make_session, run_options
-from convserve.errors import InvalidArgumentError, LimitExceededError, NotFoundError
+from convserve.errors import InvalidArgumentError, NotFoundError
+from convserve.limits import Limits
 from convserve.models.kernels import ConvKernel, conv_kernel
 from convserve.models.preprocess import Preprocess, preprocess
 from convserve.models.store import ModelStore
@@ -117,26 +118,19 @@ class ModelService:
     ----------
     root : Path
         ``CONVSERVE_MODEL_DIR``.
-    store_bytes : int
-        ``CONVSERVE_MODEL_STORE_BYTES``.
-    max_model_bytes : int
-        ``CONVSERVE_MAX_MODEL_BYTES``.
-    max_macs : int
-        ``CONVSERVE_MAX_MACS``, for one run of a model.
-    max_tensor_values : int
-        Most values one tensor of a model may hold.
+    limits : Limits
+        ``max_model_bytes``, ``model_store_bytes``, ``max_macs`` (one run of a model) and
+        ``max_output_bytes`` (any one tensor, and the feature maps of one request).
     sessions : int
         ONNX Runtime sessions kept in this process (``CONVSERVE_MODEL_SESSIONS``).
     intra_op_threads : int
         Threads one node may use.
     """
 
-    def __init__(self, root: Path, *, store_bytes: int, max_model_bytes: int, max_macs: int,
-                 max_tensor_values: int, sessions: int, intra_op_threads: int) -> None:
-        self.store = ModelStore(root, store_bytes, on_remove=self._drop_sessions)
-        self.max_model_bytes = max_model_bytes
-        self.max_macs = max_macs
-        self.max_tensor_values = max_tensor_values
+    def __init__(self, root: Path, limits: Limits, *, sessions: int,
+                 intra_op_threads: int) -> None:
+        self.store = ModelStore(root, limits.model_store_bytes, on_remove=self._drop_sessions)
+        self.limits = limits
         self.capacity = sessions
         self.intra_op_threads = intra_op_threads
         self._sessions: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
@@ -148,15 +142,17 @@ class ModelService:
     def upload(self, data: bytes, input_size: Sequence[int] | None = None,
                filename: str | None = None) -> tuple[dict[str, Any], bool]:
         """Validate and store a model; returns its description and whether it is new."""
-        validated = validate_model(data, max_bytes=self.max_model_bytes, input_size=input_size)
+        self.limits.check_model_bytes(len(data))
+        validated = validate_model(data, max_bytes=self.limits.max_model_bytes,
+                                   input_size=input_size)
         size = list(validated.input.size) if validated.input_size_given else None
         ident = model_id(data, size)
         try:
             return self.store.meta(ident), False  # the same file again: same id, 200
         except NotFoundError:
             pass
-        summary = summarize(validated, max_macs=self.max_macs,
-                            max_tensor_values=self.max_tensor_values)
+        summary = summarize(validated, max_macs=self.limits.max_macs,
+                            max_tensor_bytes=self.limits.max_output_bytes)
         meta = self._describe(ident, data, validated.model, validated.input, validated.opset,
                               summary, filename, size)
         created = self.store.put(ident, validated.model.SerializeToString(), meta)
@@ -244,12 +240,9 @@ class ModelService:
         if not layers:
             raise InvalidArgumentError("layers must name at least one layer", field="layers")
         rows = [model.row(key) for key in layers]
-        values = sum(math.prod(r["output_shape"]) for r in rows)
-        if values > self.max_tensor_values:
-            raise LimitExceededError(
-                f"the {len(rows)} layer(s) asked for hold {values:,} values together, more than "
-                f"the limit of {self.max_tensor_values:,} (16 x CONVSERVE_MAX_ARRAY_VALUES); ask "
-                "for fewer layers at a time", field="layers")
+        self.limits.check_output_bytes(
+            f"the {len(rows)} layer(s) asked for", sum(math.prod(r["output_shape"]) for r in rows),
+            field="layers")
         started = time.perf_counter()
         tensor, report = preprocess(x, steps, model.input)
         prepared = time.perf_counter()

@@ -141,7 +141,7 @@ def _tensor_layout(node: NodeProto, rank: int, layouts: dict[str, Layout | None]
 
 
 def summarize(
-    validated: ValidatedModel, *, max_macs: int, max_tensor_values: int
+    validated: ValidatedModel, *, max_macs: int, max_tensor_bytes: int
 ) -> ModelSummary:
     """Build the layer table and check the MACs and tensor-size limits.
 
@@ -150,8 +150,8 @@ def summarize(
     validated : ValidatedModel
     max_macs : int
         ``CONVSERVE_MAX_MACS``: the whole model's MACs for its input size must not exceed it.
-    max_tensor_values : int
-        Most values any one tensor of the graph may hold (16 x ``CONVSERVE_MAX_ARRAY_VALUES``).
+    max_tensor_bytes : int
+        ``CONVSERVE_MAX_OUTPUT_BYTES``: no tensor of the graph may hold more float32 bytes.
 
     Raises
     ------
@@ -201,12 +201,12 @@ def summarize(
                     f"{node.name or output!r}, {node.op_type}: {total_macs:.3g}), over the "
                     "limit CONVSERVE_MAX_MACS; upload a smaller model or input_size",
                     field="model")
-            if math.prod(shape) > max_tensor_values:
+            if 4 * math.prod(shape) > max_tensor_bytes:
                 raise LimitExceededError(
                     f"tensor {output!r} (node {node.name or node.op_type!r}, {node.op_type}) "
-                    f"would hold {math.prod(shape):,} values for the input "
-                    f"{list(validated.input.shape)}, more than the limit of "
-                    f"{max_tensor_values:,} (16 x CONVSERVE_MAX_ARRAY_VALUES)", field="model")
+                    f"would hold {math.prod(shape):,} values ({4 * math.prod(shape):,} bytes as "
+                    f"float32) for the input {list(validated.input.shape)}, more than the limit "
+                    f"of {max_tensor_bytes:,} bytes (CONVSERVE_MAX_OUTPUT_BYTES)", field="model")
             batchless = shape[1:] if shape and shape[0] == 1 and len(shape) >= 2 else shape
             rows.append(LayerRow(
                 index=len(rows), name=output, op=node.op_type, node=node.name,

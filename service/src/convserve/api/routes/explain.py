@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from convserve import jsonbody, pipeline
+from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
-from convserve.api.routes.convolve import (
-    PROBLEMS,
-    conv_headers,
-    layer_options,
-    multipart_schema,
-    parse_body,
-)
+from convserve.api.parsing import layer_options, multipart_schema, parse_body
+from convserve.api.responses import PROBLEMS, respond
 from convserve.api.schemas import ExplainOptions, ExplainRequest, ExplainResponse
-from convserve.conv.explain import (
-    MAX_EXPLAIN_PRODUCTS,
-    check_explainable,
-    check_position,
-    explain_position,
-)
+from convserve.conv.explain import MAX_EXPLAIN_PRODUCTS
 
 router = APIRouter(prefix="/v1", tags=["explain"], dependencies=[Depends(require_api_key)])
 
@@ -94,38 +83,12 @@ position outside the output is a 422 naming the valid ranges.
 async def explain(request: Request, runtime: RuntimeDep) -> Response:
     """Show how output element ``at`` = (channel, y, x) of a layer is computed (see
     :data:`_DESCRIPTION`, the OpenAPI description)."""
-    options, data, array, image_b64 = await parse_body(
-        request, runtime, ExplainOptions, ExplainRequest, _JSON_FIELDS
-    )
-    settings = runtime.settings
-    at = options.at
+    options, source = await parse_body(request, runtime.limits, ExplainOptions, ExplainRequest,
+                                       _JSON_FIELDS)
+    layer = layer_options(options)
+    at = (options.at.channel, options.at.y, options.at.x)
 
-    def work() -> tuple[bytes, pipeline.PreparedConv]:
-        started = time.perf_counter()
-        decoded = pipeline.decode_request_input(
-            data, array, image_b64, color_mode=options.color_mode, settings=settings
-        )
-        prepared = pipeline.prepare_convolution(
-            decoded=decoded, settings=settings, **layer_options(options)
-        )
-        prepared.timing_ms["decode"] = round(1000 * (time.perf_counter() - started), 3)
-        check_position(prepared.spec, at.channel, at.y, at.x)
-        check_explainable(prepared.spec)
-        metric = runtime.metrics.convolution.labels(prepared.engine, prepared.device)
-        y = pipeline.run_convolution(prepared, runtime.engine(prepared.engine),
-                                     observe=metric.observe)
-        value = float(y[at.channel, at.y, at.x])
-        explained_at = time.perf_counter()
-        explanation = explain_position(prepared.x, prepared.weight, prepared.bias,
-                                       prepared.spec, at.channel, at.y, at.x)
-        described = pipeline.describe(prepared, "auto")
-        for unused in ("shape", "normalize"):
-            described.pop(unused)
-        payload = {"value": value, **explanation.to_dict(value), **described}
-        prepared.timing_ms["explain"] = round(1000 * (time.perf_counter() - explained_at), 3)
-        prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
-        payload["timing_ms"] = prepared.timing_ms
-        return jsonbody.dumps(payload), prepared
+    def work() -> flows.Outcome:
+        return flows.explain(runtime.context, source, layer, at)
 
-    body, prepared = await runtime.pool.run(work)
-    return Response(body, media_type="application/json", headers=conv_headers(prepared))
+    return respond(await runtime.pool.run(work))

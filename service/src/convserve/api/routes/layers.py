@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from convserve import layers_pipeline, pipeline
+from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
-from convserve.api.routes.convolve import PROBLEMS, multipart_schema, parse_body, serialized
+from convserve.api.parsing import multipart_schema, parse_body
+from convserve.api.responses import PROBLEMS, respond
 from convserve.api.schemas import LayersOptions, LayersRequest, LayersResponse
 
 router = APIRouter(prefix="/v1", tags=["layers"], dependencies=[Depends(require_api_key)])
@@ -75,7 +75,7 @@ The `onnxruntime` engine runs the whole stack as one ONNX graph in one cached se
 `numpy` engine runs it layer by layer; they agree to 1e-4. `dry_run=true` validates and
 returns shapes and cost without computing. Limits apply to the whole stack: layer count
 (`CONVSERVE_MAX_LAYERS`), total MACs (`CONVSERVE_MAX_MACS`), kernel size and channels per
-layer, and the size of every feature map and weight tensor (16 x `CONVSERVE_MAX_ARRAY_VALUES`).
+layer, and the size of every feature map and weight tensor (`CONVSERVE_MAX_OUTPUT_BYTES`).
 """
 
 
@@ -95,50 +95,15 @@ layer, and the size of every feature map and weight tensor (16 x `CONVSERVE_MAX_
 )
 async def layers(request: Request, runtime: RuntimeDep) -> Response:
     """Run a layer stack; see :data:`_DESCRIPTION` (the OpenAPI description)."""
-    options, data, array, image_b64 = await parse_body(
-        request, runtime, LayersOptions, LayersRequest, _JSON_FIELDS
-    )
-    settings = runtime.settings
-    keep_all = options.format == "zip" or (options.format == "json" and options.return_ == "all")
+    options, source = await parse_body(request, runtime.limits, LayersOptions, LayersRequest,
+                                       _JSON_FIELDS)
     entries = [entry.model_dump() for entry in options.layers]
 
-    def work() -> tuple[pipeline.EncodedResult, layers_pipeline.PreparedStack]:
-        started = time.perf_counter()
-        decoded = pipeline.decode_request_input(
-            data, array, image_b64, color_mode=options.color_mode, settings=settings
+    def work() -> flows.Outcome:
+        return flows.run_layers(
+            runtime.context, source, entries, engine=options.engine, device=options.device,
+            fmt=options.format, normalize=options.normalize, returned=options.return_,
+            dry_run=options.dry_run,
         )
-        decode_ms = round(1000 * (time.perf_counter() - started), 3)
-        prepared = layers_pipeline.prepare_stack(
-            decoded=decoded, layers=entries, engine=options.engine, device=options.device,
-            settings=settings, keep_all=keep_all,
-        )
-        prepared.timing_ms["decode"] = decode_ms
-        if options.format == "onnx":
-            result = layers_pipeline.export_onnx(prepared)
-        elif options.dry_run:
-            payload = layers_pipeline.describe_stack(prepared)
-            payload.update({"return": options.return_, "dry_run": True})
-            result = pipeline.EncodedResult("application/json", payload=payload)
-        else:
-            outputs = layers_pipeline.run_stack(prepared, runtime.layers, keep_all=keep_all)
-            runtime.metrics.convolution.labels(prepared.engine, prepared.device).observe(
-                prepared.timing_ms["compute"] / 1000
-            )
-            result = layers_pipeline.render_stack(
-                outputs, prepared, fmt=options.format, normalize=options.normalize,
-                returned=options.return_, settings=settings, executor=runtime.encoder,
-            )
-        prepared.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
-        if result.payload is not None:
-            result.payload["timing_ms"] = prepared.timing_ms
-        return serialized(result), prepared
 
-    result, prepared = await runtime.pool.run(work)
-    headers = {
-        "X-Convserve-Shape": ",".join(str(n) for n in prepared.stack.output_shape),
-        "X-Convserve-Engine": f"{prepared.engine}/{prepared.device}",
-        "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in prepared.timing_ms.items()),
-    }
-    if result.filename:
-        headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-    return Response(result.body, media_type=result.media_type, headers=headers)
+    return respond(await runtime.pool.run(work))

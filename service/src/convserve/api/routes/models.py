@@ -6,21 +6,18 @@ The service is built on first use from the app's settings and kept on ``app.stat
 
 from __future__ import annotations
 
-import base64
 import re
-import time
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convserve import imaging, jsonbody, pipeline
+from convserve import jsonbody
 from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.parsing import parse_body
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
-from convserve.api.routes.convolve import parse_body
-from convserve.api.runtime import Runtime
+from convserve.api.responses import respond
 from convserve.api.schemas import Problem
 from convserve.api.schemas_models import (
     FeaturesOptions,
@@ -33,11 +30,9 @@ from convserve.api.schemas_models import (
     ModelKernelResponse,
     ModelList,
 )
-from convserve.conv.explain import check_explainable, check_position, explain_position
-from convserve.conv.spec import conv_spec
-from convserve.errors import InvalidArgumentError, LimitExceededError, UnsupportedMediaTypeError
+from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
+from convserve.flows import models as flows
 from convserve.models import ModelService, Preprocess
-from convserve.models.runner import FeatureResult
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 
@@ -67,15 +62,9 @@ async def get_models(request: Request) -> ModelService:
     service: ModelService | None = getattr(request.app.state, "models", None)
     if service is None:
         settings = request.app.state.runtime.settings
-        service = ModelService(
-            settings.model_dir,
-            store_bytes=settings.model_store_bytes,
-            max_model_bytes=settings.max_model_bytes,
-            max_macs=settings.max_macs,
-            max_tensor_values=pipeline.tensor_limit(settings),
-            sessions=settings.model_sessions,
-            intra_op_threads=settings.threads_per_op,
-        )
+        service = ModelService(settings.model_dir, request.app.state.runtime.limits,
+                               sessions=settings.model_sessions,
+                               intra_op_threads=settings.threads_per_op)
         request.app.state.models = service
     return service
 
@@ -206,23 +195,9 @@ and `:`), or its row index.
             response_model=ModelKernelResponse, responses=_RUN_PROBLEMS)
 async def model_kernel(model_id: ModelId, name: str, runtime: RuntimeDep,
                        models: ModelsDep) -> Response:
-    def work() -> bytes:
-        row, kernel = models.kernel(model_id, name)
-        limit = runtime.settings.max_array_values
-        if kernel.weight.size > limit:
-            raise LimitExceededError(
-                f"the weight of layer {row['name']!r} holds {kernel.weight.size} numbers, more "
-                f"than the limit of {limit} a JSON answer may hold "
-                "(CONVSERVE_MAX_ARRAY_VALUES)", field="name")
-        return jsonbody.dumps({"layer": row, "input": kernel.input, **kernel.to_dict()})
-
-    return Response(await runtime.pool.run(work), media_type="application/json")
-
-
-def _decode(runtime: Runtime, options: Any, data: bytes | None, array: list[Any] | None,
-            image_b64: str | None) -> imaging.DecodedInput:
-    return pipeline.decode_request_input(data, array, image_b64, color_mode=options.color_mode,
-                                         settings=runtime.settings)
+    result = await runtime.pool.run(
+        lambda: flows.layer_kernel(runtime.context, models, model_id, name))
+    return Response(result.body, media_type=result.media_type)
 
 
 def _steps(options: FeaturesOptions | ModelExplainOptions) -> Preprocess:
@@ -261,68 +236,13 @@ async def model_features(model_id: ModelId, request: Request, runtime: RuntimeDe
     """The values ONNX Runtime computes for the chosen node outputs on this input: the input as
     /v1/convolve takes it ((C, H, W), converted to the model's layout), ``preprocess`` applied
     and reported, each layer as (C, H, W)."""
-    options, data, array, image_b64 = await parse_body(
-        request, runtime, FeaturesOptions, FeaturesRequest, ())
-
-    def work() -> tuple[bytes, str, str | None]:
-        started = time.perf_counter()
-        decoded = _decode(runtime, options, data, array, image_b64)
-        decode_ms = round(1000 * (time.perf_counter() - started), 3)
-        result = models.features(model_id, decoded.array, options.layers, _steps(options))
-        result.timing_ms = {"decode": decode_ms, **result.timing_ms}
-        return _render(result, decoded, options, runtime, started)
-
-    body, media, filename = await runtime.pool.run(work)
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
-    return Response(body, media_type=media, headers=headers)
-
-
-def _folder(row: dict[str, Any]) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", row["name"]).strip("._") or "layer"
-    return f"{row['index']:03d}_{safe[:80]}"
-
-
-def _render(result: FeatureResult, decoded: imaging.DecodedInput, options: FeaturesOptions,
-            runtime: Runtime, started: float) -> tuple[bytes, str, str | None]:
-    """Encode the maps as ``options.format``: (body, media type, file name or None)."""
-    level = runtime.settings.png_compress_level
-    mode = pipeline.resolved_normalize(options.normalize, False)
-    if options.format in ("npy", "grid") and len(result.rows) != 1:
-        raise InvalidArgumentError(
-            f"format={options.format} returns one layer and {len(result.rows)} were asked for; "
-            "ask for one, or use format=json or zip", field="format")
-    if options.format == "npy":
-        return imaging.encode_npy(result.maps[0]), "application/octet-stream", "features.npy"
-    pixels = [imaging.to_pixels(m, mode, range_preserving=False) for m in result.maps]
-    if options.format == "grid":
-        return imaging.grid_png(pixels[0], level=level), "image/png", "grid.png"
-    described = []
-    files: list[tuple[str, bytes]] = []
-    for row, maps, planes in zip(result.rows, result.maps, pixels, strict=True):
-        pngs = imaging.encode_pngs(planes, level=level, executor=runtime.encoder)
-        stats = pipeline.channel_stats(maps)
-        layer = {"index": row["index"], "name": row["name"], "op": row["op"],
-                 "shape": list(maps.shape), "layout": row["layout"]}
-        if options.format == "zip":
-            folder = _folder(row)
-            files += [(f"{folder}/{imaging.channel_png_name(i)}", png)
-                      for i, png in enumerate(pngs)]
-            files.append((f"{folder}/features.npy", imaging.encode_npy(maps)))
-            layer.update({"folder": folder, "channels": [
-                {"index": i, "file": f"{folder}/{imaging.channel_png_name(i)}", **stats[i]}
-                for i in range(len(pngs))]})
-        else:
-            layer["channels"] = [
-                {"index": i, **stats[i], "png_base64": base64.b64encode(png).decode("ascii")}
-                for i, png in enumerate(pngs)]
-        described.append(layer)
-    result.timing_ms["total"] = round(1000 * (time.perf_counter() - started), 3)
-    payload = {"model": result.model.id, "preprocess": result.preprocess,
-               "input": decoded.to_dict(), "normalize": mode, "layers": described,
-               "timing_ms": result.timing_ms}
-    if options.format == "zip":
-        return imaging.zip_files(files, payload), "application/zip", "features.zip"
-    return jsonbody.dumps(payload), "application/json", None
+    options, source = await parse_body(request, runtime.limits, FeaturesOptions,
+                                       FeaturesRequest, ())
+    wanted = flows.FeatureOptions(layers=list(options.layers), preprocess=_steps(options),
+                                  format=options.format, normalize=options.normalize)
+    outcome = await runtime.pool.run(
+        lambda: flows.features(runtime.context, models, model_id, source, wanted))
+    return respond(outcome)
 
 
 @router.post(
@@ -349,30 +269,9 @@ async def model_explain(model_id: ModelId, request: Request, runtime: RuntimeDep
     """Explain output ``at`` of Conv layer ``layer`` on its real input (what ONNX Runtime
     computes before that layer for this image): the terms per input channel, window, kernel
     slice, products, sums, bias and expression, as /v1/explain gives them."""
-    options, data, array, image_b64 = await parse_body(
-        request, runtime, ModelExplainOptions, ModelExplainRequest, ())
-    at = options.at
-
-    def work() -> bytes:
-        started = time.perf_counter()
-        decoded = _decode(runtime, options, data, array, image_b64)
-        row, kernel, conv_in, conv_out, report = models.conv_io(
-            model_id, options.layer, decoded.array, _steps(options))
-        spec = conv_spec(conv_in.shape, kernel.weight.shape,
-                         None if kernel.bias is None else kernel.bias.shape,
-                         stride=kernel.stride, padding=list(kernel.padding),
-                         dilation=kernel.dilation, groups=kernel.groups)
-        check_position(spec, at.channel, at.y, at.x)
-        check_explainable(spec)
-        value = float(np.float32(conv_out[at.channel, at.y, at.x]))
-        explanation = explain_position(conv_in, kernel.weight, kernel.bias, spec,
-                                       at.channel, at.y, at.x)
-        payload = {"model": model_id, "layer": row, "value": value,
-                   **explanation.to_dict(value), "padding": list(spec.pads),
-                   "stride": list(spec.stride), "dilation": list(spec.dilation),
-                   "groups": spec.groups, "preprocess": report,
-                   "timing_ms": {"total": round(1000 * (time.perf_counter() - started), 3)}}
-        return jsonbody.dumps(payload)
-
-    return Response(await runtime.pool.run(work), media_type="application/json")
-
+    options, source = await parse_body(request, runtime.limits, ModelExplainOptions,
+                                       ModelExplainRequest, ())
+    at = (options.at.channel, options.at.y, options.at.x)
+    outcome = await runtime.pool.run(lambda: flows.layer_explanation(
+        runtime.context, models, model_id, source, options.layer, at, _steps(options)))
+    return respond(outcome)

@@ -1,0 +1,176 @@
+"""Request bodies -> validated options plus the raw input, for every body-taking route.
+
+Two body types are accepted by ``/v1/convolve``, ``/v1/explain`` and ``/v1/layers``:
+
+- ``multipart/form-data`` (curl-friendly): an ``image`` file part and text fields, where JSON
+  fields (``kernel``, ``preset_params``, ``at``, ``layers``) are JSON text and pairs (``stride``,
+  ``dilation``, ``padding``) may be ``2``, ``2,3`` or ``[2, 3]``;
+- ``application/json``: the same fields as one object, with ``input`` (``array`` or
+  ``image_base64``).
+
+:func:`multipart_schema` documents the multipart form in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any, TypeVar
+
+import pydantic_core
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from convserve import imaging
+from convserve.api.schemas import ConvolveOptions, ExplainOptions, InputSpec
+from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
+from convserve.flows import Source
+from convserve.limits import Limits
+
+__all__ = ["layer_options", "multipart_schema", "parse_body"]
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+_PAIR_FIELDS = frozenset({"stride", "dilation", "padding"})
+_NUMBERS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
+
+
+def multipart_schema(
+    model: type[BaseModel] = ConvolveOptions, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The multipart/form-data schema: the ``image`` file part plus ``model``'s fields as text;
+    ``fields`` gives the schema of fields that need more than their description."""
+    special: dict[str, Any] = {
+        "kernel": {"type": "string",
+                   "description": 'JSON: {"weight": [...], "bias": [...], "layout": "OIHW"}'},
+        "preset_params": {"type": "string", "description": "JSON object of preset parameters"},
+        "stride": {"type": "string", "description": "2, 2,3 or [2, 3]"},
+        "dilation": {"type": "string", "description": "2, 2,3 or [2, 3]"},
+        "padding": {"type": "string",
+                    "description": "1, 1,2, 0,1,0,1 (top,bottom,left,right), same or valid"},
+        **(fields or {}),
+    }
+    props: dict[str, Any] = {
+        "image": {"type": "string", "format": "binary",
+                  "description": imaging.ACCEPTED_FORMATS},
+    }
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        props[key] = special.get(key) or {"type": "string",
+                                          "description": field.description or ""}
+    return {"type": "object", "required": ["image"], "properties": props}
+
+
+def _form_value(name: str, text: str, json_fields: Collection[str]) -> Any:
+    """Turn a multipart text field into the JSON value the schema expects."""
+    if name in json_fields:
+        try:
+            return pydantic_core.from_json(text)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"{name} is not valid JSON: {exc}", field=name) from None
+    if name in _PAIR_FIELDS:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                return pydantic_core.from_json(stripped)
+            except ValueError as exc:
+                raise InvalidArgumentError(
+                    f"{name}={text!r} is not valid JSON: {exc}", field=name
+                ) from None
+        if _NUMBERS.match(stripped):
+            numbers = [int(part) for part in stripped.split(",")]
+            return numbers[0] if len(numbers) == 1 else numbers
+        return stripped
+    return text
+
+
+def _validation_error(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError(exc.errors(include_url=False))
+
+
+async def _parse_multipart(
+    request: Request, limits: Limits, model: type[OptionsT], json_fields: Collection[str]
+) -> tuple[OptionsT, bytes]:
+    try:
+        form = await request.form(max_files=2, max_fields=64,
+                                  max_part_size=limits.max_upload_bytes)
+    except StarletteHTTPException as exc:  # Starlette's 400 for a body it cannot parse
+        raise StarletteHTTPException(
+            exc.status_code,
+            f"the multipart/form-data body could not be parsed ({exc.detail}); send an 'image' "
+            "file part and text fields, separated by the boundary the Content-Type names",
+        ) from None
+    try:
+        image = form.get("image")
+        fields: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            if name == "image":
+                continue
+            if not isinstance(value, str):
+                raise InvalidArgumentError(
+                    f"form field {name!r} must be text; only 'image' is a file", field=name
+                )
+            fields[name] = _form_value(name, value, json_fields)
+        if not isinstance(image, UploadFile):
+            raise InvalidArgumentError(
+                f"multipart requests need an 'image' file part ({imaging.ACCEPTED_FORMATS})",
+                field="image",
+            )
+        data = await image.read()
+    finally:
+        await form.close()  # the spooled upload files
+    try:
+        options = model.model_validate(fields)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    return options, data
+
+
+async def parse_body(
+    request: Request,
+    limits: Limits,
+    form_model: type[OptionsT],
+    json_model: type[OptionsT],
+    json_fields: Collection[str],
+) -> tuple[OptionsT, Source]:
+    """Parse multipart (``form_model``, ``json_fields`` given as JSON text) or a JSON body
+    (``json_model``: ``form_model`` plus ``input``) into options plus the request's input
+    (its ``color_mode`` included)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        options, data = await _parse_multipart(request, limits, form_model, json_fields)
+        return options, Source(data=data, color_mode=getattr(options, "color_mode", "rgb"))
+    if content_type == "application/json" or content_type.endswith("+json"):
+        body = await request.body()
+        try:
+            req = json_model.model_validate_json(body)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        given = getattr(req, "input", None)
+        if not isinstance(given, InputSpec):
+            raise TypeError(f"{json_model.__name__} has no 'input' field")
+        return req, Source(array=given.array, image_base64=given.image_base64,
+                           color_mode=getattr(req, "color_mode", "rgb"))
+    raise UnsupportedMediaTypeError(
+        f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data "
+        "(an 'image' file plus form fields) or application/json (with 'input')"
+    )
+
+
+def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
+    """The layer and engine fields of a request, as :mod:`convserve.flows` takes them."""
+    return {
+        "kernel": None if options.kernel is None else options.kernel.model_dump(),
+        "preset": options.preset,
+        "preset_params": dict(options.preset_params),
+        "stride": options.stride,
+        "padding": options.padding,
+        "dilation": options.dilation,
+        "groups": options.groups,
+        "padding_mode": options.padding_mode,
+        "engine": options.engine,
+        "device": options.device,
+    }

@@ -1,0 +1,63 @@
+"""What a flow may use: settings, limits, engines, the encoder pool and metric callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from convserve.conv.engine import Engine
+from convserve.conv.layers import LayerRunner
+from convserve.conv.numpy_engine import NumpyEngine
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.limits import Limits
+from convserve.settings import Settings
+
+__all__ = ["FlowContext", "make_engines"]
+
+
+def make_engines(settings: Settings) -> tuple[dict[str, Engine], LayerRunner]:
+    """The engines ``settings`` configure (threads per convolution, session cache size) and
+    the layer-stack runner: NumPy layer by layer, ONNX Runtime as one graph per stack."""
+    threads = settings.threads_per_op
+    numpy_engine = NumpyEngine(threads=threads)
+    engines: dict[str, Engine] = {
+        "numpy": numpy_engine,
+        "onnxruntime": OnnxRuntimeEngine(intra_op_threads=threads,
+                                         cache_size=settings.ort_cache_size),
+    }
+    runner = LayerRunner(numpy_engine, intra_op_threads=threads,
+                         cache_size=settings.ort_cache_size)
+    return engines, runner
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    """Everything a request's computation reads, injected (the app's Runtime builds one).
+
+    ``observe_convolution(engine, device, seconds)`` records one convolution (or one layer
+    stack) and ``observe_stage(stage, seconds)`` one stage (decode, convolve, encode); both
+    default to doing nothing, for library use and unit tests.
+    """
+
+    settings: Settings
+    limits: Limits
+    engines: Mapping[str, Engine]
+    layers: LayerRunner
+    encoder: Executor | None = None
+    observe_convolution: Callable[[str, str, float], None] = field(default=_ignore)
+    observe_stage: Callable[[str, float], None] = field(default=_ignore)
+
+    @classmethod
+    def local(cls, settings: Settings) -> FlowContext:
+        """A context of its own engines, for scripts, benchmarks and tests without a server."""
+        engines, runner = make_engines(settings)
+        return cls(settings, Limits.from_settings(settings), engines, runner)
+
+    def engine(self, name: str) -> Engine:
+        """The engine called ``name`` (already validated by the request schema)."""
+        return self.engines[name]

@@ -1,0 +1,102 @@
+"""Float32 feature maps -> the answer's bytes, and what every flow returns.
+
+A flow serialises its answer in the worker thread that computed it (never on the event loop)
+and returns an :class:`Outcome`: the encoded body plus the numbers the response headers report.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+
+from convserve import imaging, jsonbody
+
+__all__ = [
+    "EncodedResult",
+    "Outcome",
+    "channel_stats",
+    "channels_json",
+    "elapsed_ms",
+    "finish",
+    "pngs_of",
+    "resolved_normalize",
+]
+
+
+@dataclass(frozen=True)
+class EncodedResult:
+    """An encoded answer: its bytes, media type and, for files, a download name."""
+
+    media_type: str
+    body: bytes
+    filename: str | None = None
+
+
+@dataclass
+class Outcome:
+    """A flow's answer and what the response headers report about it."""
+
+    result: EncodedResult
+    shape: tuple[int, ...]
+    """Output shape (C, H, W) of the layer or the stack."""
+    engine: str
+    device: str
+    padding: tuple[int, int, int, int] | None = None
+    """Resolved (top, bottom, left, right) of a single layer; None for a stack."""
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading), rounded to µs."""
+    return round(1000 * (time.perf_counter() - started), 3)
+
+
+def finish(rendered: EncodedResult | dict[str, Any], timing_ms: dict[str, float]) -> EncodedResult:
+    """A file as it is, or a JSON payload with its ``timing_ms`` added, serialised (NaN and
+    infinity written as null; see :mod:`convserve.jsonbody`)."""
+    if isinstance(rendered, EncodedResult):
+        return rendered
+    return EncodedResult("application/json", jsonbody.dumps({**rendered,
+                                                             "timing_ms": timing_ms}))
+
+
+def resolved_normalize(mode: str, range_preserving: bool) -> imaging.NormalizeMode:
+    """The mode ``auto`` stands for: ``clip`` for range-preserving layers, else ``minmax``."""
+    if mode == "auto":
+        return "clip" if range_preserving else "minmax"
+    return cast(imaging.NormalizeMode, mode)
+
+
+def channel_stats(y: np.ndarray) -> list[dict[str, float]]:
+    """min, max and mean of each channel of float32 (C, H, W), the mean in float64."""
+    flat = y.reshape(y.shape[0], -1)
+    mins, maxs = flat.min(axis=1), flat.max(axis=1)
+    means = flat.mean(axis=1, dtype=np.float64)
+    return [
+        {"min": float(lo), "max": float(hi), "mean": float(m)}
+        for lo, hi, m in zip(mins, maxs, means, strict=True)
+    ]
+
+
+def pngs_of(
+    y: np.ndarray, mode: imaging.NormalizeMode, range_preserving: bool, level: int,
+    executor: Executor | None,
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG."""
+    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving)
+    pngs = imaging.encode_pngs(pixels, level=level, executor=executor)
+    return [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))], pngs
+
+
+def channels_json(
+    channels: list[dict[str, Any]], pngs: Sequence[bytes]
+) -> list[dict[str, Any]]:
+    """Channel entries with each PNG inline as ``png_base64`` (format=json)."""
+    return [{**entry, "png_base64": base64.b64encode(png).decode("ascii")}
+            for entry, png in zip(channels, pngs, strict=True)]
