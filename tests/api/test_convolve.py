@@ -261,7 +261,7 @@ def test_normalize_modes_map_floats_to_pixels(
     })
     assert response.status_code == 200, response.text
     pixels = decode_png(response.content)[0].tolist()
-    assert pixels == pytest.approx(expected, abs=1)
+    assert pixels == expected  # exact: rounding is to nearest, halves to even
 
 
 def test_auto_normalize_clips_range_preserving_kernels(client: TestClient) -> None:

@@ -313,13 +313,14 @@ def test_preset_params_must_be_json_in_multipart(client: TestClient) -> None:
 
 
 def test_problem_bodies_are_valid_json_everywhere(client: TestClient) -> None:
-    for response in (
-        client.post("/v1/convolve", json=kernel_request([[[[1]]]])),
-        client.get("/v1/presets/none"),
-        client.post("/v1/convolve", content=b"", headers={"content-type": "image/png"}),
+    for response, status in (
+        (client.post("/v1/convolve", json=kernel_request([[[[1]]]])), 422),
+        (client.get("/v1/presets/none"), 404),
+        (client.post("/v1/convolve", content=b"", headers={"content-type": "image/png"}), 415),
     ):
-        assert response.status_code in {404, 415, 422}
-        json.loads(response.text)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert json.loads(response.text)["status"] == status
 
 
 @pytest.mark.parametrize(

@@ -237,3 +237,17 @@ def test_compute_timeout_gives_504_and_frees_the_queued_slot(
     ok = client.post("/v1/convolve", json=D2L)
     assert ok.status_code == 200
     assert np.array(ok.json()["data"]).tolist() == [[[56, 72], [104, 120]]]
+
+
+def test_limits_endpoint_publishes_what_the_checks_use(make_client: ClientFactory) -> None:
+    client = make_client(max_kernel_size=7, max_output_bytes=4096, warmup=False)
+    limits = client.get("/v1/limits").json()
+    assert limits["max_kernel_size"] == 7
+    assert limits["max_output_bytes"] == 4096
+    assert limits["env"]["max_kernel_size"] == "CONVSERVE_MAX_KERNEL_SIZE"
+    refused = client.post("/v1/convolve", json={
+        "input": {"array": [[[0.0] * 9] * 9]}, "kernel": {"weight": [[[[1.0] * 8] * 8]]}})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"kernel 8x8 is larger than the limit of {limits['max_kernel_size']} per side "
+        f"({limits['env']['max_kernel_size']})")

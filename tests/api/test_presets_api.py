@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from convserve.conv.presets import PRESETS
-from tests.api.conftest import load_npy
+from tests.api.conftest import ClientFactory, load_npy
 
 DESIGN_PRESETS = {
     "identity", "box_blur", "gaussian_blur", "sharpen", "unsharp_mask", "laplacian", "sobel",
@@ -95,3 +95,25 @@ def test_every_preset_runs_through_convolve(
     assert np.isfinite(y).all()
     if preset.range_preserving:
         assert y.min() >= -1e-5 and y.max() <= 1 + 1e-5
+
+
+def test_presets_resolve_for_as_many_channels_as_convolve_accepts(client: TestClient) -> None:
+    limits = client.get("/v1/limits").json()
+    top = limits["max_preset_channels"]
+    response = client.get(f"/v1/presets/sobel?channels={top}")
+    assert response.status_code == 200, response.text
+    assert response.json()["weight_shape"] == [2, top, 3, 3]
+    over = client.get(f"/v1/presets/sobel?channels={top + 1}")
+    assert over.status_code == 422
+    assert over.json()["errors"][0]["field"] == "channels"
+
+
+def test_a_resolved_preset_larger_than_a_json_answer_may_be_is_refused(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(max_array_values=100, warmup=False)
+    response = client.get("/v1/presets/gaussian_blur?channels=8&size=5")
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "preset 'gaussian_blur' for 8 channels would return 200 numbers, more than the limit of "
+        "100 (CONVSERVE_MAX_ARRAY_VALUES); ask for fewer channels")

@@ -108,15 +108,17 @@ def test_overload_gets_503_at_once_and_the_slow_request_still_completes() -> Non
         results: list[httpx.Response] = []
         slow = threading.Thread(target=lambda: results.append(heavy_request(base_url)))
         slow.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            metrics = httpx.get(base_url + "/metrics", timeout=10).text
-            if "convserve_requests_in_progress 2.0" in metrics:
-                break
+        # The slow request holds the only compute thread once its input is decoded there
+        # (its upload alone does not: the pool is entered after the body is read).
+        deadline = time.monotonic() + 60
+        decoded = 'convserve_stage_seconds_count{stage="decode"} 1.0'
+        while decoded not in httpx.get(base_url + "/metrics", timeout=10).text:
+            assert time.monotonic() < deadline, "the slow request never reached the pool"
             time.sleep(0.02)
         started = time.monotonic()
         refused = httpx.post(base_url + "/v1/convolve", json=D2L, timeout=30)
         refused_after = time.monotonic() - started
+        assert not results, "the slow request ended before the pool was tested"
         slow.join(120)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"]

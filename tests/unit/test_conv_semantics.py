@@ -11,6 +11,7 @@ import pytest
 
 from convserve import conv2d, hwio_to_oihw, oihw_to_hwio
 from convserve.conv import ENGINES, EngineName
+from convserve.errors import ShapeError
 
 # Dive into Deep Learning, section "Multiple Input and Multiple Output Channels".
 D2L_X = [[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]]
@@ -99,3 +100,28 @@ def test_hwio_kernel_converted_gives_the_same_result(engine: EngineName) -> None
     expected = conv2d(x, oihw, padding="same", engine=engine)
     y = conv2d(x, hwio_to_oihw(keras), padding="same", engine=engine)
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups"),
+    [pytest.param(1, 0, 1, 1, id="plain"), pytest.param(2, "valid", 1, 2, id="s2-g2"),
+     pytest.param(1, "same", 2, 1, id="same-d2")],
+)
+def test_empty_batch_gives_an_empty_output_of_the_right_shape(
+    engine: EngineName, stride: int, padding: int | str, dilation: int, groups: int
+) -> None:
+    x = np.zeros((0, 4, 9, 7), np.float32)
+    w = np.ones((6, 4 // groups, 3, 3), np.float32)
+    y = conv2d(x, w, np.ones(6, np.float32), stride=stride, padding=padding,
+               dilation=dilation, groups=groups, engine=engine)
+    reference = conv2d(np.zeros((1, 4, 9, 7), np.float32), w, stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, engine=engine)
+    assert y.shape == (0, *reference.shape[1:])
+    assert y.dtype == np.float32
+
+
+def test_empty_channel_or_image_axes_are_still_refused() -> None:
+    with pytest.raises(ShapeError) as info:
+        conv2d(np.zeros((1, 0, 4, 4), np.float32), np.ones((1, 0, 1, 1), np.float32))
+    assert "C_in, H and W must be >= 1" in str(info.value)

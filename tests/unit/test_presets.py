@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import math
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convserve import conv2d
 from convserve.conv.presets import (
     BT601_LUMA,
     KIRSCH_WEIGHTS,
@@ -362,10 +362,6 @@ def test_unsharp_mask_is_identity_plus_amount_times_detail() -> None:
 
 
 def test_identity_with_numpy_engine_returns_input() -> None:
-    if importlib.util.find_spec("convserve.conv.numpy_engine") is None:
-        pytest.skip("numpy engine not present in this tree")
-    from convserve import conv2d
-
     x = np.random.default_rng(0).random((4, 9, 11), dtype=np.float32)
     kernel = resolve_preset("identity", 4)
     y = conv2d(x, kernel.weight, groups=kernel.groups, padding="same", padding_mode="reflect",

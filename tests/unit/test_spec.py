@@ -187,7 +187,7 @@ INVALID: list[object] = [
     ),
     pytest.param(
         lambda: conv2d(np.ones((1, 0, 8, 8)), W), ShapeError, "input",
-        "x.shape=(1, 0, 8, 8) has an empty axis; every size must be >= 1", id="x-empty-axis",
+        "x.shape=(1, 0, 8, 8) has an empty axis; C_in, H and W must be >= 1", id="x-empty-axis",
     ),
     pytest.param(
         lambda: conv2d(X, np.ones((3, 3, 3))), ShapeError, "weight",

@@ -181,11 +181,12 @@ class Limits:
                 field=field,
             )
 
-    def check_array_answer(self, values: int) -> None:
-        """A ``format=array`` answer of ``values`` numbers."""
+    def check_array_answer(self, values: int, *, what: str = "format=array",
+                           advice: str = "use format=npy", field: str = "format") -> None:
+        """A JSON answer of ``values`` numbers (``format=array``, a resolved preset)."""
         if values > self.max_array_values:
             raise LimitExceededError(
-                f"format=array would return {values} numbers, more than the limit of "
-                f"{self.max_array_values} ({_env('max_array_values')}); use format=npy",
-                field="format",
+                f"{what} would return {values} numbers, more than the limit of "
+                f"{self.max_array_values} ({_env('max_array_values')}); {advice}",
+                field=field,
             )

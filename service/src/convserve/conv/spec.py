@@ -341,8 +341,9 @@ def conv_spec(
         raise ShapeError(
             f"x.shape={x_shape} must be (N, C_in, H, W) or (C_in, H, W)", field="input"
         )
-    if min(x_shape) < 1:
-        raise ShapeError(f"x.shape={x_shape} has an empty axis; every size must be >= 1",
+    if min(x_shape[1:]) < 1 or x_shape[0] < 0:
+        # An empty batch (N = 0) is valid, as in PyTorch: its output is empty too.
+        raise ShapeError(f"x.shape={x_shape} has an empty axis; C_in, H and W must be >= 1",
                          field="input")
     if len(weight_shape) != 4:
         raise ShapeError(

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from convserve.api.deps import require_api_key
+from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.schemas import Problem
-from convserve.conv.presets import PRESETS, resolve_preset
+from convserve.conv.presets import MAX_PRESET_CHANNELS, PRESETS, resolve_preset
 from convserve.errors import InvalidArgumentError
 
 router = APIRouter(prefix="/v1", tags=["presets"], dependencies=[Depends(require_api_key)])
@@ -48,16 +48,22 @@ async def list_presets() -> dict[str, list[dict[str, Any]]]:
 
 @router.get("/presets/{name}", summary="A preset resolved for C input channels",
             responses=_ERRORS)
-async def get_preset(
+def get_preset(
     name: str,
     request: Request,
-    channels: Annotated[int, Query(ge=1, le=64, description="Input channels C")] = 3,
+    runtime: RuntimeDep,
+    channels: Annotated[int, Query(ge=1, le=MAX_PRESET_CHANNELS,
+                                   description="Input channels C")] = 3,
 ) -> dict[str, Any]:
     """The exact ``weight`` (c_out, C/groups, k_h, k_w), ``bias`` and ``groups`` the preset
     becomes for ``channels`` inputs. Any other query parameter is a preset parameter
-    (``?size=5&sigma=1.5``)."""
+    (``?size=5&sigma=1.5``). A plain ``def``: resolving a bank for thousands of channels is
+    CPU work, kept off the event loop."""
     params = {k: _number(k, v) for k, v in request.query_params.items() if k != "channels"}
     resolved = resolve_preset(name, channels, params)
+    runtime.limits.check_array_answer(
+        resolved.weight.size, what=f"preset {resolved.name!r} for {channels} channels",
+        advice="ask for fewer channels", field="channels")
     info = resolved.to_dict()
     info["preset"] = PRESETS[resolved.name].to_info()
     return info
