@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,13 @@ __all__ = ["MODEL_ID", "ModelStore"]
 
 MODEL_ID = re.compile(r"^[0-9a-f]{32}$")
 """A model id: 32 lower-case hex digits (the first 128 bits of a SHA-256)."""
+
+
+def _touch(path: Path) -> None:
+    """Mark ``path`` used now, to the nanosecond: the kernel's own clock for ``utime`` ticks
+    coarsely, and two uses within one tick would make the LRU order a tie."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
 
 
 class ModelStore:
@@ -109,11 +117,12 @@ class ModelStore:
                 f"of {self.max_bytes:,} bytes (CONVSERVE_MODEL_STORE_BYTES)", field="model")
         with self._locked():
             if meta_path.exists():
-                os.utime(meta_path)
+                _touch(meta_path)
                 return False
             self._evict(needed)
             self._write(onnx_path, model)
             self._write(meta_path, description)
+            _touch(meta_path)
         return True
 
     def _evict(self, needed: int) -> None:
@@ -151,7 +160,7 @@ class ModelStore:
         _, meta_path = self._paths(model_id)
         try:
             data = meta_path.read_bytes()
-            os.utime(meta_path)
+            _touch(meta_path)
         except FileNotFoundError:
             raise self._missing(model_id) from None
         description: dict[str, Any] = json.loads(data)
