@@ -31,6 +31,14 @@ from convserve_client._exceptions import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
+from convserve_client._model_types import (
+    FeatureLayer,
+    FeatureMaps,
+    ModelInfo,
+    ModelInput,
+    ModelKernel,
+    ModelLayer,
+)
 from convserve_client._models import (
     Channel,
     ChannelStats,
@@ -78,12 +86,18 @@ __all__ = [
     "EnginesInfo",
     "ExplainResult",
     "ExplainTerm",
+    "FeatureLayer",
+    "FeatureMaps",
     "FieldError",
     "GatewayTimeoutError",
     "Health",
     "InternalServerError",
     "LayerInfo",
     "LayersResult",
+    "ModelInfo",
+    "ModelInput",
+    "ModelKernel",
+    "ModelLayer",
     "NotFoundError",
     "NotGiven",
     "PayloadTooLargeError",

@@ -17,6 +17,7 @@ import httpx
 
 from convserve_client._base_client import BaseClient, Call, conv_options
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convserve_client._model_methods import AsyncModelMethods, ModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ Layout = Literal["OIHW", "HWIO"]
 Returns = Literal["all", "last", "none"]
 
 
-class Client(BaseClient[httpx.Client]):
+class Client(BaseClient[httpx.Client], ModelMethods):
     """A blocking client of one convserve server.
 
     Parameters
@@ -341,7 +342,7 @@ class Client(BaseClient[httpx.Client]):
         return self._request(self._openapi_call(timeout))
 
 
-class AsyncClient(BaseClient[httpx.AsyncClient]):
+class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
     """The asynchronous twin of :class:`Client`: same arguments, same methods (coroutines).
 
     ``sleep`` is an ``async`` function (default ``asyncio.sleep``); ``http_client`` an

@@ -7,6 +7,7 @@
     convserve presets | preset gabor --channels 3 | engines | health
     convserve explain x.json --kernel kernel.json --at 0,0,0
     convserve layers cat.png --layers stack.json --format onnx -o model.onnx
+    convserve model upload cnn.onnx | list | show ID | features ID cat.png --layers conv1
 
 Global options come before the command. Exit status: 0 success, 1 the server answered with
 an error (its ``detail`` on stderr) or a result could not be written, 2 a usage error (bad
@@ -530,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("health", help="liveness and readiness (exit 1 when not ready)")
     p.set_defaults(run=cmd_health, parser=p)
+
+    from convserve_client.cli_models import add_model_commands  # it imports this module
+
+    add_model_commands(commands)
     return parser
 
 
