@@ -308,3 +308,20 @@ def test_model_with_a_conv_weight_computed_at_run_time_has_no_kernel(app: TestCl
     response = app.get(f"/v1/models/{ident}/layers/conv/kernel".replace("conv", "y"))
     assert response.status_code == 422
     assert "is computed at run time" in response.json()["detail"]
+
+
+def test_sample_network_has_the_keras_table_and_gabor_first_layer(app: TestClient) -> None:
+    from convserve.conv.presets import resolve_preset
+
+    response = app.post("/v1/models/sample")
+    assert response.status_code in (200, 201), response.text
+    body = response.json()
+    assert body["filename"] == "sample-keras-cnn.onnx"
+    assert body["total_params"] == m.KERAS_TOTAL
+    assert [r["params"] for r in body["layers"] if r["params"]] == list(m.KERAS_PARAMS)
+    again = app.post("/v1/models/sample")
+    assert (again.status_code, again.json()["id"]) == (200, body["id"])
+    kernel = app.get(f"/v1/models/{body['id']}/layers/conv1/kernel").json()
+    gabor = resolve_preset("gabor", 3, {"size": 3, "orientations": 16}, ("R", "G", "B"))
+    np.testing.assert_allclose(np.asarray(kernel["weight"], np.float32), gabor.weight,
+                               rtol=1e-6)

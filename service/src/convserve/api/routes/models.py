@@ -33,6 +33,7 @@ from convserve.api.schemas_models import (
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 from convserve.flows import models as flows
 from convserve.models import ModelService, Preprocess
+from convserve.models.sample import SAMPLE_FILENAME, sample_model_bytes
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 
@@ -154,6 +155,27 @@ async def upload_model(request: Request, runtime: RuntimeDep, models: ModelsDep)
     finally:
         await form.close()
     meta, created = await runtime.pool.run(lambda: models.upload(data, input_size, filename))
+    return Response(jsonbody.dumps(meta), status_code=201 if created else 200,
+                    media_type="application/json",
+                    headers={"Location": f"/v1/models/{meta['id']}"})
+
+
+@router.post(
+    "/models/sample",
+    summary="Store the sample network",
+    description="Build and store the demo page's sample network: the Keras reference CNN "
+                "(150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's "
+                "16 orientations at 3x3 and whose later layers hold seeded weights (untrained). "
+                "201 when stored now, 200 with the same id when it was stored already.",
+    status_code=201,
+    response_model=ModelInfo,
+    responses={200: {"model": ModelInfo, "description": "Stored already"},
+               **_problems(**{"413": "The store is smaller than the sample (38 MB)",
+                              "503": "Compute queue full (Retry-After)"})},
+)
+async def store_sample(runtime: RuntimeDep, models: ModelsDep) -> Response:
+    meta, created = await runtime.pool.run(
+        lambda: models.upload(sample_model_bytes(), None, SAMPLE_FILENAME))
     return Response(jsonbody.dumps(meta), status_code=201 if created else 200,
                     media_type="application/json",
                     headers={"Location": f"/v1/models/{meta['id']}"})
