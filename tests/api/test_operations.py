@@ -251,3 +251,34 @@ def test_limits_endpoint_publishes_what_the_checks_use(make_client: ClientFactor
     assert refused.json()["detail"] == (
         f"kernel 8x8 is larger than the limit of {limits['max_kernel_size']} per side "
         f"({limits['env']['max_kernel_size']})")
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_layer_stacks_count_each_numpy_convolution_layer(make_client: ClientFactory) -> None:
+    client = make_client(warmup=False)
+    count = 'convserve_convolution_seconds_count{device="cpu",engine="numpy"}'
+    before = client.get("/metrics").text
+    start = _sample(before, count) if count in before else 0.0
+    response = client.post("/v1/layers", json={
+        "input": {"array": [[[0.5] * 6] * 6]}, "engine": "numpy", "return": "none",
+        "layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "relu"},
+                   {"type": "conv2d", "filters": 1, "kernel_size": 3}]})
+    assert response.status_code == 200, response.text
+    assert _sample(client.get("/metrics").text, count) == start + 2
+
+
+def test_session_caches_are_on_metrics(make_client: ClientFactory) -> None:
+    client = make_client(warmup=False, ort_cache_size=5)
+    for _ in range(2):
+        assert client.post("/v1/convolve", json={**D2L, "engine": "onnxruntime"}).is_success
+    metrics = client.get("/metrics").text
+    assert _sample(metrics, 'convserve_session_cache_capacity{cache="convolve"}') == 5
+    assert _sample(metrics, 'convserve_session_cache_misses_total{cache="convolve"}') == 1
+    assert _sample(metrics, 'convserve_session_cache_hits_total{cache="convolve"}') == 1
+    assert _sample(metrics, 'convserve_session_cache_size{cache="layers"}') == 0

@@ -11,20 +11,20 @@ import onnx
 import onnxruntime
 import pytest
 
+from convserve.conv.graphs import stack_model
+from convserve.conv.initializers import initial_weights
 from convserve.conv.layers import (
     Activation,
     ActivationKind,
     Conv2dLayer,
     Layer,
-    LayerRunner,
     Stack,
     activation_layer,
     conv2d_layer,
-    initial_weights,
     pool2d_layer,
-    stack_model,
 )
 from convserve.conv.numpy_engine import NumpyEngine
+from convserve.conv.runner import LayerRunner
 from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
 from tests.reference import conv2d_reference
 

@@ -289,3 +289,14 @@ def test_padding_forms_resolve_to_top_bottom_left_right(
 def test_numpy_and_opencv_mode_names_are_accepted(alias: str, mode: str) -> None:
     assert conv_spec((1, 1, 6, 6), (1, 1, 3, 3), padding=1, padding_mode=alias).padding_mode \
         == mode
+
+
+def test_one_list_of_padding_mode_spellings_feeds_the_spec_and_the_api() -> None:
+    from convserve.api.schemas import ConvLayerOptions
+    from convserve.conv.spec import PADDING_MODE_NAMES, PADDING_MODES, normalize_padding_mode
+
+    assert {normalize_padding_mode(name) for name in PADDING_MODE_NAMES} == set(PADDING_MODES)
+    for name in PADDING_MODE_NAMES:
+        assert normalize_padding_mode(name.lower()) == normalize_padding_mode(name)
+    schema = ConvLayerOptions.model_json_schema()["properties"]["padding_mode"]
+    assert tuple(schema["anyOf"][0]["enum"]) == PADDING_MODE_NAMES

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     queue_size: Annotated[int, Field(ge=0)] = 32
     """Requests that may wait for a worker thread before new ones get 503."""
     compute_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    """Seconds a request may wait for and spend in computation before it gets 503/504."""
+    """Seconds a request may wait for a compute thread and compute before it gets 504 (a full
+    queue is refused with 503 at once)."""
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     """Threads one convolution may use (ONNX Runtime intra-op, NumPy bands); 0 = cores / workers."""
     web_concurrency: Annotated[int, Field(ge=1)] = Field(

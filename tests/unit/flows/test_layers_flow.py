@@ -28,7 +28,7 @@ def test_sobel_relu_pool_stack_reports_every_layer(ctx: FlowContext) -> None:
     x = np.random.default_rng(1).random((3, 16, 16)).tolist()
     layers = [conv(preset="sobel", activation="relu"),
               {"type": "maxpool2d", "kernel_size": [2, 2], "stride": None, "padding": 0}]
-    outcome = flows.run_layers(ctx, Source(array=x), layers, returned="all")
+    outcome = flows.run_layers(ctx, Source(array=x), layers, return_="all")
     body = json.loads(outcome.result.body)
     assert outcome.shape == (2, 8, 8)
     assert outcome.padding is None

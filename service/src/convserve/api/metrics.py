@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["Metrics"]
+from convserve.conv.onnx_engine import CacheStats
+
+__all__ = ["Metrics", "SessionCacheCollector"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -33,7 +38,8 @@ class Metrics:
         )
         self.convolution = Histogram(
             "convserve_convolution_seconds",
-            "Time spent in the convolution engine (per layer), by engine and device.",
+            "Time in the convolution engine per convolution layer, by engine and device (a "
+            "/v1/layers stack on onnxruntime runs as one graph and counts once).",
             ["engine", "device"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
@@ -55,3 +61,39 @@ class Metrics:
             "HTTP requests being served.",
             registry=self.registry,
         )
+
+    def watch_session_caches(self, caches: Mapping[str, Callable[[], CacheStats]]) -> None:
+        """Expose the ONNX Runtime session caches (``cache`` label: ``convolve``, ``layers``)."""
+        self.registry.register(SessionCacheCollector(caches))
+
+
+class SessionCacheCollector:
+    """Reads each session cache's counters when ``/metrics`` is scraped."""
+
+    def __init__(self, caches: Mapping[str, Callable[[], CacheStats]]) -> None:
+        self.caches = dict(caches)
+
+    def describe(self) -> list[Any]:
+        return []  # collected on demand only: the registry must not call collect() at register
+
+    def collect(self) -> Iterator[Any]:
+        counters = {
+            name: CounterMetricFamily(f"convserve_session_cache_{name}",
+                                      f"ONNX Runtime session cache {name}.", labels=["cache"])
+            for name in ("hits", "misses", "evictions")
+        }
+        size = GaugeMetricFamily("convserve_session_cache_size",
+                                 "ONNX Runtime sessions cached now.", labels=["cache"])
+        capacity = GaugeMetricFamily("convserve_session_cache_capacity",
+                                     "ONNX Runtime sessions a cache keeps at most "
+                                     "(CONVSERVE_ORT_CACHE_SIZE).", labels=["cache"])
+        for cache, read in self.caches.items():
+            stats = read()
+            counters["hits"].add_metric([cache], stats.hits)
+            counters["misses"].add_metric([cache], stats.misses)
+            counters["evictions"].add_metric([cache], stats.evictions)
+            size.add_metric([cache], stats.size)
+            capacity.add_metric([cache], stats.capacity)
+        yield from counters.values()
+        yield size
+        yield capacity

@@ -23,7 +23,8 @@ import numpy as np
 
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
-from convserve.conv.layers import LayerRunner
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
 from convserve.errors import ComputeTimeoutError, EngineUnavailableError, OverloadedError
 from convserve.flows.context import FlowContext, make_engines
@@ -121,6 +122,10 @@ class Runtime:
     def __post_init__(self) -> None:
         self.limits = Limits.from_settings(self.settings)
         self.engines, self.layers = make_engines(self.settings)
+        onnx_engine = self.engines["onnxruntime"]
+        if isinstance(onnx_engine, OnnxRuntimeEngine):
+            self.metrics.watch_session_caches({"convolve": onnx_engine.cache_stats,
+                                               "layers": self.layers.cache_stats})
         self._closed = True
         self.open()
 

@@ -10,6 +10,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from convserve.conv.initializers import InitName
+from convserve.conv.layers import ActivationKind
+from convserve.conv.spec import PaddingModeName
+
 __all__ = [
     "BODY_MODELS",
     "AbsLayerSpec",
@@ -57,9 +61,6 @@ Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode = Literal["rgb", "gray", "rgba", "keep"]
 EngineName = Literal["numpy", "onnxruntime"]
 DeviceName = Literal["cpu", "cuda"]
-PaddingModeName = Literal[
-    "zeros", "reflect", "replicate", "circular", "constant", "edge", "wrap"
-]
 
 
 class _Strict(BaseModel):
@@ -325,11 +326,7 @@ class ExplainResponse(BaseModel):
     timing_ms: dict[str, float]
 
 
-ActivationName = Literal["relu", "leaky_relu", "sigmoid", "tanh", "abs"]
-InitName = Literal[
-    "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
-    "lecun_uniform", "pytorch_default",
-]
+ActivationName = ActivationKind
 
 
 class ReluLayerSpec(_Strict):

@@ -1,7 +1,15 @@
 """The numerical core: convolution spec, engines and presets. Imports neither FastAPI nor Pillow."""
 
-from convserve.conv.engine import DEVICES, ENGINES, Device, DeviceStatus, Engine, EngineName
-from convserve.conv.functional import check_device, conv2d, get_engine
+from convserve.conv.engine import (
+    DEVICES,
+    ENGINES,
+    Device,
+    DeviceStatus,
+    Engine,
+    EngineName,
+    check_device,
+)
+from convserve.conv.functional import conv2d, get_engine
 from convserve.conv.spec import (
     PADDING_MODES,
     ConvSpec,

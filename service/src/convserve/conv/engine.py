@@ -14,13 +14,39 @@ from typing import Literal, Protocol, TypeAlias
 import numpy as np
 
 from convserve.conv.spec import ConvSpec
+from convserve.errors import InvalidArgumentError
 
-__all__ = ["DEVICES", "ENGINES", "Device", "DeviceStatus", "Engine", "EngineName"]
+__all__ = [
+    "DEVICES",
+    "ENGINES",
+    "Device",
+    "DeviceStatus",
+    "Engine",
+    "EngineName",
+    "check_device",
+    "check_engine_name",
+]
 
 EngineName: TypeAlias = Literal["numpy", "onnxruntime"]
 Device: TypeAlias = Literal["cpu", "cuda"]
 ENGINES: tuple[EngineName, ...] = ("numpy", "onnxruntime")
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
+
+
+def check_engine_name(name: object) -> EngineName:
+    """``name`` if it is an engine's name, else the one error that lists them."""
+    if name not in ENGINES:
+        raise InvalidArgumentError(f"engine={name!r} is not one of {', '.join(ENGINES)}",
+                                   field="engine")
+    return name
+
+
+def check_device(device: object) -> Device:
+    """``device`` if it is a device's name, else the one error that lists them."""
+    if device not in DEVICES:
+        raise InvalidArgumentError(f"device={device!r} is not one of {', '.join(DEVICES)}",
+                                   field="device")
+    return device
 
 
 @dataclass(frozen=True)

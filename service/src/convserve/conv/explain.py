@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from convserve.conv.spec import ConvSpec, PaddingMode
+from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 from convserve.errors import InvalidArgumentError, LimitExceededError, ShapeError
 
 __all__ = [
@@ -89,16 +89,7 @@ def _source_index(
         Whether the coordinate lies inside the input.
     """
     inside = (positions >= 0) & (positions < size)
-    if mode == "zeros":
-        source = np.where(inside, positions, 0)
-    elif mode == "replicate":
-        source = np.clip(positions, 0, size - 1)
-    elif mode == "circular":
-        source = positions % size
-    else:  # reflect about the edge sample; the spec keeps every pad below the axis size
-        source = np.where(positions < 0, -positions, positions)
-        source = np.where(source >= size, 2 * (size - 1) - source, source)
-    return source, inside
+    return np.maximum(padding_source(positions, size, mode), 0), inside
 
 
 @dataclass(frozen=True)

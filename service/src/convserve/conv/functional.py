@@ -6,11 +6,10 @@ import functools
 
 import numpy as np
 
-from convserve.conv.engine import DEVICES, ENGINES, Device, Engine, EngineName
+from convserve.conv.engine import Device, Engine, EngineName, check_device, check_engine_name
 from convserve.conv.spec import IntOrPair, PaddingArg, conv_spec, prepare_arrays
-from convserve.errors import InvalidArgumentError
 
-__all__ = ["check_device", "conv2d", "get_engine"]
+__all__ = ["conv2d", "get_engine"]
 
 
 @functools.cache
@@ -24,17 +23,8 @@ def get_engine(name: str) -> Engine:
         from convserve.conv.onnx_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine()
-    raise InvalidArgumentError(
-        f"engine={name!r} is not one of {', '.join(ENGINES)}", field="engine"
-    )
-
-
-def check_device(device: str) -> Device:
-    if device not in DEVICES:
-        raise InvalidArgumentError(
-            f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
-        )
-    return device
+    check_engine_name(name)
+    raise AssertionError(f"no engine class for {name!r}")  # pragma: no cover
 
 
 def conv2d(

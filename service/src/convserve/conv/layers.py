@@ -8,7 +8,8 @@ Layers (PyTorch semantics and defaults):
 ``conv2d``
     One convolution layer (:class:`~convserve.conv.spec.ConvSpec`) with an optional
     activation applied to its output in the same layer (Keras' ``activation=``). Weights are
-    explicit or drawn from a seeded initialiser (:func:`initial_weights`).
+    explicit or drawn from a seeded initialiser
+    (:func:`~convserve.conv.initializers.initial_weights`).
 ``relu``, ``leaky_relu`` (``slope``, default 0.01), ``sigmoid``, ``tanh``, ``abs``
     Element-wise; the shape is unchanged.
 ``maxpool2d``, ``avgpool2d``
@@ -23,7 +24,7 @@ Cost: ``params`` and ``macs`` as usual (pooling and activations have none); ``fl
 2 per MAC plus 1 per bias addition for a convolution, 1 per element for an activation and
 ``k_h * k_w`` per output element for pooling (comparisons or additions).
 
-Engines (:class:`LayerRunner`):
+Engines (:class:`~convserve.conv.runner.LayerRunner`):
 
 - ``numpy`` runs layer by layer: convolutions on a conv engine (the NumPy one), activations and
   pooling in NumPy.
@@ -34,8 +35,9 @@ Engines (:class:`LayerRunner`):
   (a user editing a kernel or changing a seed reuses it); sessions are kept LRU by architecture,
   device and whether every layer's output is fetched.
 
-:func:`stack_model` with ``export=True`` is the standalone model: weights as initializers,
-one input ``input`` of shape ``(N, C, H, W)`` with a free batch axis, one output ``output``.
+:func:`~convserve.conv.graphs.stack_model` with ``export=True`` is the standalone model:
+weights as initializers, one input ``input`` of shape ``(N, C, H, W)`` with a free batch axis,
+one output ``output``.
 """
 
 from __future__ import annotations
@@ -43,21 +45,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from convserve.conv.engine import Device, Engine, EngineName
-from convserve.conv.onnx_engine import (
-    IR_VERSION,
-    OPSET,
-    CacheStats,
-    SessionCache,
-    conv_nodes,
-    make_session,
-    run_options,
-)
+from convserve.conv.initializers import INITS, WeightInit, initial_weights
 from convserve.conv.spec import (
     ConvSpec,
     IntOrPair,
@@ -66,31 +59,22 @@ from convserve.conv.spec import (
     int_pair,
     output_size,
 )
-from convserve.errors import EngineUnavailableError, InvalidArgumentError, ShapeError
-
-if TYPE_CHECKING:
-    import onnx
+from convserve.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
     "ACTIVATIONS",
-    "INITS",
     "POOLS",
     "Activation",
     "ActivationKind",
     "ActivationLayer",
     "Conv2dLayer",
-    "InitName",
     "Layer",
-    "LayerRunner",
     "Pool2dLayer",
     "PoolKind",
     "Stack",
-    "WeightInit",
     "activation_layer",
     "conv2d_layer",
-    "initial_weights",
     "pool2d_layer",
-    "stack_model",
 ]
 
 Shape3: TypeAlias = tuple[int, int, int]
@@ -98,19 +82,6 @@ ActivationKind: TypeAlias = Literal["relu", "leaky_relu", "sigmoid", "tanh", "ab
 ACTIVATIONS: tuple[ActivationKind, ...] = ("relu", "leaky_relu", "sigmoid", "tanh", "abs")
 PoolKind: TypeAlias = Literal["maxpool2d", "avgpool2d"]
 POOLS: tuple[PoolKind, ...] = ("maxpool2d", "avgpool2d")
-InitName: TypeAlias = Literal[
-    "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
-    "lecun_uniform", "pytorch_default",
-]
-INITS: tuple[InitName, ...] = (
-    "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
-    "lecun_uniform", "pytorch_default",
-)
-
-_ONNX_ACTIVATIONS = {
-    "relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh", "abs": "Abs",
-}
-
 
 def _values(shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in shape)
@@ -320,64 +291,6 @@ def pool2d_layer(
 # -- convolution ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WeightInit:
-    """Seeded initial weights: the initialiser's name, the seed, and whether a bias exists."""
-
-    name: InitName
-    seed: int
-
-
-def initial_weights(
-    name: str, weight_shape: tuple[int, int, int, int], bias: bool, seed: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Draw initial weights, as deep-learning libraries do, from ``numpy.random.default_rng(seed)``.
-
-    With ``fan_in = C_in/groups * k_h * k_w`` and ``fan_out = C_out * k_h * k_w`` (PyTorch's and
-    Keras' fans for a conv weight):
-
-    ============== =====================================================
-    he_normal      normal, std ``sqrt(2 / fan_in)`` (PyTorch kaiming_normal_)
-    he_uniform     uniform in ``±sqrt(6 / fan_in)``
-    glorot_normal  normal, std ``sqrt(2 / (fan_in + fan_out))``
-    glorot_uniform uniform in ``±sqrt(6 / (fan_in + fan_out))`` (Keras' default)
-    lecun_normal   normal, std ``sqrt(1 / fan_in)``
-    lecun_uniform  uniform in ``±sqrt(3 / fan_in)``
-    pytorch_default uniform in ``±1 / sqrt(fan_in)`` for weight and bias (nn.Conv2d's default)
-    ============== =====================================================
-
-    Normals are not truncated (Keras truncates at two standard deviations). The bias is zero
-    except for ``pytorch_default``.
-
-    Parameters
-    ----------
-    weight_shape : (C_out, C_in // groups, k_h, k_w)
-
-    Returns
-    -------
-    weight : ndarray of float32, shape ``weight_shape``
-    bias : ndarray of float32, shape (C_out,), or None when ``bias`` is False
-    """
-    c_out, c_in_g, k_h, k_w = weight_shape
-    fan_in, fan_out = c_in_g * k_h * k_w, c_out * k_h * k_w
-    rng = np.random.default_rng(seed)
-    if name.endswith("_normal"):
-        variance = {"he_normal": 2 / fan_in, "glorot_normal": 2 / (fan_in + fan_out),
-                    "lecun_normal": 1 / fan_in}[name]
-        weight = rng.normal(0.0, math.sqrt(variance), weight_shape)
-    else:
-        limit = {"he_uniform": math.sqrt(6 / fan_in),
-                 "glorot_uniform": math.sqrt(6 / (fan_in + fan_out)),
-                 "lecun_uniform": math.sqrt(3 / fan_in),
-                 "pytorch_default": 1 / math.sqrt(fan_in)}[name]
-        weight = rng.uniform(-limit, limit, weight_shape)
-    b = None
-    if bias:
-        b = (rng.uniform(-1, 1, c_out) / math.sqrt(fan_in) if name == "pytorch_default"
-             else np.zeros(c_out))
-    return weight.astype(np.float32), None if b is None else b.astype(np.float32)
-
-
 @dataclass(frozen=True, eq=False)
 class Conv2dLayer:
     """A convolution layer with an optional activation on its output.
@@ -566,216 +479,3 @@ class Stack:
             layer.materialized() if isinstance(layer, Conv2dLayer) else layer
             for layer in self.layers
         ))
-
-
-# -- ONNX -------------------------------------------------------------------------------------
-
-
-def _import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise EngineUnavailableError(
-            f"building an ONNX graph needs the onnx package, which is not installed ({exc}); "
-            "pip install 'convserve[cpu]'",
-            field="engine",
-        ) from None
-    return onnx
-
-
-def stack_model(stack: Stack, *, export: bool = False, keep_all: bool = False) -> onnx.ModelProto:
-    """The stack as one ONNX model (opset :data:`~convserve.conv.onnx_engine.OPSET`).
-
-    Parameters
-    ----------
-    stack : Stack
-        With drawn weights when ``export`` is True.
-    export : bool
-        False: the serving graph. Input ``X`` of shape (1, C, H, W) and every weight as a graph
-        input (``W{i}``, ``B{i}`` for layer ``i``); outputs ``L{i}``, each of shape
-        (1, C_i, H_i, W_i). True: the standalone model. Input ``input`` of shape
-        (N, C, H, W) with a free batch axis, weights as initializers
-        (``layer{i}.weight``, ``layer{i}.bias``), one output ``output`` (N, C_out, H_out, W_out).
-    keep_all : bool
-        Serving graph only: every layer's output is a graph output, not just the last.
-    """
-    onnx_module = _import_onnx()
-    helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
-    batch: int | str = "N" if export else 1
-    last = len(stack.layers) - 1
-    x_name = "input" if export else "X"
-    inputs = [helper.make_tensor_value_info(x_name, f32, [batch, *stack.input_shape])]
-    initializers = []
-    nodes: list[Any] = []
-    outputs = []
-    current = x_name
-    for i, layer in enumerate(stack.layers):
-        out = "output" if export and i == last else f"L{i}"
-        if isinstance(layer, Conv2dLayer):
-            spec = layer.spec
-            w_name = f"layer{i}.weight" if export else f"W{i}"
-            b_name = (f"layer{i}.bias" if export else f"B{i}") if spec.bias else None
-            if export:
-                weight, bias = layer.arrays()
-                initializers.append(onnx_module.numpy_helper.from_array(weight, w_name))
-                if b_name is not None and bias is not None:
-                    initializers.append(onnx_module.numpy_helper.from_array(bias, b_name))
-            else:
-                inputs.append(helper.make_tensor_value_info(w_name, f32, list(spec.weight_shape)))
-                if b_name is not None:
-                    inputs.append(helper.make_tensor_value_info(b_name, f32, [spec.out_channels]))
-            conv_out = out if layer.activation is None else f"l{i}_conv"
-            nodes += conv_nodes(spec, current, w_name, b_name, conv_out, prefix=f"l{i}_")
-            if layer.activation is not None:
-                nodes.append(_activation_node(helper, layer.activation, conv_out, out, i))
-        elif isinstance(layer, ActivationLayer):
-            nodes.append(_activation_node(helper, layer.activation, current, out, i))
-        else:
-            nodes.append(_pool_node(helper, layer, current, out, i))
-        if export and i == last or not export and (keep_all or i == last):
-            outputs.append(helper.make_tensor_value_info(out, f32, [batch, *layer.output_shape]))
-        current = out
-    graph = helper.make_graph(nodes, "convserve_layers", inputs, outputs, initializers)
-    model: onnx.ModelProto = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="convserve",
-        doc_string=" -> ".join(layer.type for layer in stack.layers),
-    )
-    return model
-
-
-def _activation_node(helper: Any, activation: Activation, x: str, y: str, index: int) -> Any:
-    extra = {"alpha": activation.slope} if activation.kind == "leaky_relu" else {}
-    return helper.make_node(_ONNX_ACTIVATIONS[activation.kind], [x], [y],
-                            name=f"l{index}_{activation.kind}", **extra)
-
-
-def _pool_node(helper: Any, layer: Pool2dLayer, x: str, y: str, index: int) -> Any:
-    p_h, p_w = layer.padding
-    attrs: dict[str, Any] = {
-        "kernel_shape": list(layer.kernel), "strides": list(layer.stride),
-        "pads": [p_h, p_w, p_h, p_w], "ceil_mode": 0,
-    }
-    if layer.kind == "avgpool2d":
-        attrs["count_include_pad"] = int(layer.count_include_pad)
-        return helper.make_node("AveragePool", [x], [y], name=f"l{index}_avgpool", **attrs)
-    return helper.make_node("MaxPool", [x], [y], name=f"l{index}_maxpool", **attrs)
-
-
-# -- running ----------------------------------------------------------------------------------
-
-
-class LayerRunner:
-    """Runs a :class:`Stack` on the NumPy engine (layer by layer) or ONNX Runtime (one graph).
-
-    Parameters
-    ----------
-    conv_engine : Engine
-        The engine that runs the convolutions of ``engine="numpy"`` (the NumPy engine).
-    intra_op_threads : int, optional
-        Threads one ONNX Runtime node may use; None means every available core.
-    cache_size : int
-        ONNX Runtime sessions kept (least recently used evicted first).
-
-    Notes
-    -----
-    Thread-safe: sessions may run concurrently; two threads missing the same key at once build
-    it twice but keep one.
-    """
-
-    def __init__(self, conv_engine: Engine, intra_op_threads: int | None = None,
-                 cache_size: int = 64) -> None:
-        self.conv_engine = conv_engine
-        self.intra_op_threads = intra_op_threads
-        self._cache = SessionCache(cache_size)
-
-    def run(
-        self,
-        stack: Stack,
-        x: np.ndarray,
-        engine: EngineName,
-        device: Device = "cpu",
-        *,
-        keep_all: bool = False,
-    ) -> list[np.ndarray]:
-        """Apply the stack to ``x``.
-
-        Parameters
-        ----------
-        stack : Stack
-            With drawn weights (:meth:`Stack.materialized`).
-        x : ndarray of float32, shape (C, H, W) = ``stack.input_shape``
-        engine : "numpy" or "onnxruntime"
-        device : "cpu" or "cuda"
-        keep_all : bool
-            Return every layer's output, else only the last one's.
-
-        Returns
-        -------
-        list of ndarray of float32, shapes (C_i, H_i, W_i)
-            One per layer, or one (the last layer's).
-
-        Raises
-        ------
-        EngineUnavailableError
-            The engine cannot run on ``device`` here.
-        """
-        if tuple(x.shape) != stack.input_shape:
-            raise ShapeError(f"x.shape={x.shape} is not the stack's input {stack.input_shape}")
-        if not stack.layers:
-            return [x]
-        x4 = np.ascontiguousarray(x, dtype=np.float32)[np.newaxis]
-        if engine == "onnxruntime":
-            return self._run_onnx(stack, x4, device, keep_all)
-        if engine != "numpy":
-            raise InvalidArgumentError(f"engine={engine!r} is not one of numpy, onnxruntime",
-                                       field="engine")
-        return self._run_numpy(stack, x4, device, keep_all)
-
-    def _run_numpy(self, stack: Stack, x: np.ndarray, device: Device,
-                   keep_all: bool) -> list[np.ndarray]:
-        status = {s.device: s for s in self.conv_engine.devices()}.get(device)
-        if status is None or not status.available:
-            reason = status.reason if status is not None else "unknown device"
-            raise EngineUnavailableError(f"device={device!r}: {reason}", field="device")
-        outputs = []
-        current = x
-        for layer in stack.layers:
-            if isinstance(layer, Conv2dLayer):
-                weight, bias = layer.arrays()
-                current = self.conv_engine.conv2d(current, weight, bias, layer.spec, device)
-                if layer.activation is not None:
-                    current = layer.activation.apply(current)
-            elif isinstance(layer, ActivationLayer):
-                current = layer.activation.apply(current)
-            else:
-                current = layer.apply(current)
-            if keep_all:
-                outputs.append(current[0])
-        return outputs if keep_all else [current[0]]
-
-    def _run_onnx(self, stack: Stack, x: np.ndarray, device: Device,
-                  keep_all: bool) -> list[np.ndarray]:
-        session = self.session(stack, device, keep_all=keep_all)
-        feeds = {"X": x}
-        for i, layer in enumerate(stack.layers):
-            if isinstance(layer, Conv2dLayer):
-                weight, bias = layer.arrays()
-                feeds[f"W{i}"] = np.ascontiguousarray(weight, dtype=np.float32)
-                if bias is not None:
-                    feeds[f"B{i}"] = np.ascontiguousarray(bias, dtype=np.float32)
-        return [y[0] for y in session.run(None, feeds, run_options())]
-
-    def session(self, stack: Stack, device: Device = "cpu", *, keep_all: bool = False) -> Any:
-        """The cached ONNX Runtime session of the stack's architecture (built on a miss)."""
-        return self._cache.get(
-            (stack.key, device, keep_all),
-            lambda: make_session(stack_model(stack, keep_all=keep_all), device,
-                                 intra_op_threads=self.intra_op_threads),
-        )
-
-    def cache_stats(self) -> CacheStats:
-        """Hits, misses, evictions and the current and maximum number of cached sessions."""
-        return self._cache.stats()

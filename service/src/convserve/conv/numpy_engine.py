@@ -59,7 +59,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from convserve.conv.engine import Device, DeviceStatus, EngineName
-from convserve.conv.spec import ConvSpec, PaddingMode
+from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError
 
@@ -118,18 +118,7 @@ def _source_index(size: int, before: int, after: int, mode: PaddingMode) -> np.n
     -------
     ndarray of int64, shape (before + size + after,)
     """
-    i = np.arange(-before, size + after)
-    if mode == "zeros":
-        return np.where((i >= 0) & (i < size), i, -1)
-    if mode == "replicate":
-        return np.clip(i, 0, size - 1)
-    if mode == "circular":
-        return i % size
-    if size == 1:  # reflect without padding: the spec forbids reflect pads >= size
-        return np.zeros_like(i)
-    period = 2 * (size - 1)
-    j = np.abs(i) % period
-    return np.where(j < size, j, period - j)
+    return padding_source(np.arange(-before, size + after), size, mode)
 
 
 def _row_runs(source_rows: np.ndarray) -> tuple[tuple[int, int, int], ...]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName
+from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName, check_device
 from convserve.conv.spec import ConvSpec
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError, InvalidArgumentError
@@ -150,9 +150,8 @@ def select_providers(device: str, available: Sequence[str]) -> list[Provider]:
                 field="device",
             )
         return [(CUDA_PROVIDER, dict(CUDA_PROVIDER_OPTIONS)), CPU_PROVIDER]
-    raise InvalidArgumentError(
-        f"device={device!r} is not one of {', '.join(DEVICES)}", field="device"
-    )
+    check_device(device)
+    raise AssertionError(f"no providers for device {device!r}")  # pragma: no cover
 
 
 def check_active(device: str, active: Sequence[str], available: Sequence[str]) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 
@@ -31,6 +31,9 @@ __all__ = [
     "MAX_INT",
     "int_pair",
     "PADDING_MODES",
+    "PADDING_MODE_NAMES",
+    "PaddingModeName",
+    "padding_source",
     "ConvSpec",
     "IntOrPair",
     "PaddingArg",
@@ -47,21 +50,23 @@ __all__ = [
 PaddingMode: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
 
-# NumPy and OpenCV spell the same four modes differently; accept their names too.
-_PADDING_MODE_ALIASES: dict[str, PaddingMode] = {
-    "zeros": "zeros",
-    "constant": "zeros",
-    "border_constant": "zeros",
-    "reflect": "reflect",
-    "border_reflect_101": "reflect",
-    "border_reflect101": "reflect",
-    "replicate": "replicate",
-    "edge": "replicate",
-    "border_replicate": "replicate",
-    "circular": "circular",
-    "wrap": "circular",
-    "border_wrap": "circular",
+PaddingModeName: TypeAlias = Literal[
+    "zeros", "reflect", "replicate", "circular",
+    "constant", "edge", "wrap",
+    "BORDER_CONSTANT", "BORDER_REFLECT_101", "BORDER_REFLECT101", "BORDER_REPLICATE",
+    "BORDER_WRAP",
+]
+"""Every accepted spelling of a padding mode: PyTorch's, NumPy's and OpenCV's (the one list;
+the API's enum and the clients' types are this). Matched case-insensitively."""
+PADDING_MODE_NAMES: tuple[PaddingModeName, ...] = get_args(PaddingModeName)
+
+_PADDING_MODE_OF: dict[PaddingModeName, PaddingMode] = {
+    "zeros": "zeros", "constant": "zeros", "BORDER_CONSTANT": "zeros",
+    "reflect": "reflect", "BORDER_REFLECT_101": "reflect", "BORDER_REFLECT101": "reflect",
+    "replicate": "replicate", "edge": "replicate", "BORDER_REPLICATE": "replicate",
+    "circular": "circular", "wrap": "circular", "BORDER_WRAP": "circular",
 }
+_PADDING_MODE_ALIASES = {name.lower(): mode for name, mode in _PADDING_MODE_OF.items()}
 
 IntOrPair: TypeAlias = int | Sequence[int]
 PaddingArg: TypeAlias = int | Sequence[int] | str
@@ -108,6 +113,40 @@ def normalize_padding_mode(mode: str) -> PaddingMode:
         "(NumPy's constant, reflect, edge, wrap and OpenCV's BORDER_* names are accepted too)",
         field="padding_mode",
     )
+
+
+def padding_source(positions: np.ndarray, size: int, mode: PaddingMode) -> np.ndarray:
+    """Where each coordinate of an axis of ``size`` samples reads from under ``mode``.
+
+    The one definition of the padding modes, used by the engines and by explain.
+
+    Parameters
+    ----------
+    positions : ndarray of int, any shape
+        Coordinates along the axis, possibly outside ``[0, size)`` (in the padding).
+    size : int
+        Samples of the axis (>= 1).
+    mode : {"zeros", "reflect", "replicate", "circular"}
+        ``reflect`` mirrors about the edge sample (PyTorch, NumPy ``reflect``, OpenCV
+        ``BORDER_REFLECT_101``), repeating with period ``2 * (size - 1)``.
+
+    Returns
+    -------
+    ndarray of int64, the shape of ``positions``
+        The index of the sample the mode puts there; -1 where ``zeros`` puts a zero.
+    """
+    i = np.asarray(positions, dtype=np.int64)
+    if mode == "zeros":
+        return np.where((i >= 0) & (i < size), i, -1)
+    if mode == "replicate":
+        return np.clip(i, 0, size - 1)
+    if mode == "circular":
+        return i % size
+    if size == 1:  # reflecting a single sample gives that sample
+        return np.zeros_like(i)
+    period = 2 * (size - 1)
+    j = np.abs(i) % period
+    return np.where(j < size, j, period - j)
 
 
 def resolve_padding(

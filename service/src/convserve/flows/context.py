@@ -7,9 +7,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from convserve.conv.engine import Engine
-from convserve.conv.layers import LayerRunner
 from convserve.conv.numpy_engine import NumpyEngine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.conv.runner import LayerRunner
 from convserve.limits import Limits
 from convserve.settings import Settings
 

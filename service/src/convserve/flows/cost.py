@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-__all__ = ["CostedLayer", "layer_cost"]
+__all__ = ["Costed", "CostedLayer", "layer_cost", "work_cost"]
 
 
-class CostedLayer(Protocol):
-    """A convolution spec or any layer of a stack."""
+class Costed(Protocol):
+    """A convolution spec, any layer of a stack, or a whole stack."""
 
     @property
     def params(self) -> int: ...
@@ -26,12 +26,18 @@ class CostedLayer(Protocol):
     @property
     def output_shape(self) -> tuple[int, ...]: ...
 
-    def output_size_formula(self) -> dict[str, str]: ...
+
+class CostedLayer(Costed, Protocol):
+    """A convolution spec or any layer of a stack."""
+
+    def output_size_formula(self) -> dict[str, str]:
+        """Per axis, the output-size formula with its numbers."""
+        ...
 
 
-def layer_cost(layer: CostedLayer) -> dict[str, Any]:
-    """The ``cost`` object of one layer: its parameters (weights plus bias, float32), MACs,
-    FLOPs, the bytes of its input, weights and output, and the output-size formula."""
+def work_cost(layer: Costed) -> dict[str, Any]:
+    """Parameters (weights plus bias, float32), MACs, FLOPs and the bytes of the input, the
+    weights and the output of a layer or a whole stack."""
     return {
         "params": layer.params,
         "macs": layer.macs,
@@ -39,5 +45,9 @@ def layer_cost(layer: CostedLayer) -> dict[str, Any]:
         "input_bytes": 4 * math.prod(layer.input_shape),
         "weight_bytes": 4 * layer.params,
         "output_bytes": 4 * math.prod(layer.output_shape),
-        "output_size": layer.output_size_formula(),
     }
+
+
+def layer_cost(layer: CostedLayer) -> dict[str, Any]:
+    """The ``cost`` object of one layer: :func:`work_cost` plus the output-size formula."""
+    return {**work_cost(layer), "output_size": layer.output_size_formula()}

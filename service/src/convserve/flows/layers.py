@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from convserve import imaging
+from convserve.conv.graphs import stack_model
 from convserve.conv.layers import (
     Activation,
     ActivationLayer,
@@ -34,12 +35,11 @@ from convserve.conv.layers import (
     activation_layer,
     conv2d_layer,
     pool2d_layer,
-    stack_model,
 )
 from convserve.conv.presets import is_range_preserving
 from convserve.errors import ConvServeError
 from convserve.flows.context import FlowContext
-from convserve.flows.cost import layer_cost
+from convserve.flows.cost import layer_cost, work_cost
 from convserve.flows.inputs import Source, decode_source
 from convserve.flows.kernels import layer_kernel
 from convserve.flows.render import (
@@ -235,15 +235,7 @@ def describe_stack(prepared: PreparedStack) -> dict[str, Any]:
         "total_params": stack.params,
         "total_macs": stack.macs,
         "total_flops": stack.flops,
-        "cost": {
-            "params": stack.params,
-            "macs": stack.macs,
-            "flops": stack.flops,
-            "input_bytes": 4 * math.prod(stack.input_shape),
-            "weight_bytes": 4 * stack.params,
-            "output_bytes": 4 * math.prod(stack.output_shape),
-            "feature_map_bytes": 4 * map_values,
-        },
+        "cost": {**work_cost(stack), "feature_map_bytes": 4 * map_values},
     }
 
 
@@ -256,14 +248,14 @@ def run_stack(prepared: PreparedStack, ctx: FlowContext, *, keep_all: bool) -> l
     """
     prepared.stack = prepared.stack.materialized()
     started = time.perf_counter()
-    outputs = ctx.layers.run(prepared.stack, prepared.decoded.array, prepared.engine,  # type: ignore[arg-type]
-                             prepared.device, keep_all=keep_all)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - started
-    prepared.timing_ms["compute"] = round(1000 * seconds, 3)
-    # The histogram is per layer: a stack's time is spread evenly over its layers.
-    per_layer = seconds / max(1, len(prepared.stack.layers))
-    for _ in prepared.stack.layers:
-        ctx.observe_convolution(prepared.engine, prepared.device, per_layer)
+    outputs = ctx.layers.run(
+        prepared.stack, prepared.decoded.array, prepared.engine,  # type: ignore[arg-type]
+        prepared.device, keep_all=keep_all,  # type: ignore[arg-type]
+        observe=lambda seconds: ctx.observe_convolution(prepared.engine, prepared.device,
+                                                        seconds),
+    )
+    prepared.timing_ms["compute"] = elapsed_ms(started)
+    ctx.observe_stage("convolve", time.perf_counter() - started)
     return outputs
 
 
@@ -292,11 +284,11 @@ def render_stack(
     *,
     fmt: str,
     normalize: str,
-    returned: Return,
+    return_: Return,
 ) -> EncodedResult | dict[str, Any]:
     """Encode the outputs of :func:`run_stack` as npy, zip or a JSON payload.
 
-    ``outputs`` holds every layer's maps for ``returned="all"`` and format zip, else the last
+    ``outputs`` holds every layer's maps for ``return_="all"`` and format zip, else the last
     layer's only.
     """
     started = time.perf_counter()
@@ -307,11 +299,11 @@ def render_stack(
         prepared.timing_ms["encode"] = elapsed_ms(started)
         return result
     payload = describe_stack(prepared)
-    payload["return"] = returned
+    payload["return"] = return_
     first = len(stack.layers) - len(outputs)
     flags = _range_preserving(stack)
     files: list[tuple[str, bytes]] = []
-    if fmt == "zip" or returned != "none":
+    if fmt == "zip" or return_ != "none":
         for offset, y in enumerate(outputs):
             index = first + offset
             mode = resolved_normalize(normalize, flags[index])
@@ -358,12 +350,12 @@ def run_layers(
     device: str | None = None,
     fmt: str = "json",
     normalize: str = "auto",
-    returned: Return = "last",
+    return_: Return = "last",
     dry_run: bool = False,
 ) -> Outcome:
     """A stack of layers over one input: the whole ``/v1/layers`` request."""
     started = time.perf_counter()
-    keep_all = fmt == "zip" or (fmt == "json" and returned == "all")
+    keep_all = fmt == "zip" or (fmt == "json" and return_ == "all")
     decoded = decode_source(source, ctx.limits)
     decode_ms = elapsed_ms(started)
     ctx.observe_stage("decode", decode_ms / 1000)
@@ -375,10 +367,10 @@ def run_layers(
     if fmt == "onnx":
         rendered = export_onnx(prepared)
     elif dry_run:
-        rendered = {**describe_stack(prepared), "return": returned, "dry_run": True}
+        rendered = {**describe_stack(prepared), "return": return_, "dry_run": True}
     else:
         outputs = run_stack(prepared, ctx, keep_all=keep_all)
         rendered = render_stack(outputs, prepared, ctx, fmt=fmt, normalize=normalize,
-                                returned=returned)
+                                return_=return_)
     prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))

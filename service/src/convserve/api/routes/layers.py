@@ -102,7 +102,7 @@ async def layers(request: Request, runtime: RuntimeDep) -> Response:
     def work() -> flows.Outcome:
         return flows.run_layers(
             runtime.context, source, entries, engine=options.engine, device=options.device,
-            fmt=options.format, normalize=options.normalize, returned=options.return_,
+            fmt=options.format, normalize=options.normalize, return_=options.return_,
             dry_run=options.dry_run,
         )
 
