@@ -92,25 +92,30 @@ def test_features_of_every_conv_relu_and_pool_equal_onnx_runtime(
         assert png.shape == got.shape[1:]
 
 
-def test_first_layers_equal_v1_layers_given_the_same_weights(
+def test_every_conv_relu_and_pool_equals_v1_layers_given_the_same_weights(
     app: TestClient, keras_id: str
 ) -> None:
     x = np.random.default_rng(12).random((3, 150, 150), dtype=np.float32)
-    kernel = app.get(f"/v1/models/{keras_id}/layers/conv1/kernel").json()
-    conv = {"type": "conv2d", "kernel": {"weight": kernel["weight"], "bias": kernel["bias"]},
-            "stride": kernel["stride"], "padding": kernel["padding"]}
-    stacks = {"conv1": [conv], "relu1": [conv, {"type": "relu"}],
-              "pool1": [conv, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2}]}
-    for name, stack in stacks.items():
-        ours = app.post(f"/v1/models/{keras_id}/features",
-                        files={"image": ("x.npy", npy_bytes(x))},
-                        data={"layers": name, "format": "npy"})
-        theirs = app.post("/v1/layers", files={"image": ("x.npy", npy_bytes(x))},
-                          data={"layers": json.dumps(stack), "format": "npy",
-                                "engine": "numpy"})
-        assert ours.status_code == theirs.status_code == 200, (ours.text, theirs.text)
-        np.testing.assert_allclose(load_npy(ours.content), load_npy(theirs.content),
-                                   rtol=1e-5, atol=1e-5)
+    stack: list[dict[str, Any]] = []
+    for i in (1, 2, 3):
+        kernel = app.get(f"/v1/models/{keras_id}/layers/conv{i}/kernel").json()
+        stack.append({"type": "conv2d",
+                      "kernel": {"weight": kernel["weight"], "bias": kernel["bias"]},
+                      "stride": kernel["stride"], "padding": kernel["padding"]})
+        for name in (f"conv{i}", f"relu{i}", f"pool{i}"):
+            if name.startswith("relu"):
+                stack.append({"type": "relu"})
+            elif name.startswith("pool"):
+                stack.append({"type": "maxpool2d", "kernel_size": 2})
+            ours = app.post(f"/v1/models/{keras_id}/features",
+                            files={"image": ("x.npy", npy_bytes(x))},
+                            data={"layers": name, "format": "npy"})
+            theirs = app.post("/v1/layers", files={"image": ("x.npy", npy_bytes(x))},
+                              data={"layers": json.dumps(stack), "format": "npy",
+                                    "engine": "numpy"})
+            assert ours.status_code == theirs.status_code == 200, (ours.text, theirs.text)
+            np.testing.assert_allclose(load_npy(ours.content), load_npy(theirs.content),
+                                       rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_kernel_equals_the_initializer(app: TestClient, keras_id: str) -> None:

@@ -80,3 +80,16 @@ def test_sample_network_table_maps_and_a_pixel_sum(page: Any, server: str) -> No
             "layer": "conv1", "preprocess": '{"resize": "stretch"}',
             "at": f'{{"channel": 3, "y": {shown["y"]}, "x": {shown["x"]}}}'}).json()
     assert float(shown["value"]) == pytest.approx(answer["value"], rel=1e-6)
+
+
+def test_a_layers_stack_shows_its_table_and_maps(page: Any) -> None:
+    page.click("label[for='mode-network']")
+    page.click("#network details.json-box summary")
+    page.click("#net-show-stack")
+    page.wait_for_selector("#net-layers .layer-pick[data-index='3']")
+    assert page.locator("#net-layers tr").count() == 4
+    assert page.inner_text("#net-layers tr:first-child td:nth-child(3)") == "conv2d"
+    page.click("#net-layers .layer-pick[data-index='0']")
+    page.wait_for_selector(".net-map[data-channel='15']")
+    assert page.locator(".net-map").count() == 16
+    assert "uploaded model" in page.inner_text("#net-maps-hint")

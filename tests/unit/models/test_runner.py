@@ -15,6 +15,7 @@ from convserve import conv2d
 from convserve.errors import InvalidArgumentError, NotFoundError, PayloadTooLargeError, ShapeError
 from convserve.limits import Limits
 from convserve.models import ModelService, ModelStore, Preprocess, preprocess
+from convserve.models.store import StoreUnavailableError
 from convserve.models.validate import InputInfo
 from tests import onnx_models as m
 
@@ -242,3 +243,12 @@ def test_preprocess_resize_and_layout() -> None:
     assert nhwc.shape == (1, 4, 6, 3) and nhwc[0, 1, 2].tolist() == [8, 32, 56]
     with pytest.raises(ShapeError, match="the input has 1 channel"):
         preprocess(np.ones((1, 4, 6), np.float32), Preprocess(), NCHW)
+
+
+def test_unwritable_store_is_a_503_naming_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(StoreUnavailableError) as caught:
+        ModelStore(blocker / "models", 10_000)
+    assert caught.value.status == 503
+    assert "CONVSERVE_MODEL_DIR" in caught.value.detail

@@ -27,12 +27,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from convserve.errors import NotFoundError, PayloadTooLargeError
+from convserve.errors import ConvServeError, NotFoundError, PayloadTooLargeError
 
-__all__ = ["MODEL_ID", "ModelStore"]
+__all__ = ["MODEL_ID", "ModelStore", "StoreUnavailableError"]
 
 MODEL_ID = re.compile(r"^[0-9a-f]{32}$")
 """A model id: 32 lower-case hex digits (the first 128 bits of a SHA-256)."""
+
+
+class StoreUnavailableError(ConvServeError):
+    """The store's directory cannot be created or written (full, read-only): 503."""
+
+    status = 503
+    slug = "model-store-unavailable"
+    title = "Model store unavailable"
 
 
 def _touch(path: Path) -> None:
@@ -60,8 +68,16 @@ class ModelStore:
         self.root = root
         self.max_bytes = max_bytes
         self.on_remove = on_remove
-        self.root.mkdir(parents=True, exist_ok=True)
         self._thread_lock = threading.Lock()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: OSError) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"the model store {self.root.name!r} (CONVSERVE_MODEL_DIR) cannot be written: "
+            f"{exc.strerror or exc}; the operator must free or fix it")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -115,14 +131,17 @@ class ModelStore:
             raise PayloadTooLargeError(
                 f"the validated model takes {needed:,} bytes, more than the whole model store "
                 f"of {self.max_bytes:,} bytes (CONVSERVE_MODEL_STORE_BYTES)", field="model")
-        with self._locked():
-            if meta_path.exists():
+        try:
+            with self._locked():
+                if meta_path.exists():
+                    _touch(meta_path)
+                    return False
+                self._evict(needed)
+                self._write(onnx_path, model)
+                self._write(meta_path, description)
                 _touch(meta_path)
-                return False
-            self._evict(needed)
-            self._write(onnx_path, model)
-            self._write(meta_path, description)
-            _touch(meta_path)
+        except OSError as exc:  # ENOSPC, EROFS, EACCES: the server's problem, not the caller's
+            raise self._unavailable(exc) from None
         return True
 
     def _evict(self, needed: int) -> None:

@@ -1,6 +1,7 @@
 // The page's "Network" mode: upload an ONNX model (or store the sample network), read its layer
 // table, pick a layer, see its feature maps for a photo, and click a pixel of a Conv layer's
-// map to see the sum behind it (/v1/models/{id}/explain).
+// map to see the sum behind it (/v1/models/{id}/explain). A /v1/layers stack (JSON) is shown
+// the same way: its table and each layer's maps.
 
 import { ApiError, request, requestJson } from './api.js';
 import { clear, fmt, fmtCount, h, shapeText } from './dom.js';
@@ -8,7 +9,16 @@ import { renderExplanation } from './explain.js';
 
 const $ = (id) => document.getElementById(id);
 
+const DEFAULT_STACK = [
+  { type: 'conv2d', preset: 'gabor', preset_params: { size: 3, orientations: 16 }, activation: 'relu' },
+  { type: 'maxpool2d', kernel_size: 2 },
+  { type: 'conv2d', filters: 32, kernel_size: 3, activation: 'relu', seed: 1 },
+  { type: 'maxpool2d', kernel_size: 2 },
+];
+
 const state = {
+  source: 'model', // 'model' (an uploaded ONNX model) or 'stack' (a /v1/layers stack)
+  stack: null, // the /v1/layers answer (return=all)
   model: null, // the /v1/models/{id} answer
   layer: null, // the selected row
   image: null, // {blob, name}
@@ -52,9 +62,9 @@ async function busy(label, work) {
   }
 }
 
-function renderTable(model) {
+function renderTable(rows, summary) {
   const body = clear($('net-layers'));
-  for (const row of model.layers) {
+  for (const row of rows) {
     const select = h('button', {
       type: 'button', class: 'layer-pick', dataset: { name: row.name, index: String(row.index) },
       'aria-pressed': state.layer && state.layer.name === row.name ? 'true' : 'false',
@@ -68,17 +78,57 @@ function renderTable(model) {
       h('td', { class: 'num' }, fmtCount(row.params)),
       h('td', { class: 'num' }, fmtCount(row.macs))));
   }
-  const input = model.inputs[0];
-  $('net-summary').textContent = `${model.filename || model.id}: input ${input.name} `
-    + `${shapeText(input.shape)} ${input.layout}, ${fmtCount(model.total_params)} parameters, `
-    + `${fmtCount(model.total_macs)} MACs, ${model.layers.length} layers.`;
+  $('net-summary').textContent = summary;
   $('net-table-card').hidden = false;
+}
+
+function modelSummary(model) {
+  const input = model.inputs[0];
+  return `${model.filename || model.id}: input ${input.name} ${shapeText(input.shape)} `
+    + `${input.layout}, ${fmtCount(model.total_params)} parameters, `
+    + `${fmtCount(model.total_macs)} MACs, ${model.layers.length} layers.`;
+}
+
+/** The /v1/layers answer's layers as table rows (with their maps). */
+function stackRows(stack) {
+  return stack.layers.map((layer) => ({
+    index: layer.index, name: `${layer.index}: ${layer.type}`, op: layer.type,
+    output_shape: layer.output_shape, params: layer.params, macs: layer.macs,
+    channels: layer.channels || [],
+  }));
+}
+
+async function showStack() {
+  let layers;
+  try {
+    layers = JSON.parse($('net-stack').value);
+  } catch (err) {
+    showError(new Error(`the stack is not valid JSON: ${err.message}`));
+    return;
+  }
+  if (!state.image) await loadImage($('net-sample').value);
+  await busy('Running the stack…', async () => {
+    const form = new FormData();
+    form.append('image', state.image.blob, state.image.name);
+    form.append('layers', JSON.stringify(layers));
+    form.append('return', 'all');
+    form.append('format', 'json');
+    state.stack = await requestJson('v1/layers', { method: 'POST', body: form });
+    state.source = 'stack';
+    state.model = null;
+    state.layer = null;
+    const rows = stackRows(state.stack);
+    renderTable(rows, `A /v1/layers stack of ${rows.length} layers over ${shapeText(state.stack.input.shape)}: `
+      + `${fmtCount(state.stack.total_params)} parameters, ${fmtCount(state.stack.total_macs)} MACs.`);
+    status('Pick a layer of the stack to see its maps.');
+  });
 }
 
 async function useModel(answer) {
   state.model = await requestJson(`v1/models/${answer.id}`);
+  state.source = 'model';
   state.layer = null;
-  renderTable(state.model);
+  renderTable(state.model.layers, modelSummary(state.model));
   status(`Model ${state.model.id} is ready: pick a layer.`);
 }
 
@@ -125,6 +175,11 @@ async function pickLayer(row) {
   for (const button of document.querySelectorAll('#net-layers .layer-pick')) {
     button.setAttribute('aria-pressed', button.dataset.name === row.name ? 'true' : 'false');
   }
+  if (state.source === 'stack') {
+    renderMaps({ name: row.name, op: row.op, shape: row.output_shape, channels: row.channels });
+    status(`${row.name}: ${row.channels.length} channel(s).`);
+    return;
+  }
   if (!state.image) await loadImage($('net-sample').value);
   await busy(`Computing the feature maps of ${row.name}…`, async () => {
     const body = inputForm([['layers', JSON.stringify([row.name])], ['format', 'json']]);
@@ -136,11 +191,11 @@ async function pickLayer(row) {
 
 function renderMaps(layer) {
   const box = clear($('net-maps'));
-  const explainable = layer.op === 'Conv';
+  const explainable = state.source === 'model' && layer.op === 'Conv';
   $('net-maps-heading').textContent = `Feature maps of ${layer.name} ${shapeText(layer.shape)}`;
   $('net-maps-hint').textContent = explainable
     ? 'Click a pixel of a map to see the sum that computed it.'
-    : 'Pick a Conv layer to click its pixels and see their sums.';
+    : 'Pick a Conv layer of an uploaded model to click its pixels and see their sums.';
   for (const channel of layer.channels) {
     const img = h('img', {
       src: `data:image/png;base64,${channel.png_base64}`,
@@ -186,9 +241,12 @@ function init() {
     if (file) uploadModel(file);
   });
   $('net-use-sample').addEventListener('click', useSample);
+  $('net-stack').value = JSON.stringify(DEFAULT_STACK, null, 1);
+  $('net-show-stack').addEventListener('click', showStack);
   $('net-sample').addEventListener('change', async () => {
     await loadImage($('net-sample').value);
-    if (state.layer) pickLayer(state.layer);
+    if (state.source === 'stack' && state.stack) showStack();
+    else if (state.layer) pickLayer(state.layer);
   });
   $('net-image-file').addEventListener('change', (event) => {
     const file = event.target.files[0];
