@@ -252,3 +252,18 @@ def test_unwritable_store_is_a_503_naming_the_setting(tmp_path: Path) -> None:
         ModelStore(blocker / "models", 10_000)
     assert caught.value.status == 503
     assert "CONVSERVE_MODEL_DIR" in caught.value.detail
+
+
+def test_dynamic_model_ids_depend_on_the_input_size(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    data = m.serialize(m.dynamic_cnn())
+    first, created = svc.upload(data, [8, 8])
+    again, created_again = svc.upload(data, [8, 8])
+    other, created_other = svc.upload(data, [9, 8])
+    assert (created, created_again, created_other) == (True, False, True)
+    assert first["id"] == again["id"] != other["id"]
+    static = m.serialize(m.bn_cnn())
+    ident = svc.upload(static)[0]["id"]
+    assert svc.upload(static, [10, 9]) == (svc.get(ident).meta, False)
+    with pytest.raises(InvalidArgumentError, match="conflicts with the model's fixed input"):
+        svc.upload(static, [5, 5])

@@ -143,12 +143,20 @@ class ModelService:
                filename: str | None = None) -> tuple[dict[str, Any], bool]:
         """Validate and store a model; returns its description and whether it is new."""
         self.limits.check_model_bytes(len(data))
+        # The same file again (with the same input_size): same id, 200, without validating.
+        for candidate in {model_id(data, None), model_id(data, input_size)}:
+            try:
+                meta = self.store.meta(candidate)
+            except NotFoundError:
+                continue
+            if input_size is None or meta["inputs"][0]["size"] == list(input_size):
+                return meta, False
         validated = validate_model(data, max_bytes=self.limits.max_model_bytes,
                                    input_size=input_size)
         size = list(validated.input.size) if validated.input_size_given else None
         ident = model_id(data, size)
         try:
-            return self.store.meta(ident), False  # the same file again: same id, 200
+            return self.store.meta(ident), False
         except NotFoundError:
             pass
         summary = summarize(validated, max_macs=self.limits.max_macs,
