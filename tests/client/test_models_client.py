@@ -77,6 +77,14 @@ def test_model_lifecycle_and_features(api: Any, tmp_path: Path) -> None:
     assert as_json["y"].channels[0].stats.max == pytest.approx(
         float(zipped["y"].array[0].max()), rel=1e-6)
 
+    small = np.ones((2, 5, 6), np.float32)
+    for transport in ("multipart", "json"):
+        resized: FeatureMaps = api.features(info.id, small, ["conv"], format="zip",
+                                            preprocess={"resize": "stretch", "scale": 2},
+                                            transport=transport)
+        assert resized.preprocess["scale"] == 2 and resized.preprocess["input_shape"] == [2, 5, 6]
+        assert resized["conv"].shape == (5, 11, 6)
+
     kernel: ModelKernel = api.model_kernel(info.id, "conv")
     assert kernel.padding == (1, 2, 0, 1) and kernel.dilation == (1, 2)
     again_conv = api.convolve(x, **kernel.convolve_options(), format="npy")

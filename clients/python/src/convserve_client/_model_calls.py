@@ -77,12 +77,13 @@ def features_call(model_id: str, image: ImageInput, *, layers: Sequence[str | in
         raise ValueError("layers must name at least one layer (a name or a row index)")
     fields: dict[str, Any] = {"layers": list(layers), "format": format, "normalize": normalize,
                               "color_mode": color_mode}
-    if preprocess is not None:
-        fields["preprocess"] = preprocess if isinstance(preprocess, str) else jsonable(
-            dict(preprocess))
+    if isinstance(preprocess, Mapping):
+        spec = jsonable(dict(preprocess))
+        # An object in a JSON body; in multipart, a text field holding its JSON.
+        fields["preprocess"] = spec if transport == "json" else json.dumps(spec)
+    elif preprocess is not None:
+        fields["preprocess"] = preprocess
     body = request_body(image, fields, transport)
-    if transport == "multipart" and preprocess is not None and not isinstance(preprocess, str):
-        body["data"]["preprocess"] = json.dumps(jsonable(dict(preprocess)))  # a JSON text field
 
     def parse(response: httpx.Response) -> FeatureMaps:
         if format == "json":

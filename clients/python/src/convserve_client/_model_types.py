@@ -14,16 +14,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from convserve_client._models import Channel, FloatArray, _float32, _ints, _open_png
+from convserve_client._models import Channel
 
 __all__ = ["FeatureLayer", "FeatureMaps", "ModelInfo", "ModelInput", "ModelKernel",
            "ModelLayer"]
+
+FloatArray = npt.NDArray[np.float32]
 
 
 def _npy(data: bytes) -> FloatArray:
     array: FloatArray = np.load(io.BytesIO(data), allow_pickle=False)
     return array
+
+
+def _float32(value: Any) -> FloatArray:
+    """Nested JSON numbers as float32; null (a float32 overflow on the server) becomes NaN."""
+    with np.errstate(over="ignore"):
+        return np.asarray(value, dtype=np.float32)
+
+
+def _ints(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+def _open_png(data: bytes) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("images need Pillow: pip install 'convserve-client[images]'") from None
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,22 +10,67 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convserve_client._client import Client
 from convserve_client._model_types import ModelInfo
-from convserve_client.cli import (
-    EXIT_OK,
-    UsageError,
-    _add_input,
-    _load_input,
-    _print_json,
-    _read_json,
-    _write,
-)
 
 __all__ = ["add_model_commands"]
+
+EXIT_OK = 0
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing; ``convserve`` reports a ValueError as a usage
+    error (exit status 2)."""
+
+
+def _add_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="INPUT",
+                        help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF) or .npy array")
+
+
+def _load_input(spec: str) -> Any:
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"cannot read input {spec!r}: no such file")
+    if path.suffix.lower() == ".json":
+        return np.asarray(json.loads(path.read_text()), dtype=np.float32)
+    return path
+
+
+def _print_json(data: Any) -> None:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "png_base64"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    print(json.dumps(strip(data), indent=2))
+
+
+def _read_json(spec: str, what: str) -> Any:
+    text = spec if spec.lstrip().startswith(("[", "{")) else Path(spec).read_text()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} {spec!r} is not valid JSON: {exc}") from None
+
+
+def _write(out: str, content: bytes) -> None:
+    if out == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    print(f"wrote {path} ({len(content)} bytes)", file=sys.stderr)
 
 
 def _size(text: str) -> tuple[int, int]:
