@@ -330,3 +330,11 @@ def test_sample_network_has_the_keras_table_and_gabor_first_layer(app: TestClien
     gabor = resolve_preset("gabor", 3, {"size": 3, "orientations": 16}, ("R", "G", "B"))
     np.testing.assert_allclose(np.asarray(kernel["weight"], np.float32), gabor.weight,
                                rtol=1e-6)
+
+
+def test_model_limits_are_published(app: TestClient) -> None:
+    limits = app.get("/v1/limits").json()
+    assert (limits["max_model_bytes"], limits["model_store_bytes"]) == (100_000_000,
+                                                                        1_000_000_000)
+    assert limits["env"]["max_model_bytes"] == "CONVSERVE_MAX_MODEL_BYTES"
+    assert limits["env"]["model_store_bytes"] == "CONVSERVE_MODEL_STORE_BYTES"

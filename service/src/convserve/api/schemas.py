@@ -544,6 +544,10 @@ class LimitsResponse(BaseModel):
     """Numbers in a JSON input array or a format=array answer."""
     max_output_bytes: int
     """float32 bytes of one output, feature map or weight tensor."""
+    max_model_bytes: int
+    """Largest ONNX model upload (POST /v1/models) in bytes (413 above)."""
+    model_store_bytes: int
+    """Bytes the model store may hold; least recently used models are evicted past it."""
     max_preset_channels: int
     """Input channels a preset can be spread over (a bound of the core, no setting)."""
     max_explain_products: int
