@@ -9,6 +9,8 @@ PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+TS_CLIENT := clients/typescript
+NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 
 .PHONY: run test bench lint typecheck openapi clean help
 
@@ -16,8 +18,8 @@ help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
 	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding)"
-	@echo "make lint       ruff and mypy"
-	@echo "make openapi    regenerate openapi/openapi.json"
+	@echo "make lint       ruff, mypy and tsc --noEmit"
+	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "convserve needs Python 3.11 or newer")'
@@ -31,10 +33,15 @@ $(DEV_STAMP): service/pyproject.toml clients/python/pyproject.toml | $(BIN)/pyth
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev]" -e ./clients/python
 	touch $@ $(RUN_STAMP)
 
+# The TypeScript client's dev tools (tsc, openapi-typescript), pinned by package-lock.json.
+$(NODE_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: $(RUN_STAMP)
 	$(BIN)/uvicorn convserve.main:app --host $(HOST) --port $(PORT) --no-access-log
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
@@ -42,12 +49,15 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
 
-lint: $(DEV_STAMP)
+lint: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check service clients tests bench
 	$(BIN)/mypy
+	cd $(TS_CLIENT) && npm run --silent typecheck
 
-openapi: $(DEV_STAMP)
+# The OpenAPI document, then the TypeScript client's generated types and the page's copy of it.
+openapi: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m convserve.openapi_export openapi/openapi.json
+	cd $(TS_CLIENT) && npm run --silent generate && npm run --silent build
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist

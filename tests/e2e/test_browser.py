@@ -297,6 +297,69 @@ def test_hwio_json_is_converted_to_the_oihw_grid(page: Any) -> None:
     assert page.input_value("input[aria-label='w[0, 2, 0, 1]']") == "21"
 
 
+def test_kernel_editor_takes_its_bounds_from_v1_limits(browser: Any, server: str) -> None:
+    limits = httpx.get(server + "/v1/limits", timeout=10).json()
+    with run_server({"CONVSERVE_MAX_KERNEL_SIZE": "5", "CONVSERVE_MAX_OUT_CHANNELS": "8"}) as small:
+        pages = {}
+        context = browser.new_context(viewport=DESKTOP)
+        try:
+            for name, url in (("default", server), ("small", small)):
+                page = context.new_page()
+                page.set_default_timeout(WAIT_MS)
+                open_page(page, url)
+                page.click("label[for='source-custom']")
+                pages[name] = page
+            maxes = {name: [page.get_attribute(f"#dim-{d}", "max")
+                            for d in ("cout", "cin", "kh", "kw")] for name, page in pages.items()}
+            channels, side = str(limits["max_preset_channels"]), str(limits["max_kernel_size"])
+            assert maxes["default"] == [str(limits["max_out_channels"]), channels, side, side]
+            assert maxes["small"] == ["8", channels, "5", "5"]
+            # A side over the limit is brought back to it, and the grid follows.
+            page = pages["small"]
+            page.fill("#dim-kh", "9")
+            page.dispatch_event("#dim-kh", "change")
+            assert page.input_value("#dim-kh") == "5"
+            assert page.locator("input[aria-label='w[0, 0, 4, 2]']").count() == 1
+            assert page.locator("input[aria-label='w[0, 0, 5, 2]']").count() == 0
+        finally:
+            context.close()
+
+
+def test_only_the_latest_request_counts_and_replaced_object_urls_are_revoked(page: Any) -> None:
+    outcome = page.evaluate(
+        """async () => {
+            const { LatestRequest, ObjectUrls } = await import('./static/js/lifetimes.js');
+            const latest = new LatestRequest();
+            const slow = (value) => (signal) => new Promise((resolve, reject) => {
+                const timer = setTimeout(() => resolve(value), 50);
+                signal.addEventListener('abort', () => {
+                    clearTimeout(timer);
+                    reject(signal.reason);
+                });
+            });
+            const first = latest.run(slow('first'));
+            const second = latest.run(slow('second'));
+            const [older, newer] = await Promise.all([first, second]);
+            const pending = latest.run(slow('third'));
+            latest.abort();
+            const cancelled = await pending;
+            const failed = await latest.run(async () => { throw new Error('boom'); });
+
+            const urls = new ObjectUrls();
+            const before = urls.set('slot', new Blob(['a']));
+            const after = urls.set('slot', new Blob(['b']));
+            const read = async (url) => {
+                try { return await (await fetch(url)).text(); } catch { return null; }
+            };
+            return { older, newer, cancelled, failed: failed.error.message,
+                     before: await read(before), after: await read(after) };
+        }"""
+    )
+    assert outcome == {"older": {"stale": True}, "newer": {"value": "second"},
+                       "cancelled": {"aborted": True}, "failed": "boom",
+                       "before": None, "after": "b"}
+
+
 def test_kernel_with_wrong_c_in_shows_the_api_detail_next_to_the_kernel(
     page: Any, api: httpx.Client
 ) -> None:
@@ -407,7 +470,18 @@ def test_phone_sized_layout_does_not_scroll_sideways(browser: Any, server: str) 
         context.close()
 
 
-def test_screenshot_of_a_photo_and_an_explained_pixel(page: Any, tmp_path: Path) -> None:
+def box_of(page: Any, selector: str) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of ``selector`` in viewport pixels, rounded inwards."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not displayed"
+    left, top = math.ceil(box["x"]), math.ceil(box["y"])
+    return left, top, math.floor(box["x"] + box["width"]) - left, \
+        math.floor(box["y"] + box["height"]) - top
+
+
+def test_screenshot_of_a_photo_and_an_explained_pixel(
+    page: Any, api: httpx.Client, tmp_path: Path
+) -> None:
     page.click("label[for='sample-coffee']")
     page.wait_for_function("document.querySelector('#image-name').textContent.includes('Coffee')")
     run_and_wait(page, maps=2)
@@ -419,7 +493,26 @@ def test_screenshot_of_a_photo_and_an_explained_pixel(page: Any, tmp_path: Path)
     path = tmp_path / "page.png"
     page.screenshot(path=str(path))
     data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    shot = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
+    assert shot.shape == (DESKTOP["height"], DESKTOP["width"], 3)
+
+    # The photo: the input figure shows the coffee sample (dimmed outside the explained
+    # window, so compared by correlation rather than by value).
+    left, top, width, height = box_of(page, ".map--input img")
+    photo = Image.open(io.BytesIO(sample_bytes(api, "coffee.jpg"))).convert("L")
+    expected = np.asarray(photo.resize((width, height), Image.Resampling.BILINEAR), np.float64)
+    shown = shot[top:top + height, left:left + width].mean(axis=2)
+    assert np.corrcoef(expected.ravel(), shown.ravel())[0, 1] > 0.9
+
+    # The explained pixel: the cursor ring on the clicked map and the outlined window on the
+    # input, both in the marker colour, and the explanation's panel begun on screen.
+    marker = np.array(SCREENSHOT_COLOURS[0], np.float64)
+    for selector in (".map[data-channel='0'] .cursor", ".map--input .receptive-field"):
+        left, top, width, height = box_of(page, selector)
+        region = shot[max(0, top - 2):top + height + 2, max(0, left - 2):left + width + 2]
+        assert (np.abs(region - marker).max(axis=2) < 40).sum() >= 8, selector
+    left, top, width, height = box_of(page, "#explain-heading")
+    assert 0 <= top and top + height <= DESKTOP["height"] and 0 <= left < DESKTOP["width"]
     if os.environ.get("CONVSERVE_UPDATE_SCREENSHOT") == "1":
         small = small_png(data)
         assert len(small) < 400_000

@@ -1,11 +1,11 @@
 // The custom kernel editor: dimensions, a grid of weight inputs (OIHW), a bias row and JSON.
 
-import { ClientError } from './api.js';
+import { ClientError } from './errors.js';
 import { clear, divergingColor, h, maxAbs } from './dom.js';
 
 /** Above this many weights the grid is not drawn; the tensor is edited as JSON instead. */
 const MAX_GRID_CELLS = 1728;
-const LIMITS = { c_out: [1, 64], c_in: [1, 64], k_h: [1, 63], k_w: [1, 63] };
+const DIMS = ['c_out', 'c_in', 'k_h', 'k_w'];
 
 function filled(shape, value = 0) {
   if (shape.length === 0) return value;
@@ -48,6 +48,8 @@ export class KernelEditor {
     this.onChange = onChange;
     this.weight = filled([1, 3, 3, 3]);
     this.bias = [0];
+    // Upper bounds of each dimension: none until setLimits() has the server's.
+    this.limits = { c_out: Infinity, c_in: Infinity, k_h: Infinity, k_w: Infinity };
     for (const input of Object.values(els.dims)) input.addEventListener('change', () => this.resize());
     els.useBias.addEventListener('change', () => { this.renderBias(); this.onChange(); });
     els.grid.addEventListener('input', (event) => this.cellEdited(event.target));
@@ -56,6 +58,16 @@ export class KernelEditor {
       this.bias[index] = event.target.value === '' ? Number.NaN : Number(event.target.value);
       this.onChange();
     });
+  }
+
+  /**
+   * Bound the dimensions by the server's limits (GET /v1/limits).
+   * @param {{outChannels: number, inChannels: number, kernelSize: number}} limits the most
+   *   c_out, the most c_in, and the largest kernel side (k_h and k_w)
+   */
+  setLimits({ outChannels, inChannels, kernelSize }) {
+    this.limits = { c_out: outChannels, c_in: inChannels, k_h: kernelSize, k_w: kernelSize };
+    for (const name of DIMS) this.els.dims[name].max = String(this.limits[name]);
   }
 
   get shape() {
@@ -69,10 +81,9 @@ export class KernelEditor {
     if (shape.length !== 4) {
       throw new ClientError('kernel.weight', `the weight has ${shape.length} axes (${shape.join(', ')}); a conv2d kernel has 4`);
     }
-    for (const [index, name] of ['c_out', 'c_in', 'k_h', 'k_w'].entries()) {
-      const [low, high] = LIMITS[name];
-      if (shape[index] < low || shape[index] > high) {
-        throw new ClientError('kernel.weight', `${name} = ${shape[index]} is outside ${low}..${high}, which this editor allows`);
+    for (const [index, name] of DIMS.entries()) {
+      if (shape[index] > this.limits[name]) {
+        throw new ClientError('kernel.weight', `${name} = ${shape[index]} is over ${this.limits[name]}, the server's limit`);
       }
     }
     if (bias !== null && bias !== undefined && (!Array.isArray(bias) || bias.length !== shape[0])) {
@@ -89,10 +100,9 @@ export class KernelEditor {
   /** Read the four dimension inputs and resize, keeping the weights that still fit. */
   resize() {
     const { dims } = this.els;
-    const wanted = ['c_out', 'c_in', 'k_h', 'k_w'].map((name) => {
-      const [low, high] = LIMITS[name];
+    const wanted = DIMS.map((name) => {
       const value = Math.round(Number(dims[name].value));
-      const clamped = Number.isFinite(value) ? Math.min(high, Math.max(low, value)) : low;
+      const clamped = Number.isFinite(value) ? Math.min(this.limits[name], Math.max(1, value)) : 1;
       dims[name].value = String(clamped);
       return clamped;
     });

@@ -1,0 +1,461 @@
+/**
+ * `ConvServe`: one method per endpoint, over the platform's `fetch`.
+ *
+ * Every endpoint is a pure function of its inputs, so any call may be retried: after a
+ * connection error or timeout, and after 429, 502, 503 and 504 (except a 504 that says the
+ * computation itself outlived the server's budget, which would only time out again). The wait
+ * is the server's `Retry-After` when it sends one, else exponential backoff with jitter.
+ */
+
+import {
+  APIConnectionError, APIResponseValidationError, APITimeoutError, parseProblem, statusError,
+  type RequestInfo,
+} from './errors.js';
+import { kernelJson, requestBody } from './inputs.js';
+import { decodeNpy } from './npy.js';
+import type {
+  Channel, ChannelResult, ConvOptions, ConvolveFormat, ConvolveParams, ConvolveResponse, ConvolveResult,
+  EnginesResponse, ExplainParams, LimitsResponse, ExplainResponse, HealthResponse, LayersFormat, LayersParams,
+  LayersResult, PresetInfo, Readiness, RequestOptions, ResolvedPreset,
+} from './types.js';
+
+/** Defaults, in one place: where to connect, how long to wait, how to retry. */
+export const DEFAULT_BASE_URL = 'http://localhost:8000';
+/** A large image through a large kernel bank can take seconds. Per attempt. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** Retries after the first attempt (so at most three requests per call). */
+export const DEFAULT_MAX_RETRIES = 2;
+/** Milliseconds before the first retry; doubles with each further retry. */
+export const INITIAL_RETRY_DELAY_MS = 500;
+/** Longest backoff between two attempts when the server gives no Retry-After. */
+export const MAX_RETRY_DELAY_MS = 8_000;
+/** Backoff delays are shortened by a random fraction up to this, so clients spread out. */
+export const RETRY_JITTER = 0.25;
+/** Longest wait a server's Retry-After may impose; a longer one is cut to this. */
+export const MAX_RETRY_AFTER_MS = 60_000;
+/** Statuses that say "try again later": rate limited, overloaded, or a gateway in between. */
+export const RETRY_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+
+export interface ClientOptions {
+  /** The server, e.g. `http://localhost:8000` or `https://host/prefix`; default
+   *  `CONVSERVE_URL` in Node, else `http://localhost:8000`. */
+  baseURL?: string;
+  /** Sent as `Authorization: Bearer <key>`; default `CONVSERVE_API_KEY` in Node. */
+  apiKey?: string | null;
+  /** Milliseconds to wait for each attempt's whole answer. */
+  timeoutMs?: number;
+  /** Retries after the first attempt. */
+  maxRetries?: number;
+  /** Headers sent with every request. */
+  headers?: Record<string, string>;
+  /** The `fetch` to use (the global one by default). */
+  fetch?: typeof fetch;
+}
+
+/** Seconds a `Retry-After` (delay or HTTP date) or `Retry-After-Ms` header asks for, or null. */
+export function retryAfterSeconds(headers: Headers, now: number = Date.now()): number | null {
+  const millis = headers.get('retry-after-ms');
+  if (millis !== null && Number.isFinite(Number(millis)) && millis.trim() !== '') {
+    return Math.max(0, Number(millis) / 1000);
+  }
+  const value = headers.get('retry-after');
+  if (value === null || value.trim() === '') return null;
+  if (Number.isFinite(Number(value))) return Math.max(0, Number(value));
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? null : Math.max(0, (when - now) / 1000);
+}
+
+/** Milliseconds to wait before retry number `retriesDone + 1` (see the module comment). */
+export function retryDelayMs(retriesDone: number, retryAfter: number | null,
+  rand: () => number = Math.random): number {
+  if (retryAfter !== null) return Math.min(retryAfter * 1000, MAX_RETRY_AFTER_MS);
+  const backoff = Math.min(INITIAL_RETRY_DELAY_MS * 2 ** retriesDone, MAX_RETRY_DELAY_MS);
+  return backoff * (1 - RETRY_JITTER * rand());
+}
+
+function env(name: string): string | undefined {
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.[name] || undefined;
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/** Resolve after `ms`, or reject with the signal's reason when it aborts first. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortReason(signal as AbortSignal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function base64ToBytes(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** A format=json channel with `png()` and `objectURL()` added (not enumerable: JSON stays JSON). */
+function withPng(channel: ChannelResult): Channel {
+  let blob: Blob | null | undefined;
+  const png = (): Blob | null => {
+    if (blob === undefined) {
+      blob = channel.png_base64 ? new Blob([base64ToBytes(channel.png_base64)], { type: 'image/png' }) : null;
+    }
+    return blob;
+  };
+  Object.defineProperties(channel, {
+    png: { value: png },
+    objectURL: {
+      value: (): string | null => {
+        const file = png();
+        return file ? URL.createObjectURL(file) : null;
+      },
+    },
+  });
+  return channel as Channel;
+}
+
+interface Call<T> {
+  method: 'GET' | 'POST';
+  path: string;
+  query?: Record<string, string>;
+  body?: { body: BodyInit; contentType?: string };
+  parse: (response: Response) => Promise<T>;
+  /** Statuses read by `parse` instead of thrown (`/readyz`'s 503). */
+  accept?: ReadonlySet<number>;
+  retry?: boolean;
+  options?: RequestOptions;
+}
+
+/** The convolution options as request fields (`kernel` converted to nested lists). */
+function convFields(options: ConvOptions): Record<string, unknown> {
+  const { kernel, preset, preset_params: presetParams, stride, padding, dilation, groups,
+    padding_mode: paddingMode, engine, device, color_mode: colorMode } = options;
+  return {
+    kernel: kernel === undefined ? undefined : kernelJson(kernel),
+    preset,
+    preset_params: presetParams && Object.keys(presetParams).length ? presetParams : undefined,
+    stride,
+    padding,
+    dilation,
+    groups,
+    padding_mode: paddingMode,
+    engine,
+    device,
+    color_mode: colorMode,
+  };
+}
+
+export class ConvServe {
+  readonly baseURL: string;
+  readonly apiKey: string | null;
+  readonly timeoutMs: number;
+  readonly maxRetries: number;
+  private readonly headers: Record<string, string>;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(options: ClientOptions = {}) {
+    const url = options.baseURL ?? env('CONVSERVE_URL') ?? DEFAULT_BASE_URL;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TypeError(`baseURL must be an http:// or https:// URL, not ${JSON.stringify(url)}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new TypeError(`baseURL must be an http:// or https:// URL, not ${JSON.stringify(url)}`);
+    }
+    const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0) {
+      throw new RangeError(`maxRetries must be an integer >= 0, not ${maxRetries}`);
+    }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, not ${timeoutMs}`);
+    this.baseURL = url.replace(/\/+$/, '');
+    this.apiKey = options.apiKey === undefined ? env('CONVSERVE_API_KEY') ?? null : options.apiKey;
+    this.timeoutMs = timeoutMs;
+    this.maxRetries = maxRetries;
+    this.headers = { ...(options.headers ?? {}) };
+    this.fetchImpl = options.fetch ?? ((...args) => globalThis.fetch(...args));
+  }
+
+  // --- endpoints ---------------------------------------------------------------------------
+
+  /**
+   * One convolution layer over one image: `POST /v1/convolve`.
+   *
+   * With `image` the request goes as multipart, with `input` as JSON. The answer depends on
+   * `format`: json (default) the generated `ConvolveResponse` with `png()` per channel; array
+   * the same plus `data` (C_out, H_out, W_out) as nested lists; npy `{ data, shape }`; png,
+   * image, grid and zip a `Blob`.
+   */
+  convolve<F extends ConvolveFormat = 'json'>(params: ConvolveParams<F>): Promise<ConvolveResult<F>> {
+    const { image, input, filename, signal, timeoutMs, format, normalize, channel, dry_run: dryRun,
+      ...options } = params;
+    const fmt = (format ?? 'json') as ConvolveFormat;
+    const fields = { ...convFields(options), format: fmt, normalize, channel, dry_run: dryRun || undefined };
+    return this.send({
+      method: 'POST',
+      path: '/v1/convolve',
+      body: requestBody(image, input, fields, filename),
+      options: { signal, timeoutMs },
+      parse: async (response) => {
+        if (fmt === 'json') {
+          const data = await response.json() as ConvolveResponse;
+          return { ...data, channels: (data.channels ?? []).map(withPng) } as ConvolveResult<F>;
+        }
+        if (fmt === 'array') return await response.json() as ConvolveResult<F>;
+        if (fmt === 'npy') return decodeNpy(await response.arrayBuffer()) as ConvolveResult<F>;
+        return await response.blob() as ConvolveResult<F>;
+      },
+    });
+  }
+
+  /** The arithmetic behind one output value: `POST /v1/explain`. */
+  explain(params: ExplainParams): Promise<ExplainResponse> {
+    const { image, input, filename, signal, timeoutMs, at, ...options } = params;
+    const where = Array.isArray(at) ? { channel: at[0], y: at[1], x: at[2] } : at;
+    return this.send({
+      method: 'POST',
+      path: '/v1/explain',
+      body: requestBody(image, input, { ...convFields(options), at: where }, filename),
+      options: { signal, timeoutMs },
+      parse: async (response) => await response.json() as ExplainResponse,
+    });
+  }
+
+  /**
+   * A stack of layers (conv2d, activations, pooling): `POST /v1/layers`. format json (default)
+   * answers the generated `LayersResponse`, npy the last layer's maps, zip and onnx a `Blob`.
+   */
+  layers<F extends LayersFormat = 'json'>(params: LayersParams<F>): Promise<LayersResult<F>> {
+    const { image, input, filename, signal, timeoutMs, format, ...fields } = params;
+    const fmt = (format ?? 'json') as LayersFormat;
+    return this.send({
+      method: 'POST',
+      path: '/v1/layers',
+      body: requestBody(image, input, { ...fields, format: fmt, dry_run: fields.dry_run || undefined }, filename),
+      options: { signal, timeoutMs },
+      parse: async (response) => {
+        if (fmt === 'json') return await response.json() as LayersResult<F>;
+        if (fmt === 'npy') return decodeNpy(await response.arrayBuffer()) as LayersResult<F>;
+        return await response.blob() as LayersResult<F>;
+      },
+    });
+  }
+
+  /** Every named kernel: `GET /v1/presets`. */
+  presets(options: RequestOptions = {}): Promise<PresetInfo[]> {
+    return this.send({
+      method: 'GET',
+      path: '/v1/presets',
+      options,
+      parse: async (response) => ((await response.json()) as { presets: PresetInfo[] }).presets,
+    });
+  }
+
+  /**
+   * A preset resolved for `channels` input channels (default 3), with its parameters:
+   * `GET /v1/presets/{name}`.
+   */
+  preset(name: string, params: { channels?: number; params?: Record<string, number | string> }
+    & RequestOptions = {}): Promise<ResolvedPreset> {
+    const { channels, params: values, ...options } = params;
+    const query: Record<string, string> = {};
+    if (channels !== undefined) query.channels = String(channels);
+    for (const [key, value] of Object.entries(values ?? {})) query[key] = String(value);
+    return this.send({
+      method: 'GET',
+      path: `/v1/presets/${encodeURIComponent(name)}`,
+      query,
+      options,
+      parse: async (response) => await response.json() as ResolvedPreset,
+    });
+  }
+
+  /** The engines and devices this server has, and which are usable: `GET /v1/engines`. */
+  engines(options: RequestOptions = {}): Promise<EnginesResponse> {
+    return this.send({
+      method: 'GET', path: '/v1/engines', options,
+      parse: async (response) => await response.json() as EnginesResponse,
+    });
+  }
+
+  /**
+   * The server's effective limits (upload bytes, pixels, kernel size, channels, MACs, ...), each
+   * with the environment variable that sets it in `env`: `GET /v1/limits`.
+   */
+  limits(options: RequestOptions = {}): Promise<LimitsResponse> {
+    return this.send({
+      method: 'GET', path: '/v1/limits', options,
+      parse: async (response) => await response.json() as LimitsResponse,
+    });
+  }
+
+  /** Liveness: `GET /healthz`. */
+  health(options: RequestOptions = {}): Promise<HealthResponse> {
+    return this.send({
+      method: 'GET', path: '/healthz', options,
+      parse: async (response) => await response.json() as HealthResponse,
+    });
+  }
+
+  /** Readiness: `GET /readyz`; not ready (503) resolves with `ready: false`, never retried. */
+  ready(options: RequestOptions = {}): Promise<Readiness> {
+    return this.send({
+      method: 'GET',
+      path: '/readyz',
+      options,
+      retry: false,
+      accept: new Set([503]),
+      parse: async (response) => {
+        const data = await response.json() as Record<string, unknown>;
+        if (response.status === 503) {
+          return {
+            ready: false,
+            status: String(data.title ?? 'not ready'),
+            detail: String(data.detail ?? ''),
+            retryAfter: retryAfterSeconds(response.headers),
+          };
+        }
+        return { ...data, ready: true, status: String(data.status ?? 'ready') };
+      },
+    });
+  }
+
+  /**
+   * Any request this client does not wrap, with its retries and errors: resolves with the
+   * `Response` of a 2xx answer, throws the `APIStatusError` subclass otherwise.
+   */
+  request(method: 'GET' | 'POST', path: string, init: { body?: BodyInit; contentType?: string;
+    query?: Record<string, string> } & RequestOptions = {}): Promise<Response> {
+    const { body, contentType, query, ...options } = init;
+    return this.send({
+      method,
+      path,
+      query,
+      body: body === undefined ? undefined : { body, contentType },
+      options,
+      parse: async (response) => response,
+    });
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+
+  private url(path: string, query: Record<string, string> | undefined): string {
+    const search = query && Object.keys(query).length ? `?${new URLSearchParams(query)}` : '';
+    return `${this.baseURL}${path}${search}`;
+  }
+
+  private requestHeaders(contentType: string | undefined): Record<string, string> {
+    const headers: Record<string, string> = {
+      Accept: 'application/json, application/problem+json;q=0.9, */*;q=0.8',
+    };
+    if (this.apiKey) headers.Authorization = `Bearer ${this.apiKey}`;
+    if (contentType) headers['Content-Type'] = contentType;
+    return { ...headers, ...this.headers };
+  }
+
+  private async send<T>(call: Call<T>): Promise<T> {
+    const { signal } = call.options ?? {};
+    const timeoutMs = call.options?.timeoutMs ?? this.timeoutMs;
+    const maxRetries = call.retry === false ? 0 : this.maxRetries;
+    const info: RequestInfo = { method: call.method, url: this.url(call.path, call.query) };
+    for (let retriesDone = 0; ; retriesDone += 1) {
+      if (signal?.aborted) throw abortReason(signal);
+      const attempt = await this.attempt(call, info, timeoutMs, signal);
+      if (attempt.ok) return attempt.value;
+      const error = attempt.error;
+      if (retriesDone >= maxRetries || !attempt.retryable) throw error;
+      const retryAfter = 'retryAfter' in error && typeof error.retryAfter === 'number' ? error.retryAfter : null;
+      await sleep(retryDelayMs(retriesDone, retryAfter), signal);
+    }
+  }
+
+  /** One request: its value, or the error and whether a retry may help. */
+  private async attempt<T>(call: Call<T>, info: RequestInfo, timeoutMs: number,
+    signal: AbortSignal | undefined): Promise<
+    { ok: true; value: T } | { ok: false; error: Error; retryable: boolean }> {
+    // One controller per attempt, aborted by the caller's signal or by the timeout; the
+    // timeout covers the whole answer, body included.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const forward = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
+    const failed = (cause: unknown): { ok: false; error: Error; retryable: boolean } => {
+      if (signal?.aborted) throw abortReason(signal);
+      if (timedOut) {
+        const error = new APITimeoutError(info, timeoutMs);
+        return { ok: false, error, retryable: true };
+      }
+      const where = new URL(info.url).origin;
+      // undici's "fetch failed" hides the reason (ECONNREFUSED, ...) in its cause.
+      const inner = cause instanceof Error && cause.cause instanceof Error ? cause.cause : cause;
+      const reason = inner instanceof Error ? inner.message : String(inner);
+      return {
+        ok: false,
+        error: new APIConnectionError(`could not reach ${where}: ${reason}`, info, { cause }),
+        retryable: true,
+      };
+    };
+    try {
+      let response: Response;
+      try {
+        response = await this.fetchImpl(info.url, {
+          method: call.method,
+          headers: this.requestHeaders(call.body?.contentType),
+          body: call.body?.body,
+          signal: controller.signal,
+        });
+      } catch (cause) {
+        return failed(cause);
+      }
+      // The whole body is read here, under the timeout, so that a failure while reading it is
+      // a connection error (retried) and a failure to parse it is a validation error (not).
+      let body: ArrayBuffer;
+      try {
+        body = await response.arrayBuffer();
+      } catch (cause) {
+        return failed(cause);
+      }
+      if (!response.ok && !call.accept?.has(response.status)) {
+        const problem = parseProblem(response.status, response.statusText, new TextDecoder().decode(body));
+        const error = statusError(response.status, problem, response.headers, info,
+          retryAfterSeconds(response.headers));
+        const computeTimeout = response.status === 504 && problem.type.endsWith('/compute-timeout');
+        return { ok: false, error, retryable: RETRY_STATUSES.has(response.status) && !computeTimeout };
+      }
+      const { status, statusText, headers } = response;
+      const read = new Response(body, { status, statusText, headers });
+      try {
+        return { ok: true, value: await call.parse(read) };
+      } catch (cause) {
+        throw new APIResponseValidationError(
+          `${call.method} ${call.path} answered ${response.status} with a body this client cannot `
+          + `read (${cause instanceof Error ? cause.message : String(cause)}); is ${this.baseURL} a `
+          + 'convserve server of a compatible version?', info, response.status, { cause });
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', forward);
+    }
+  }
+}

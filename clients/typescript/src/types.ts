@@ -1,0 +1,148 @@
+/**
+ * The request parameters and answers of each method, built from the generated OpenAPI types
+ * (`openapi.ts`) so that they change when the API document does.
+ */
+
+import type { ArrayInput, ImageSource, KernelInput, NestedNumbers } from './inputs.js';
+import type { NDArray } from './npy.js';
+import type { components, operations } from './openapi.js';
+
+type Schemas = components['schemas'];
+
+export type ConvolveResponse = Schemas['ConvolveResponse'];
+export type ChannelResult = Schemas['ChannelResult'];
+export type ExplainResponse = Schemas['ExplainResponse'];
+export type LayersResponse = Schemas['LayersResponse'];
+export type EnginesResponse = Schemas['EnginesResponse'];
+export type LimitsResponse = Schemas['LimitsResponse'];
+export type LayerSpec = Schemas['LayersRequest']['layers'][number];
+export type ConvolveFormat = NonNullable<Schemas['ConvolveRequest']['format']>;
+export type LayersFormat = NonNullable<Schemas['LayersRequest']['format']>;
+
+/** What every call takes besides its own fields. */
+export interface RequestOptions {
+  /** Cancels the call, its retries and the waits between them. */
+  signal?: AbortSignal;
+  /** Overrides the client's `timeoutMs` for this call (per attempt). */
+  timeoutMs?: number;
+}
+
+/** The input: an image file (`image`, sent as multipart) or numbers (`input`, sent as JSON). */
+export interface InputParams {
+  /** An image file's bytes (PNG, JPEG, WebP, BMP, TIFF, GIF or .npy), sent as multipart. */
+  image?: ImageSource;
+  /** The file name sent with `image` (a `File`'s own name otherwise). */
+  filename?: string;
+  /** Numbers used as sent, shape (C, H, W) or (H, W); or a base64 image. Sent as JSON. */
+  input?: ArrayInput | { image_base64: string };
+}
+
+type ConvFields = Omit<Schemas['ConvolveRequest'], 'input' | 'kernel' | 'format' | 'dry_run'>;
+
+/** The convolution options: exactly one of `kernel` and `preset`; the rest default on the server. */
+export type ConvOptions = Partial<Omit<ConvFields, 'channel' | 'normalize'>> & {
+  kernel?: KernelInput | NestedNumbers[];
+};
+
+export type ConvolveParams<F extends ConvolveFormat = ConvolveFormat> = InputParams & ConvOptions
+  & RequestOptions & {
+    format?: F;
+    normalize?: ConvFields['normalize'];
+    /** The output channel format=png returns (default 0). */
+    channel?: number;
+    /** Validate and return shapes and cost without computing (format json). */
+    dry_run?: boolean;
+  };
+
+export type ExplainParams = InputParams & ConvOptions & RequestOptions & {
+  /** The output element to explain: `{ channel, y, x }` or `[channel, y, x]`. */
+  at: Schemas['ExplainAt'] | readonly [number, number, number];
+};
+
+export type LayersParams<F extends LayersFormat = LayersFormat> = InputParams & RequestOptions
+  & Partial<Omit<Schemas['LayersRequest'], 'input' | 'layers' | 'format'>> & {
+    layers: LayerSpec[];
+    format?: F;
+  };
+
+/** A format=json channel: the generated fields, plus its picture as a PNG `Blob`. */
+export type Channel = ChannelResult & {
+  /** This channel's PNG (null when the answer carried none). */
+  png(): Blob | null;
+  /** An object URL of `png()` for an `<img src>`; revoke it with `URL.revokeObjectURL`. */
+  objectURL(): string | null;
+};
+
+/** The format=json answer of `convolve`. */
+export type ConvolveJson = Omit<ConvolveResponse, 'channels'> & { channels: Channel[] };
+
+/** The format=array answer of `convolve`: the json fields plus the output as nested lists. */
+export type ConvolveArray = Omit<ConvolveResponse, 'channels'> & {
+  channels?: ChannelResult[];
+  dtype: 'float32';
+  data: number[][][];
+};
+
+/** What `convolve` resolves to for each format. */
+export type ConvolveResult<F extends ConvolveFormat> =
+  F extends 'json' ? ConvolveJson
+    : F extends 'array' ? ConvolveArray
+      : F extends 'npy' ? NDArray
+        : Blob;
+
+/** What `layers` resolves to for each format. */
+export type LayersResult<F extends LayersFormat> =
+  F extends 'json' ? LayersResponse : F extends 'npy' ? NDArray : Blob;
+
+type JsonOf<Op extends keyof operations> = operations[Op]['responses'] extends
+  { 200: { content: { 'application/json': infer T } } } ? T : never;
+
+/**
+ * One parameter of a preset.
+ * (`GET /v1/presets` is an untyped object in the OpenAPI document; these fields are what the
+ * server sends and what the Python client reads.)
+ */
+export interface PresetParameter {
+  name: string;
+  type: 'int' | 'float' | string;
+  default: number | string | null;
+  min?: number | null;
+  max?: number | null;
+  odd?: boolean;
+  description?: string;
+  choices?: Array<number | string> | null;
+}
+
+/** One entry of `GET /v1/presets`. */
+export interface PresetInfo {
+  name: string;
+  description: string;
+  /** How it spreads over input channels: depthwise, luminance or full. */
+  rule: string;
+  parameters: PresetParameter[];
+  source: string;
+  range_preserving: boolean;
+  requires_channels?: number | null;
+  [key: string]: unknown;
+}
+
+/** `GET /v1/presets/{name}`: the exact kernel the server would apply for `channels` inputs. */
+export interface ResolvedPreset {
+  name: string;
+  weight: number[][][][];
+  weight_shape: number[];
+  bias: number[] | null;
+  groups: number;
+  rule: string;
+  params: Record<string, number | string>;
+  output_names: string[];
+  range_preserving?: boolean;
+  [key: string]: unknown;
+}
+
+export type HealthResponse = JsonOf<'healthz_healthz_get'>;
+
+/** `GET /readyz`: not ready is an answer here (callers poll it), not an error. */
+export type Readiness =
+  | { ready: true; status: string; engine?: string; device?: string; [key: string]: unknown }
+  | { ready: false; status: string; detail: string; retryAfter: number | null };
