@@ -3,9 +3,41 @@
 // map to see the sum behind it (/v1/models/{id}/explain). A /v1/layers stack (JSON) is shown
 // the same way: its table and each layer's maps.
 
-import { ApiError, request, requestJson } from './api.js';
 import { clear, fmt, fmtCount, h, shapeText } from './dom.js';
 import { renderExplanation } from './explain.js';
+
+/** A failed request: `problem` is the RFC 9457 body ({type, title, status, detail, errors}). */
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.name = 'ApiError';
+    this.problem = problem;
+  }
+}
+
+/** fetch() a relative path; an error answer becomes ApiError with its problem. */
+async function request(path, { method = 'GET', body } = {}) {
+  let response;
+  try {
+    response = await fetch(path, { method, body });
+  } catch (err) {
+    throw new ApiError(0, { title: 'Network error', detail: `could not reach the service (${err.message})` });
+  }
+  if (!response.ok) {
+    let problem;
+    try {
+      problem = await response.json();
+    } catch {
+      problem = { detail: `HTTP ${response.status} ${response.statusText}` };
+    }
+    throw new ApiError(response.status, problem);
+  }
+  return response;
+}
+
+async function requestJson(path, options) {
+  return (await request(path, options)).json();
+}
 
 const $ = (id) => document.getElementById(id);
 
