@@ -17,7 +17,7 @@ NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
-	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding)"
+	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding, CLI batches)"
 	@echo "make lint       ruff, mypy and tsc --noEmit"
 	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
 
@@ -48,6 +48,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
+	$(BIN)/python bench/bench_batch.py
 
 lint: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check service clients tests bench

@@ -56,3 +56,6 @@ def test_readme_examples_run_as_written(server_url: str, workdir: Path,
         assert status == 0, f"{command!r} exited {status}: {errors.getvalue()}"
     assert (workdir / "out" / "channel_000.png").is_file()
     assert (workdir / "y.npy").is_file() and (workdir / "box.png").is_file()
+    assert sorted(p.name for p in (workdir / "maps").iterdir()) == [
+        "cat_0.npy", "cat_180.npy", "cat_90.npy"]
+    assert (workdir / "edges" / "cat_90" / "channel_001.png").is_file()

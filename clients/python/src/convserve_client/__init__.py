@@ -6,7 +6,9 @@
 ...     res.shape, res.channels[0].stats, res.images()[0]
 """
 
-from convserve_client._client import AsyncClient, Client
+from convserve_client._async_client import AsyncClient
+from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError
+from convserve_client._client import Client
 from convserve_client._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -64,6 +66,7 @@ from convserve_client._version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "NOT_GIVEN",
@@ -92,6 +95,7 @@ __all__ = [
     "GatewayTimeoutError",
     "Health",
     "InternalServerError",
+    "ItemError",
     "LayerInfo",
     "LayersResult",
     "ModelInfo",

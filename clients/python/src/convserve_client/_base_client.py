@@ -253,7 +253,8 @@ class BaseClient(Generic[HttpxClientT]):
 
     def _build_request(self, call: Call[Any]) -> httpx.Request:
         body = dict(call.body)
-        headers = {**self.default_headers, **body.pop("headers", {})}
+        # The body's Content-Type unless the caller set one (with_options(headers=...)).
+        headers = {**body.pop("headers", {}), **self.default_headers}
         timeout = self.timeout if isinstance(call.timeout, NotGiven) else call.timeout
         return self._client.build_request(
             call.method,

@@ -1,26 +1,28 @@
-"""``Client`` (blocking, on ``httpx.Client``) and ``AsyncClient`` (on ``httpx.AsyncClient``).
+"""``Client``: the blocking client, on ``httpx.Client``.
 
-Both take the same arguments, have the same methods and return the same result types; the
-async methods are coroutines. Requests, retries and parsing live in
+:class:`~convserve_client.AsyncClient` is its asynchronous twin, with the same arguments,
+methods and result types. Requests, retries and parsing live in
 :mod:`convserve_client._base_client`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
 from convserve_client._base_client import BaseClient, Call, conv_options
+from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_threads
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from convserve_client._model_methods import AsyncModelMethods, ModelMethods
+from convserve_client._model_methods import ModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from convserve_client._inputs import Transport
     from convserve_client._models import (
         ConvolveResult,
@@ -34,26 +36,27 @@ if TYPE_CHECKING:
     )
     from convserve_client._types import (
         ArrayInput,
+        ColorMode,
         ConvolveFormat,
+        ConvolveOptions,
+        Device,
+        Engine,
         ImageInput,
         IntOrPair,
         KernelInput,
         LayersFormat,
+        LayersOptions,
+        Layout,
+        Normalize,
         PaddingInput,
+        PaddingMode,
+        Returns,
         TimeoutTypes,
     )
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["Client"]
 
 T = TypeVar("T")
-
-Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
-ColorMode = Literal["rgb", "gray", "rgba", "keep"]
-Engine = Literal["numpy", "onnxruntime"]
-Device = Literal["cpu", "cuda"]
-PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
-Layout = Literal["OIHW", "HWIO"]
-Returns = Literal["all", "last", "none"]
 
 
 class Client(BaseClient[httpx.Client], ModelMethods):
@@ -306,6 +309,54 @@ class Client(BaseClient[httpx.Client], ModelMethods):
             transport=transport, timeout=timeout,
         ))
 
+    def convolve_many(
+        self,
+        inputs: Iterable[ImageInput],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        **options: Unpack[ConvolveOptions],
+    ) -> Iterator[tuple[ImageInput, ConvolveResult | ItemError]]:
+        """:meth:`convolve` with the same options over many inputs, ``concurrency`` at a time.
+
+        Parameters
+        ----------
+        inputs : iterable of paths, bytes, Pillow images or arrays
+            Drawn lazily, as calls end (a generator over a large folder is fine).
+        concurrency : int
+            Calls in flight at once (default 4), on threads sharing this client's connections.
+        **options
+            Anything :meth:`convolve` takes besides the image (``preset="sobel"``,
+            ``format="npy"``, ...).
+
+        Yields
+        ------
+        (input, ConvolveResult or error)
+            In the order the calls end. Each call has the client's retries; a call that still
+            fails yields its error (an ``APIError`` with the server's ``problem``, or the
+            ``OSError``/``ValueError`` of an input that cannot be sent) and the rest go on.
+            Leaving the loop early cancels the calls not yet started.
+
+        Examples
+        --------
+        >>> for path, res in cs.convolve_many(Path("photos").glob("*.jpg"),
+        ...                                   preset="sobel"):  # doctest: +SKIP
+        ...     if isinstance(res, Exception):
+        ...         print(path, "failed:", res)
+        ...     else:
+        ...         res.save(Path("edges") / Path(path).stem)
+        """
+        return map_threads(lambda image: self.convolve(image, **options), inputs, concurrency)
+
+    def layers_many(
+        self,
+        inputs: Iterable[ImageInput],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        **options: Unpack[LayersOptions],
+    ) -> Iterator[tuple[ImageInput, LayersResult | ItemError]]:
+        """:meth:`layers` with the same stack over many inputs (see :meth:`convolve_many`)."""
+        return map_threads(lambda image: self.layers(image, **options), inputs, concurrency)
+
     def presets(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> list[PresetInfo]:
         """Every named kernel: ``GET /v1/presets``."""
         return self._request(self._presets_call(timeout))
@@ -340,198 +391,3 @@ class Client(BaseClient[httpx.Client], ModelMethods):
     def openapi(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> dict[str, Any]:
         """The server's OpenAPI document (what endpoints this server version has)."""
         return self._request(self._openapi_call(timeout))
-
-
-class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
-    """The asynchronous twin of :class:`Client`: same arguments, same methods (coroutines).
-
-    ``sleep`` is an ``async`` function (default ``asyncio.sleep``); ``http_client`` an
-    ``httpx.AsyncClient``. Use ``async with AsyncClient(...) as cs:`` or ``await cs.close()``.
-    """
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-    ) -> None:
-        super().__init__(base_url=base_url, api_key=api_key, timeout=timeout,
-                         max_retries=max_retries, headers=headers)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=timeout)
-        self._sleep = sleep or asyncio.sleep
-
-    def with_options(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-        max_retries: int | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> AsyncClient:
-        """A copy with some options changed, sharing this client's connections."""
-        copy = AsyncClient.__new__(AsyncClient)
-        self._copy_config(copy, base_url=base_url, api_key=api_key, timeout=timeout,
-                          max_retries=max_retries, headers=headers)
-        copy._sleep = self._sleep
-        return copy
-
-    async def close(self) -> None:
-        """Close the connection pool (unless it was passed in as ``http_client``)."""
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _request(self, call: Call[T]) -> T:
-        retries_done = 0
-        while True:
-            request = self._build_request(call)
-            try:
-                response = await self._client.send(request)
-                await response.aread()
-            except httpx.HTTPError as exc:
-                delay = self._retry_after_error(call, request, exc, retries_done)
-            else:
-                retry = self._retry_after_response(call, response, retries_done)
-                if retry is None:
-                    return self._process_response(call, response)
-                await response.aclose()
-                delay = retry
-            await self._sleep(delay)
-            retries_done += 1
-
-    # --- endpoints (see Client for the documentation of each) ----------------------------
-
-    async def convolve(
-        self,
-        image: ImageInput,
-        *,
-        kernel: KernelInput | None = None,
-        bias: ArrayInput | None = None,
-        layout: Layout | None = None,
-        preset: str | None = None,
-        preset_params: Mapping[str, float] | None = None,
-        stride: IntOrPair | None = None,
-        padding: PaddingInput | None = None,
-        dilation: IntOrPair | None = None,
-        groups: int | None = None,
-        padding_mode: PaddingMode | None = None,
-        engine: Engine | None = None,
-        device: Device | None = None,
-        color_mode: ColorMode | None = None,
-        format: ConvolveFormat = "json",
-        normalize: Normalize | None = None,
-        channel: int | None = None,
-        dry_run: bool = False,
-        transport: Transport = "multipart",
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-    ) -> ConvolveResult:
-        """Apply one convolution layer to ``image`` (see :meth:`Client.convolve`)."""
-        options = conv_options(
-            kernel=kernel, bias=bias, layout=layout, preset=preset, preset_params=preset_params,
-            stride=stride, padding=padding, dilation=dilation, groups=groups,
-            padding_mode=padding_mode, engine=engine, device=device, color_mode=color_mode,
-        )
-        return await self._request(self._convolve_call(
-            image, options=options, format=format, normalize=normalize, channel=channel,
-            dry_run=dry_run, transport=transport, timeout=timeout,
-        ))
-
-    async def explain(
-        self,
-        image: ImageInput,
-        *,
-        at: Sequence[int],
-        kernel: KernelInput | None = None,
-        bias: ArrayInput | None = None,
-        layout: Layout | None = None,
-        preset: str | None = None,
-        preset_params: Mapping[str, float] | None = None,
-        stride: IntOrPair | None = None,
-        padding: PaddingInput | None = None,
-        dilation: IntOrPair | None = None,
-        groups: int | None = None,
-        padding_mode: PaddingMode | None = None,
-        engine: Engine | None = None,
-        device: Device | None = None,
-        color_mode: ColorMode | None = None,
-        transport: Transport = "multipart",
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-    ) -> ExplainResult:
-        """The arithmetic behind one output element (see :meth:`Client.explain`)."""
-        options = conv_options(
-            kernel=kernel, bias=bias, layout=layout, preset=preset, preset_params=preset_params,
-            stride=stride, padding=padding, dilation=dilation, groups=groups,
-            padding_mode=padding_mode, engine=engine, device=device, color_mode=color_mode,
-        )
-        return await self._request(self._explain_call(image, at=at, options=options,
-                                                      transport=transport, timeout=timeout))
-
-    async def layers(
-        self,
-        image: ImageInput,
-        *,
-        layers: Sequence[Mapping[str, Any]],
-        returns: Returns | None = None,
-        format: LayersFormat = "json",
-        normalize: Normalize | None = None,
-        color_mode: ColorMode | None = None,
-        engine: Engine | None = None,
-        device: Device | None = None,
-        dry_run: bool = False,
-        transport: Transport = "multipart",
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-    ) -> LayersResult:
-        """Run a stack of layers over ``image`` (see :meth:`Client.layers`)."""
-        return await self._request(self._layers_call(
-            image, layers=layers, returns=returns, format=format, normalize=normalize,
-            color_mode=color_mode, engine=engine, device=device, dry_run=dry_run,
-            transport=transport, timeout=timeout,
-        ))
-
-    async def presets(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> list[PresetInfo]:
-        """Every named kernel: ``GET /v1/presets``."""
-        return await self._request(self._presets_call(timeout))
-
-    async def preset(
-        self,
-        name: str,
-        *,
-        channels: int = 3,
-        params: Mapping[str, float] | None = None,
-        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
-    ) -> ResolvedPreset:
-        """A preset resolved for ``channels`` inputs: ``GET /v1/presets/{name}``."""
-        return await self._request(self._preset_call(name, channels, params, timeout))
-
-    async def engines(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> EnginesInfo:
-        """Engines and devices available on the server: ``GET /v1/engines``."""
-        return await self._request(self._engines_call(timeout))
-
-    async def health(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> Health:
-        """Liveness: ``GET /healthz``."""
-        return await self._request(self._health_call(timeout))
-
-    async def ready(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> Readiness:
-        """Readiness: ``GET /readyz``; ``ready`` is False (not an error) while warming up."""
-        return await self._request(self._ready_call(timeout))
-
-    async def openapi(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> dict[str, Any]:
-        """The server's OpenAPI document (what endpoints this server version has)."""
-        return await self._request(self._openapi_call(timeout))
