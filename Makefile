@@ -12,12 +12,13 @@ DEV_STAMP := $(VENV)/.installed-dev
 TS_CLIENT := clients/typescript
 NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: run test bench lint typecheck openapi clean help
+.PHONY: run test bench loadtest lint typecheck openapi clean help
 
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
 	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding, CLI batches)"
+	@echo "make loadtest   burst, overload, 10 min soak and faults against 2 workers (~15 min)"
 	@echo "make lint       ruff, mypy and tsc --noEmit"
 	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
 
@@ -44,11 +45,22 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(DEV_STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(DEV_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev,bench]"
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_io.py
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
 	$(BIN)/python bench/bench_batch.py
+
+# LOADTEST_ARGS="--soak-s 60" shortens the soak; "--short" is the form `make test` runs.
+loadtest: $(DEV_STAMP)
+	$(BIN)/python bench/loadtest.py $(LOADTEST_ARGS)
 
 lint: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check service clients tests bench

@@ -5,6 +5,8 @@
 #   single    build `api`, `docker-compose up -d`, wait for /readyz, D2L numbers and PNGs of a
 #             real photo from the host, non-root user, threads fitted to the CPU limit, Docker
 #             health status "healthy", limits and read-only root applied
+#   load      bench/loadtest.py against that stack: a burst of uploads near the upload limit
+#             and 16 MP photos, then a worker SIGKILLed mid-request (the SDK's retry succeeds)
 #   scale     the lb profile: `--scale api=2` behind nginx (Debian's nginx stands in for the
 #             official image), requests reach both replicas
 #   down      `docker-compose down -v`, always (trap), also after a failure
@@ -113,6 +115,21 @@ container_checks() {
   [ "$health" = healthy ]
 }
 timed "container: non-root, launch plan, limits, health" container_checks
+
+load_checks() {
+  local cid state
+  cid=$(docker-compose ps -q api)
+  # 16 uploads near CONVSERVE_MAX_UPLOAD_BYTES, then 4 concurrent 16 MP photos: only 200 or
+  # 503 + Retry-After, no reset, no worker restart; then SIGKILL (from the host) the worker
+  # busy with an SDK request: the retry succeeds, uvicorn replaces it, /readyz recovers.
+  .venv/bin/python bench/loadtest.py --url "http://127.0.0.1:$CONVSERVE_HOST_PORT" \
+    --container "$cid" --scenario burst --scenario kill --uploads 16 --photos 4
+  # The container itself was neither restarted nor OOM-killed.
+  state=$(docker inspect --format 'restarts={{.RestartCount}} oom={{.State.OOMKilled}}' "$cid")
+  say "$state"
+  [ "$state" = "restarts=0 oom=false" ]
+}
+timed "load: burst and a killed worker (bench/loadtest.py)" load_checks
 
 timed "down (single instance)" docker-compose down -v
 timed "up lb profile, --scale api=2 (waits for healthy replicas)" \

@@ -379,7 +379,7 @@ def test_layers_stack_shapes_params_and_formats(api: Any, cat_png: Path,
          "activation": "relu"},
         {"type": "maxpool2d", "kernel_size": 2},
     ]
-    res = api.layers(cat_png, layers=stack, returns="all")
+    res = api.layers(cat_png, layers=stack, return_="all")
     assert isinstance(res, LayersResult)
     assert [(layer.type, layer.output_shape) for layer in res.layers] == [
         ("conv2d", (4, 300, 451)), ("maxpool2d", (4, 150, 225))]

@@ -45,15 +45,14 @@ SCHEMAS: dict[str, Any] = DOCUMENT["components"]["schemas"]
 Schema = Mapping[str, Any]
 
 UNDOCUMENTED = {
-    ("ConvolveResponse", "data"): "format=array's values, not in the response schema yet",
     ("Cost", "feature_map_bytes"): "the client's Cost also reads StackCost, which has it",
     ("StackCost", "output_size"): "and reads Cost's per-axis formulas, which a stack lacks",
 }
 """Fields the client reads that the schema does not list, each with why. The test fails when
 the schema gains one, so that the exception is removed."""
 
-ARRAY_LENGTHS = {"shape": 3, "output_shape": 3, "input_shape": 3, "padding": 4, "stride": 2,
-                 "dilation": 2, "window_origin": 2}
+ARRAY_LENGTHS = {"data": 1, "shape": 3, "output_shape": 3, "input_shape": 3, "padding": 4,
+                 "stride": 2, "dilation": 2, "window_origin": 2}
 """Lengths the schema does not state (its arrays have no minItems): those of a real answer."""
 
 CONVERTED = {
@@ -162,7 +161,7 @@ IMAGE = np.zeros((3, 4, 5), np.float32)
             {"type": "conv2d", "kernel": {"weight": np.ones((2, 3, 3, 3))}, "padding": 1,
              "padding_mode": "zeros", "activation": "relu"},
             {"type": "maxpool2d", "kernel_size": 2}],
-        returns="all", format="zip", normalize="abs", color_mode="gray", engine="onnxruntime",
+        return_="all", format="zip", normalize="abs", color_mode="gray", engine="onnxruntime",
         device="cpu", dry_run=True, transport="json", timeout=None), id="layers"),
 ])
 def test_the_json_bodies_the_client_sends_validate(name: str, body: dict[str, Any]) -> None:
@@ -188,7 +187,7 @@ def form_fields(path: str) -> set[str]:
     pytest.param("/v1/explain", "_explain_call", {"options": OPTIONS, "at": (0, 1, 1)},
                  id="explain"),
     pytest.param("/v1/layers", "_layers_call",
-                 {"layers": [{"type": "relu"}], "returns": "last", "format": "json",
+                 {"layers": [{"type": "relu"}], "return_": "last", "format": "json",
                   "normalize": "auto", "color_mode": "keep", "engine": "numpy",
                   "device": "cpu", "dry_run": True}, id="layers"),
 ])
@@ -238,7 +237,7 @@ def test_the_command_lines_choices_are_the_clients_vocabularies() -> None:
     assert choices[("explain", "padding_mode")] == vocab.PADDING_MODES
     assert choices[("convolve", "format")] == vocab.CONVOLVE_FORMATS
     assert choices[("layers", "format")] == vocab.LAYERS_FORMATS
-    assert choices[("layers", "returns")] == vocab.RETURNS
+    assert choices[("layers", "return_")] == vocab.RETURNS
     for command in ("convolve", "explain", "layers"):
         assert choices[(command, "engine")] == vocab.ENGINES
         assert choices[(command, "device")] == vocab.DEVICES
@@ -268,7 +267,9 @@ def example(schema: Schema, full: bool, name: str = "") -> Any:
             value.update({key: example(extra, full) for key in keys})
         return value
     if kind == "array":
-        return [example(schema.get("items", {}), full) for _ in range(ARRAY_LENGTHS.get(name, 2))]
+        items = schema.get("items", {})
+        inner = name if resolve(items).get("type") == "array" else ""  # nested: (C, H, W) data
+        return [example(items, full, inner) for _ in range(ARRAY_LENGTHS.get(name, 2))]
     samples = {"string": "dGV4dA==", "integer": 1, "number": 0.5, "boolean": True}
     return samples.get(kind or "", {})
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from convserve.admission import default_memory_budget, sizing_problems
 from convserve.settings import Settings
 from tests.docker.dockerfiles import Dockerfile, parse_dockerfile
 
@@ -364,3 +365,69 @@ def test_kubernetes_service_selects_the_deployment_pods() -> None:
     container_ports = {p["name"] for p in
                        deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
+
+
+# --- the sizing rule (docs/deployment.md, convserve.admission.sizing_problems) ---------------
+
+UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def size_bytes(text: str) -> int:
+    """``2g``, ``16m``, ``2Gi``, ``256Mi`` as Docker and Kubernetes read them, in bytes."""
+    match = re.fullmatch(r"(\d+)([kmg]i?)?b?", text.strip().lower())
+    assert match, f"not a size: {text!r}"
+    return int(match.group(1)) * UNITS[match.group(2) or ""]
+
+
+def test_size_bytes_reads_docker_and_kubernetes_sizes() -> None:
+    assert [size_bytes(t) for t in ("2g", "16m", "2Gi", "256Mi", "512")] == [
+        2 * 2**30, 16 * 2**20, 2 * 2**30, 256 * 2**20, 512]
+
+
+def test_compose_memory_tmpfs_workers_and_budget_follow_the_sizing_rule() -> None:
+    api = COMPOSE["services"]["api"]
+    defaults = {key: default for key, (_, default) in env_defaults(api).items()}
+    limit = size_bytes(ENV_DEFAULT.match(api["mem_limit"]).group(2))  # type: ignore[union-attr]
+    (tmpfs,) = [t for t in api["tmpfs"] if t.startswith("/tmp:")]
+    tmpfs_size = size_bytes(re.search(r"size=(\w+)", tmpfs).group(1))  # type: ignore[union-attr]
+    workers = int(defaults["WEB_CONCURRENCY"])
+    budget = int(defaults["CONVSERVE_MEMORY_BUDGET_BYTES"]) or default_memory_budget(
+        workers, limit)
+    assert budget == 768 * 2**20  # 2 GiB / 2 workers - 256 MiB, as docs/deployment.md says
+    problems = sizing_problems(limit, workers, tmpfs_size, budget,
+                               int(defaults["CONVSERVE_MAX_PIXELS"]),
+                               int(defaults["CONVSERVE_MAX_UPLOAD_BYTES"]))
+    assert problems == []
+
+
+def test_kubernetes_deployment_follows_the_sizing_rule() -> None:
+    (deployment,) = load_yaml_documents("deploy/kubernetes/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    limit = size_bytes(container["resources"]["limits"]["memory"])
+    workers = int(env["WEB_CONCURRENCY"])
+    settings = Settings()
+    budget = int(env.get("CONVSERVE_MEMORY_BUDGET_BYTES") or 0) or default_memory_budget(
+        workers, limit)
+    problems = sizing_problems(
+        limit, workers, size_bytes(tmp["emptyDir"]["sizeLimit"]), budget,
+        int(env.get("CONVSERVE_MAX_PIXELS") or settings.max_pixels),
+        int(env.get("CONVSERVE_MAX_UPLOAD_BYTES") or settings.max_upload_bytes))
+    assert problems == []
+
+
+def test_the_sizing_rule_catches_what_does_not_fit() -> None:
+    fits = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20, 16_000_000, 25_000_000)
+    assert fits == []
+    too_many_workers = sizing_problems(2 * 2**30, 3, 16 * 2**20, 768 * 2**20, 16_000_000,
+                                       25_000_000)
+    assert len(too_many_workers) == 1 and "exceed the memory limit" in too_many_workers[0]
+    big_tmpfs = sizing_problems(2 * 2**30, 2, 256 * 2**20, 768 * 2**20, 16_000_000, 25_000_000)
+    assert len(big_tmpfs) == 1 and "tmpfs" in big_tmpfs[0]
+    service_default_pixels = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20,
+                                             50_000_000, 25_000_000)
+    assert len(service_default_pixels) == 1 and "CONVSERVE_MAX_PIXELS" in service_default_pixels[0]
+    big_upload = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20, 16_000_000, 120_000_000)
+    assert any("intake pool" in p for p in big_upload)

@@ -932,3 +932,46 @@ def test_header_size_helper_patches_the_ihdr() -> None:
     assert struct.unpack(">II", data[16:24]) == (123, 45)
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (123, 45)
+
+
+@pytest.mark.parametrize("mode", ["clip", "minmax", "abs", "symmetric"])
+def test_to_pixels_of_maps_larger_than_a_band_follow_the_rule_on_every_row(mode: str) -> None:
+    """Maps are scaled band by band; the range is still the whole channel's, finite values only."""
+    rng = np.random.default_rng(7)
+    maps = rng.normal(0.3, 2.0, size=(2, 1100, 300)).astype(np.float32)
+    maps[0, 1000, 5], maps[0, 1050, 7], maps[1, 3, 3] = np.nan, np.inf, -np.inf
+    maps[1, 1099, 299] = 40.0  # the channel's maximum, in its last band
+    got = imaging.to_pixels(maps, mode, range_preserving=False)  # type: ignore[arg-type]
+    for c in range(2):
+        v = maps[c].astype(np.float64)
+        finite = np.isfinite(v)
+        lo, hi = v[finite].min(), v[finite].max()
+        peak = max(abs(lo), abs(hi))
+        w = np.where(finite, v, 0.0)
+        expected = {
+            "clip": np.clip(w, 0, 1) * 255,
+            "minmax": (w - lo) * 255 / (hi - lo),
+            "abs": np.abs(w) * 255 / peak,
+            "symmetric": 127.5 + 127.5 * w / peak,
+        }[mode]
+        want = np.clip(np.rint(expected), 0, 255)
+        want[np.isposinf(v)] = 255
+        want[np.isneginf(v) | np.isnan(v)] = 0
+        # float32 arithmetic may round a value sitting on .5 the other way: at most 1 apart
+        assert np.abs(got[c].astype(np.int16) - want).max() <= 1
+    assert got[0, 1000, 5] == 0 and got[0, 1050, 7] == 255 and got[1, 3, 3] == 0
+    assert got[1, 1099, 299] == 255
+    # Quantised in place, over the maps' own memory, the pixels are the same.
+    given_up = maps.copy()
+    in_place = imaging.to_pixels(given_up, mode, range_preserving=False,  # type: ignore[arg-type]
+                                 overwrite=True)
+    assert np.shares_memory(in_place, given_up)
+    np.testing.assert_array_equal(in_place, got)
+    # A single-band map with non-finite values in its first rows, the overlapping case.
+    small = maps[:, :40].copy()
+    small[0, 0, 1], small[0, 2, 0] = np.inf, np.nan
+    np.testing.assert_array_equal(
+        imaging.to_pixels(small.copy(), mode, range_preserving=False,  # type: ignore[arg-type]
+                          overwrite=True),
+        imaging.to_pixels(small, mode, range_preserving=False),  # type: ignore[arg-type]
+    )

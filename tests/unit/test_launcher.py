@@ -132,5 +132,7 @@ def test_uvicorn_argv_serves_the_app_with_planned_workers() -> None:
     assert uvicorn_argv(env, ["--timeout-keep-alive", "10"]) == [
         sys.executable, "-m", "uvicorn", "convserve.main:app",
         "--host", "0.0.0.0", "--port", "9000", "--workers", "2",
-        "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "10",
+        "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "75",
+        "--timeout-worker-healthcheck", "30",
+        "--timeout-keep-alive", "10",  # the operator's, last: it wins
     ]

@@ -50,6 +50,17 @@ def test_strided_views_are_encoded_as_their_values() -> None:
     np.testing.assert_array_equal(read(png.encode(view))[1], view)
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_images_of_several_bands_are_one_stream_of_their_rows(library: png.Deflate) -> None:
+    planes = smooth((3, 2500, 700))  # 2.1 MB of RGB rows: three bands of filtered rows
+    view = np.moveaxis(planes, 0, -1)  # the (C, H, W) planes read in place, as compose_png does
+    assert 3 * 2500 * 700 > 2 * png._BAND_BYTES
+    for level in (0, 1, 6):
+        got_mode, got = read(png.encode(view, level, deflate=library))
+        assert got_mode == "RGB"
+        np.testing.assert_array_equal(got, view)
+
+
 def test_the_file_is_one_header_filtered_rows_and_an_end() -> None:
     pixels = np.array([[10, 20, 30], [11, 25, 30]], np.uint8)
     data = png.encode(pixels, 1)

@@ -590,7 +590,22 @@ export interface components {
              * @enum {string}
              */
             type: "conv2d";
-        };
+        } & ({
+            filters?: null;
+            kernel: Record<string, never>;
+            kernel_size?: null;
+            preset?: null;
+        } | {
+            filters?: null;
+            kernel?: null;
+            kernel_size?: null;
+            preset: string;
+        } | {
+            filters: number;
+            kernel?: null;
+            kernel_size: unknown;
+            preset?: null;
+        });
         /**
          * ConvolveRequest
          * @description A JSON body for /v1/convolve: the options plus the input.
@@ -717,15 +732,23 @@ export interface components {
              *     ]
              */
             stride?: number | number[];
-        };
+        } & ({
+            kernel: Record<string, never>;
+            preset?: null;
+        } | {
+            kernel?: null;
+            preset: string;
+        });
         /**
          * ConvolveResponse
          * @description The format=json answer of /v1/convolve.
          */
         ConvolveResponse: {
             /** Channels */
-            channels: components["schemas"]["ChannelResult"][];
+            channels?: components["schemas"]["ChannelResult"][];
             cost: components["schemas"]["Cost"];
+            /** Data */
+            data?: (number | null)[][][];
             /** Device */
             device: string;
             /** Dilation */
@@ -735,6 +758,12 @@ export interface components {
              * @default false
              */
             dry_run?: boolean;
+            /**
+             * Dtype
+             * @default float32
+             * @constant
+             */
+            dtype?: "float32";
             /** Engine */
             engine: string;
             /** Groups */
@@ -945,7 +974,13 @@ export interface components {
              *     ]
              */
             stride?: number | number[];
-        };
+        } & ({
+            kernel: Record<string, never>;
+            preset?: null;
+        } | {
+            kernel?: null;
+            preset: string;
+        });
         /**
          * ExplainResponse
          * @description The answer of /v1/explain: every product behind one output element.
@@ -1144,7 +1179,13 @@ export interface components {
              * @default null
              */
             image_base64?: string | null;
-        };
+        } & ({
+            array: unknown[];
+            image_base64?: null;
+        } | {
+            array?: null;
+            image_base64: string;
+        });
         /**
          * KernelSpec
          * @description An explicit kernel tensor.
@@ -1357,6 +1398,8 @@ export interface components {
          *     exactly these numbers.
          */
         LimitsResponse: {
+            /** Body Timeout S */
+            body_timeout_s: number;
             /** Env */
             env: {
                 [key: string]: string;
@@ -1383,6 +1426,8 @@ export interface components {
             max_preset_channels: number;
             /** Max Upload Bytes */
             max_upload_bytes: number;
+            /** Memory Budget Bytes */
+            memory_budget_bytes: number;
             /** Model Store Bytes */
             model_store_bytes: number;
         };
@@ -1860,18 +1905,33 @@ export interface operations {
                     bias_key?: string;
                     /** @description The output channel returned by format=png (default 0). */
                     channel?: string;
-                    /** @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's). */
-                    color_mode?: string;
-                    /** @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422. */
-                    device?: string;
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
                     /** @description 2, 2,3 or [2, 3] */
                     dilation?: string;
-                    /** @description Validate and return shapes and cost without computing. */
-                    dry_run?: string;
-                    /** @description numpy or onnxruntime; default from CONVSERVE_ENGINE. */
-                    engine?: string;
-                    /** @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip. */
-                    format?: string;
+                    /**
+                     * @description Validate and return shapes and cost without computing.
+                     * @enum {string}
+                     */
+                    dry_run?: "true" | "false";
+                    /**
+                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @enum {string}
+                     */
+                    engine?: "numpy" | "onnxruntime";
+                    /**
+                     * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
+                     * @enum {string}
+                     */
+                    format?: "json" | "array" | "npy" | "png" | "image" | "grid" | "zip";
                     /**
                      * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
                      *     own with a preset.
@@ -1899,22 +1959,24 @@ export interface operations {
                     /**
                      * @description Float to pixel mapping for PNGs: auto (clip for range-preserving kernels, else minmax),
                      *     clip, minmax, abs, symmetric (0 is mid-grey).
+                     * @enum {string}
                      */
-                    normalize?: string;
+                    normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
                     /** @description 1, 1,2, 0,1,0,1 (top,bottom,left,right), same or valid */
                     padding?: string;
                     /**
                      * @description zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
                      *     Default: zeros with a kernel, reflect with a preset.
+                     * @enum {string}
                      */
-                    padding_mode?: string;
+                    padding_mode?: "zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap" | "BORDER_CONSTANT" | "BORDER_REFLECT_101" | "BORDER_REFLECT101" | "BORDER_REPLICATE" | "BORDER_WRAP";
                     /** @description A named kernel from GET /v1/presets, resolved for the input's channels. */
                     preset?: string;
                     /** @description JSON object of preset parameters */
                     preset_params?: string;
                     /** @description 2, 2,3 or [2, 3] */
                     stride?: string;
-                };
+                } & (unknown | unknown | unknown);
             };
         };
         responses: {
@@ -1930,8 +1992,28 @@ export interface operations {
                     "image/png": unknown;
                 };
             };
+            /** @description A multipart/form-data body that cannot be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unknown preset */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2027,14 +2109,23 @@ export interface operations {
                     at: string;
                     /** @description The bias's name, when not the weight's prefix + bias */
                     bias_key?: string;
-                    /** @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's). */
-                    color_mode?: string;
-                    /** @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422. */
-                    device?: string;
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
                     /** @description 2, 2,3 or [2, 3] */
                     dilation?: string;
-                    /** @description numpy or onnxruntime; default from CONVSERVE_ENGINE. */
-                    engine?: string;
+                    /**
+                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @enum {string}
+                     */
+                    engine?: "numpy" | "onnxruntime";
                     /**
                      * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
                      *     own with a preset.
@@ -2064,15 +2155,16 @@ export interface operations {
                     /**
                      * @description zeros, reflect, replicate or circular (NumPy's constant, edge, wrap accepted).
                      *     Default: zeros with a kernel, reflect with a preset.
+                     * @enum {string}
                      */
-                    padding_mode?: string;
+                    padding_mode?: "zeros" | "reflect" | "replicate" | "circular" | "constant" | "edge" | "wrap" | "BORDER_CONSTANT" | "BORDER_REFLECT_101" | "BORDER_REFLECT101" | "BORDER_REPLICATE" | "BORDER_WRAP";
                     /** @description A named kernel from GET /v1/presets, resolved for the input's channels. */
                     preset?: string;
                     /** @description JSON object of preset parameters */
                     preset_params?: string;
                     /** @description 2, 2,3 or [2, 3] */
                     stride?: string;
-                };
+                } & (unknown | unknown | unknown);
             };
         };
         responses: {
@@ -2085,8 +2177,28 @@ export interface operations {
                     "application/json": components["schemas"]["ExplainResponse"];
                 };
             };
+            /** @description A multipart/form-data body that cannot be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unknown preset */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2158,19 +2270,32 @@ export interface operations {
             content: {
                 "application/json": components["schemas"]["LayersRequest"];
                 "multipart/form-data": {
-                    /** @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's). */
-                    color_mode?: string;
-                    /** @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422. */
-                    device?: string;
-                    /** @description Validate and return shapes and cost without computing. */
-                    dry_run?: string;
-                    /** @description numpy or onnxruntime; default from CONVSERVE_ENGINE. */
-                    engine?: string;
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422.
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
+                    /**
+                     * @description Validate and return shapes and cost without computing.
+                     * @enum {string}
+                     */
+                    dry_run?: "true" | "false";
+                    /**
+                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @enum {string}
+                     */
+                    engine?: "numpy" | "onnxruntime";
                     /**
                      * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
                      *     manifest); onnx (the stack as a standalone ONNX model, weights included, not run).
+                     * @enum {string}
                      */
-                    format?: string;
+                    format?: "json" | "npy" | "zip" | "onnx";
                     /**
                      * Format: binary
                      * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
@@ -2178,10 +2303,16 @@ export interface operations {
                     image: string;
                     /** @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}] */
                     layers: string;
-                    /** @description Float to pixel mapping for the PNGs (as /v1/convolve), per layer. */
-                    normalize?: string;
-                    /** @description Which layers' maps format=json returns: all, last or none (shapes and cost only). */
-                    return?: string;
+                    /**
+                     * @description Float to pixel mapping for the PNGs (as /v1/convolve), per layer.
+                     * @enum {string}
+                     */
+                    normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+                    /**
+                     * @description Which layers' maps format=json returns: all, last or none (shapes and cost only).
+                     * @enum {string}
+                     */
+                    return?: "all" | "last" | "none";
                 };
             };
         };
@@ -2197,8 +2328,28 @@ export interface operations {
                     "application/zip": unknown;
                 };
             };
+            /** @description A multipart/form-data body that cannot be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unknown preset */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2911,7 +3062,8 @@ export interface operations {
             };
             header?: never;
             path: {
-                name: string;
+                /** @description A preset name from GET /v1/presets */
+                name: "identity" | "box_blur" | "gaussian_blur" | "sharpen" | "unsharp_mask" | "laplacian" | "sobel" | "sobel_x" | "sobel_y" | "scharr" | "prewitt" | "emboss" | "outline" | "motion_blur" | "kirsch" | "gabor" | "grayscale" | "sepia" | "channel_swap" | "d2l_edge" | "d2l_multi_in" | "d2l_multi_in_out";
             };
             cookie?: never;
         };

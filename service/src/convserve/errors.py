@@ -16,7 +16,9 @@ bare NumPy or ONNX Runtime exception.
     ├── AuthenticationError              401  missing or wrong API key
     ├── LimitExceededError               422  a configured limit (names the setting)
     │   └── PayloadTooLargeError         413  upload bytes or decoded pixels over the limit
+    ├── RequestTimeoutError              408  the request body did not arrive in time
     ├── OverloadedError                  503  compute queue full; carries ``retry_after``
+    │   └── ResourceExhaustedError       503  memory or disk ran out (MemoryError, ENOSPC)
     └── ComputeTimeoutError              504  the computation outlived its time budget
 """
 
@@ -35,6 +37,8 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "RequestTimeoutError",
+    "ResourceExhaustedError",
     "ShapeError",
     "UnsupportedMediaTypeError",
 ]
@@ -165,6 +169,17 @@ class OverloadedError(ConvServeError):
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class ResourceExhaustedError(OverloadedError):
+    slug = "resources-exhausted"
+    title = "Server resources exhausted"
+
+
+class RequestTimeoutError(ConvServeError):
+    status = 408
+    slug = "request-timeout"
+    title = "Request body timed out"
 
 
 class ComputeTimeoutError(ConvServeError):

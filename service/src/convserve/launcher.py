@@ -19,8 +19,9 @@ compute threads of 32 ONNX Runtime threads each, all fighting over 2 CPUs. The l
    so 2 workers on 2 cores run 1 convolution of 1 thread each: 2 busy threads on 2 CPUs;
 3. replaces itself (``exec``) with ``python -m uvicorn convserve.main:app --workers N``, on
    ``HOST`` (default ``0.0.0.0``) and ``PORT`` (default ``8000``), at the service's log level,
-   without uvicorn's access log (the service logs one structured line a request). Extra
-   arguments are passed on to uvicorn.
+   without uvicorn's access log (the service logs one structured line a request), keeping
+   idle connections 75 s (``KEEP_ALIVE_S``) and giving a busy worker 30 s to answer the
+   supervisor's ping (``WORKER_HEALTHCHECK_S``). Extra arguments are passed on to uvicorn.
 
 Every value the operator sets explicitly wins; the chosen plan is logged as one JSON line.
 """
@@ -49,6 +50,14 @@ __all__ = [
 MAX_DEFAULT_WORKERS = 4
 """Workers started when ``WEB_CONCURRENCY`` is unset: more cost memory for little gain."""
 _BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+KEEP_ALIVE_S = 75
+"""Seconds an idle keep-alive connection stays open. uvicorn's default, 5 s, equals httpx's
+(and the SDK's) idle expiry, so a client reusing a connection just as the server closed it
+got a reset under load; the server must outlast its clients and proxies (nginx: 60 s)."""
+WORKER_HEALTHCHECK_S = 30
+"""Seconds uvicorn's supervisor waits for a worker to answer its ping before it kills it. The
+answer comes from a thread of the worker; on CPUs saturated by convolutions it can take more
+than uvicorn's default 5 s, and the supervisor then killed a healthy worker mid-request."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,8 @@ def uvicorn_argv(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]
         "--workers", env["WEB_CONCURRENCY"],
         "--log-level", (env.get("CONVSERVE_LOG_LEVEL") or "info").lower(),
         "--no-access-log",
+        "--timeout-keep-alive", str(KEEP_ALIVE_S),
+        "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S),
         *extra,
     ]
 

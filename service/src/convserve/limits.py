@@ -68,6 +68,12 @@ class Limits:
     """Largest ONNX model upload (``POST /v1/models``), in bytes."""
     model_store_bytes: int = 1_000_000_000
     """Bytes the model store may hold; least recently used models are evicted past it."""
+    memory_budget_bytes: int = 768 * 2**20
+    """Bytes of requests in flight one process admits (bodies before they are read, then
+    their working memory); more wait, then get 503. The effective value: with the setting at 0
+    it is fitted to the memory limit (:func:`convserve.admission.memory_budget`)."""
+    body_timeout_s: float = 60.0
+    """Seconds a request body may take to arrive in full; a slower one gets 408."""
     max_preset_channels: int = MAX_PRESET_CHANNELS
     """Input channels a preset can be spread over (fixed)."""
     max_explain_products: int = MAX_EXPLAIN_PRODUCTS
@@ -76,8 +82,12 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         """The limits ``settings`` configure."""
+        from convserve.admission import memory_budget  # it reads Settings too
+
         names = [name for name in cls.__dataclass_fields__ if name not in _FIXED]
-        return cls(**{name: getattr(settings, name) for name in names})
+        values = {name: getattr(settings, name) for name in names}
+        values["memory_budget_bytes"] = memory_budget(settings)  # 0 means "fitted"
+        return cls(**values)
 
     def published(self) -> dict[str, Any]:
         """The effective values plus, per setting, its environment variable."""

@@ -21,7 +21,11 @@ from fastapi.staticfiles import StaticFiles
 
 from convserve import __version__
 from convserve.api.metrics import Metrics
-from convserve.api.middleware import JsonLogFormatter, RequestContextMiddleware
+from convserve.api.middleware import (
+    JsonLogFormatter,
+    RequestContextMiddleware,
+    keep_uploads_in_memory,
+)
 from convserve.api.problems import install_problem_handlers
 from convserve.api.routes import (
     convolve,
@@ -121,9 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       limits=runtime.limits,
+                       limits=runtime.limits, budget=runtime.budget,
                        body_limits={"/v1/models": (runtime.limits.max_model_bytes,
                                                    runtime.limits.model_too_large_detail())})
+    # Model uploads too: their bodies are admitted against the budget like any other.
+    keep_uploads_in_memory(max(settings.max_upload_bytes, settings.max_model_bytes))
     return app
 
 

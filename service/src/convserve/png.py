@@ -5,9 +5,11 @@ took about 45 ms in Pillow at zlib level 1, against a few ms of convolution), an
 half of that choosing each row's filter. This writer does what a fast encoder for smooth images
 does instead:
 
-- every row gets PNG filter 2 (*Up*: the difference to the row above), computed for the whole
-  image in one NumPy subtraction; feature maps are smooth, so the differences are small and
-  repeat;
+- every row gets PNG filter 2 (*Up*: the difference to the row above), computed by one NumPy
+  subtraction per band of rows, read in place from the caller's array (any strides, such as
+  the (C, H, W) planes of a response seen as (H, W, C)); feature maps are smooth, so the
+  differences are small and repeat; the deflate runs band by band too, so the working memory
+  is one band (2 MiB) besides the compressed output;
 - levels 1-3 deflate with Intel's ISA-L (the ``isal`` package), which is several times faster
   than zlib at level 1 and releases the GIL, so the channels of one response still encode in
   parallel threads; without ``isal`` (a platform with no wheel) zlib's run-length strategy
@@ -23,9 +25,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
 from types import ModuleType
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -45,6 +46,8 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # samples per pixel -> PNG colour type (grey, RGB, RGBA)
 _FILTER_UP = 2
 _MAX_CHUNK = 1 << 30  # PNG allows 2**31 - 1 bytes per chunk; IDAT may be split anywhere
+# Filtered bytes compressed at a time: the encoder's working memory besides its output.
+_BAND_BYTES = 1 << 21
 
 
 def encode(pixels: np.ndarray, level: int = 1, *, deflate: Deflate | None = None) -> bytes:
@@ -84,44 +87,86 @@ def encode(pixels: np.ndarray, level: int = 1, *, deflate: Deflate | None = None
         raise ValueError(f"deflate={deflate!r} is not available; use 'zlib'")
     height, width = pixels.shape[:2]
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[samples], 0, 0, 0)
-    data = _deflate(level, library)(_filtered_rows(pixels.reshape(height, width * samples)))
-    parts = [_SIGNATURE, _chunk(b"IHDR", header)]
-    parts += [_chunk(b"IDAT", data[i:i + _MAX_CHUNK]) for i in range(0, len(data), _MAX_CHUNK)]
-    parts.append(_chunk(b"IEND", b""))
-    return b"".join(parts)
+    pieces = _compressed_rows(pixels.reshape(height, width, samples),
+                              _compressor(level, library))
+    parts = [_SIGNATURE, *_chunk(b"IHDR", [header])]
+    # IDAT chunks of at most _MAX_CHUNK bytes, made of the compressor's pieces (no copy yet).
+    chunk: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        while piece:
+            take = piece[: _MAX_CHUNK - size] if size + len(piece) > _MAX_CHUNK else piece
+            chunk.append(take)
+            size += len(take)
+            piece = piece[len(take):]
+            if size == _MAX_CHUNK:
+                parts += _chunk(b"IDAT", chunk)
+                chunk, size = [], 0
+    if chunk:
+        parts += _chunk(b"IDAT", chunk)
+    parts += _chunk(b"IEND", [])
+    return b"".join(parts)  # the one copy of the compressed data
 
 
-def _filtered_rows(rows: np.ndarray) -> memoryview:
-    """The scanlines with filter *Up*: a filter-type byte, then each byte minus the one above.
+class _Compressor(Protocol):
+    def compress(self, data: memoryview, /) -> bytes: ...
 
-    Row 0 has a row of zeros above it, so it is stored as it is; the subtraction wraps modulo
-    256 as the PNG specification defines.
+    def flush(self) -> bytes: ...
+
+
+def _compressed_rows(pixels: np.ndarray, compressor: _Compressor) -> list[bytes]:
+    """The scanlines with filter *Up*, compressed band by band.
+
+    Each row is a filter-type byte, then each byte minus the one above (row 0 has zeros above
+    it, so it is stored as it is); the subtraction wraps modulo 256 as the PNG specification
+    defines. ``pixels`` (H, W, K) may have any strides (a view of (C, H, W) planes included):
+    rows are read where they are, and only one band of filtered rows (about
+    :data:`_BAND_BYTES`) exists at a time.
     """
-    height, row_bytes = rows.shape
-    out = np.empty((height, row_bytes + 1), np.uint8)
-    out[:, 0] = _FILTER_UP
-    out[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])
-    return out.reshape(-1).data
+    height, width, samples = pixels.shape
+    rows_per_band = max(1, _BAND_BYTES // (width * samples + 1))
+    band = np.empty((min(rows_per_band, height), width * samples + 1), np.uint8)
+    band[:, 0] = _FILTER_UP
+    # Subtracting strided rows (such as planes seen as (H, W, C)) is several times slower
+    # than copying each sample plane into interleaved rows and subtracting those.
+    staging = None
+    if not pixels.flags.c_contiguous:
+        staging = np.empty((band.shape[0], width, samples), np.uint8)
+    above: np.ndarray | None = None
+    pieces = []
+    for top in range(0, height, rows_per_band):
+        count = min(rows_per_band, height - top)
+        filtered = band[:count, 1:].reshape(count, width, samples)
+        rows = pixels[top : top + count]
+        if staging is not None:
+            for sample in range(samples):
+                staging[:count, :, sample] = rows[:, :, sample]
+            rows = staging[:count]
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:])
+        if above is None:
+            filtered[0] = rows[0]
+        else:
+            np.subtract(rows[0], above, out=filtered[0])
+        above = rows[-1].copy()
+        pieces.append(compressor.compress(band[:count].reshape(-1).data))
+    pieces.append(compressor.flush())
+    return [piece for piece in pieces if piece]
 
 
-def _deflate(level: int, library: Deflate) -> Callable[[memoryview], bytes]:
-    """The zlib-stream compressor for ``level`` (see the module docstring)."""
-    if level == 0:
-        return lambda data: zlib.compress(data, 0)
-    if level <= 3:
+def _compressor(level: int, library: Deflate) -> _Compressor:
+    """A zlib-stream compressor for ``level`` (see the module docstring)."""
+    if 1 <= level <= 3:
         if library == "isal" and _isal_zlib is not None:
-            isal = _isal_zlib
-            return lambda data: bytes(isal.compress(data, level))
-
-        def rle(data: memoryview) -> bytes:
-            compressor = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
-            return compressor.compress(data) + compressor.flush()
-
-        return rle
-    return lambda data: zlib.compress(data, level)
+            compressor: _Compressor = _isal_zlib.compressobj(level)
+            return compressor
+        return zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
+    return zlib.compressobj(level)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind))
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+def _chunk(kind: bytes, data: list[bytes]) -> list[bytes]:
+    """A chunk as pieces: length, type, the data's pieces as they are, CRC."""
+    crc = zlib.crc32(kind)
+    for piece in data:
+        crc = zlib.crc32(piece, crc)
+    return [struct.pack(">I", sum(len(piece) for piece in data)) + kind, *data,
+            struct.pack(">I", crc)]

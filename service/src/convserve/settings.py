@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from convserve.conv.tiling import DEFAULT_BAND_BYTES
 from convserve.cores import available_cores
 
 __all__ = ["Settings"]
@@ -54,6 +55,13 @@ class Settings(BaseSettings):
     feature map and weight tensor, and all maps a stack keeps together (512 MiB: Sobel's two
     maps of a 50 MP image, 400 MB, fit)."""
 
+    memory_budget_bytes: Annotated[int, Field(ge=0)] = 0
+    """Bytes of requests in flight one process admits (bodies before they are read, then the
+    working memory of their decode, convolution and answer); more wait, then get 503. 0 = the
+    container's memory limit (or the machine's RAM) / workers - 256 MiB (convserve.admission)."""
+    body_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds a request body may take to arrive in full; a slower one gets 408."""
+
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     """Origins allowed by CORS (comma-separated); ``*`` allows any, without credentials."""
     api_keys: Annotated[list[str], NoDecode] = []
@@ -74,6 +82,10 @@ class Settings(BaseSettings):
     """Server processes sharing this machine (uvicorn workers), to divide the cores among."""
     ort_cache_size: Annotated[int, Field(ge=1)] = 64
     """ONNX Runtime sessions kept per process (LRU by shapes, options and device)."""
+    band_bytes: Annotated[int, Field(ge=0)] = DEFAULT_BAND_BYTES
+    """Working memory in bytes (besides the input and output) above which a convolution runs in
+    horizontal bands of about this size, with identical results (convserve.conv.tiling);
+    0 never cuts bands."""
     png_compress_level: Annotated[int, Field(ge=0, le=9)] = 1
     """Deflate level of returned PNGs: 0 stores them uncompressed; 1-3 compress fast (ISA-L,
     1 fastest); 4-9 use zlib, a few % fewer bytes for many times the CPU (convserve.png;

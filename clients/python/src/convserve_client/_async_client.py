@@ -201,7 +201,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
         image: ImageInput,
         *,
         layers: Sequence[Mapping[str, Any]],
-        returns: Returns | None = None,
+        return_: Returns | None = None,
         format: LayersFormat = "json",
         normalize: Normalize | None = None,
         color_mode: ColorMode | None = None,
@@ -213,7 +213,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
     ) -> LayersResult:
         """Run a stack of layers over ``image`` (see :meth:`Client.layers`)."""
         return await self._request(self._layers_call(
-            image, layers=layers, returns=returns, format=format, normalize=normalize,
+            image, layers=layers, return_=return_, format=format, normalize=normalize,
             color_mode=color_mode, engine=engine, device=device, dry_run=dry_run,
             transport=transport, timeout=timeout,
         ))

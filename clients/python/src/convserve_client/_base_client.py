@@ -375,7 +375,7 @@ class BaseClient(Generic[HttpxClientT]):
         image: ImageInput,
         *,
         layers: Sequence[Mapping[str, Any]],
-        returns: str | None,
+        return_: str | None,
         format: str,
         normalize: str | None,
         color_mode: str | None,
@@ -390,7 +390,7 @@ class BaseClient(Generic[HttpxClientT]):
                              "[{'type': 'conv2d', 'preset': 'sobel'}, {'type': 'relu'}]")
         fields = {
             "layers": jsonable(list(layers)),
-            "return": returns,
+            "return": return_,
             "format": format,
             "normalize": normalize,
             "color_mode": color_mode,

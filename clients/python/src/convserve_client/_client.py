@@ -275,7 +275,7 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         image: ImageInput,
         *,
         layers: Sequence[Mapping[str, Any]],
-        returns: Returns | None = None,
+        return_: Returns | None = None,
         format: LayersFormat = "json",
         normalize: Normalize | None = None,
         color_mode: ColorMode | None = None,
@@ -293,7 +293,7 @@ class Client(BaseClient[httpx.Client], ModelMethods):
             Applied in order, e.g. ``[{"type": "conv2d", "filters": 8, "kernel_size": 3,
             "seed": 0, "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}]``;
             a ``kernel`` inside may be a numpy array.
-        returns : {"all", "last", "none"}, optional
+        return_ : {"all", "last", "none"}, optional
             Which layers' feature maps come back (the API's ``return``).
         format : {"json", "npy", "zip", "onnx"}
             ``npy``: the last layer's float32 output; ``onnx``: the stack as an ONNX model.
@@ -304,7 +304,7 @@ class Client(BaseClient[httpx.Client], ModelMethods):
             Per layer ``output_shape``, ``params``, ``macs`` and maps, plus totals.
         """
         return self._request(self._layers_call(
-            image, layers=layers, returns=returns, format=format, normalize=normalize,
+            image, layers=layers, return_=return_, format=format, normalize=normalize,
             color_mode=color_mode, engine=engine, device=device, dry_run=dry_run,
             transport=transport, timeout=timeout,
         ))

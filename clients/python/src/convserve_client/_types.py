@@ -148,7 +148,7 @@ class LayersOptions(TypedDict, total=False):
     every input); see :meth:`convserve_client.Client.layers`."""
 
     layers: Required[Sequence[Mapping[str, Any]]]
-    returns: Returns | None
+    return_: Returns | None
     format: LayersFormat
     normalize: Normalize | None
     color_mode: ColorMode | None

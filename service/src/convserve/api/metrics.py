@@ -56,6 +56,28 @@ class Metrics:
             "Requests refused with 503 because the compute queue was full.",
             registry=self.registry,
         )
+        self.rejected_memory = Counter(
+            "convserve_rejected_memory",
+            "Requests refused with 503 because the memory budget had no room in time.",
+            registry=self.registry,
+        )
+        self.body_timeouts = Counter(
+            "convserve_body_timeouts",
+            "Requests answered 408 because their body did not arrive in time.",
+            registry=self.registry,
+        )
+        self.memory_budget = Gauge(
+            "convserve_memory_budget_bytes",
+            "Bytes of the memory budget, by pool (intake: bodies; work: computations).",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.memory_in_use = Gauge(
+            "convserve_memory_reserved_bytes",
+            "Bytes of the memory budget reserved by requests in flight, by pool.",
+            ["pool"],
+            registry=self.registry,
+        )
         self.in_progress = Gauge(
             "convserve_requests_in_progress",
             "HTTP requests being served.",

@@ -14,13 +14,16 @@ Two body types are accepted by ``/v1/convolve``, ``/v1/explain`` and ``/v1/layer
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,6 +40,46 @@ OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 _PAIR_FIELDS = frozenset({"stride", "dilation", "padding"})
 _NUMBERS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
+_BOOLEANS = {"true": True, "false": False}
+
+# What a pair field's text may be: numbers separated by commas, or a JSON list of numbers
+# (padding also 'same' or 'valid'); any other text is refused by validation.
+_LIST_TEXT = r"\[\s*-?[0-9]+(\s*,\s*-?[0-9]+)*\s*\]"
+_PAIR_PATTERN = rf"^\s*(-?[0-9]+(\s*,\s*-?[0-9]+)*|{_LIST_TEXT})\s*$"
+_PADDING_PATTERN = rf"^\s*(-?[0-9]+(\s*,\s*-?[0-9]+)*|{_LIST_TEXT}|same|valid)\s*$"
+
+
+def _scalar(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The one type an optional scalar field holds, and its metadata (``int | None`` -> int)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) != 1:
+            return None, ()
+        annotation = args[0]
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return base, tuple(metadata)
+    return annotation, ()
+
+
+def _text_schema(field: FieldInfo) -> dict[str, Any] | None:
+    """The text a scalar field takes in a form: integers, true/false or one of its words."""
+    kind, metadata = _scalar(field.annotation)
+    description = field.description or ""
+    if kind is bool:
+        return {"type": "string", "enum": ["true", "false"], "description": description}
+    if kind is int:
+        bounds = [*metadata, *field.metadata]
+        bounds += [inner for m in bounds if isinstance(m, FieldInfo) for inner in m.metadata]
+        lows = [low for m in bounds if isinstance(low := getattr(m, "ge", None), int)]
+        positive = any(low >= 0 for low in lows)
+        return {"type": "string", "pattern": "^[0-9]+$" if positive else _INTEGER.pattern,
+                "description": description}
+    if typing.get_origin(kind) is Literal:
+        return {"type": "string", "enum": list(typing.get_args(kind)),
+                "description": description}
+    return None
 
 
 def multipart_schema(
@@ -48,9 +91,11 @@ def multipart_schema(
         "kernel": {"type": "string",
                    "description": 'JSON: {"weight": [...], "bias": [...], "layout": "OIHW"}'},
         "preset_params": {"type": "string", "description": "JSON object of preset parameters"},
-        "stride": {"type": "string", "description": "2, 2,3 or [2, 3]"},
-        "dilation": {"type": "string", "description": "2, 2,3 or [2, 3]"},
-        "padding": {"type": "string",
+        "stride": {"type": "string", "pattern": _PAIR_PATTERN,
+                   "description": "2, 2,3 or [2, 3]"},
+        "dilation": {"type": "string", "pattern": _PAIR_PATTERN,
+                     "description": "2, 2,3 or [2, 3]"},
+        "padding": {"type": "string", "pattern": _PADDING_PATTERN,
                     "description": "1, 1,2, 0,1,0,1 (top,bottom,left,right), same or valid"},
         **(fields or {}),
     }
@@ -58,13 +103,25 @@ def multipart_schema(
         "image": {"type": "string", "format": "binary",
                   "description": imaging.ACCEPTED_FORMATS},
     }
+    required = ["image"]
     for name, field in model.model_fields.items():
         key = field.alias or name
-        props[key] = special.get(key) or {"type": "string",
-                                          "description": field.description or ""}
+        props[key] = special.get(key) or _text_schema(field) or {
+            "type": "string", "description": field.description or ""}
+        if field.is_required():
+            required.append(key)
+    schema: dict[str, Any] = {"type": "object", "required": required, "properties": props,
+                              "additionalProperties": False}
+    # The JSON model's "exactly one of" rules (kernel or preset): a form has no null, so one
+    # branch per field, and oneOf refuses both.
+    branches = model.model_json_schema().get("oneOf", [])
+    if branches:
+        schema["oneOf"] = [{"required": branch["required"]} for branch in branches]
     if "kernel" in model.model_fields:
         props.update(KERNEL_FILE_FIELDS)
-    return {"type": "object", "required": ["image"], "properties": props}
+        if "oneOf" in schema:  # a weight file is the third way to give the kernel
+            schema["oneOf"].append({"required": ["kernel_file"]})
+    return schema
 
 
 KERNEL_FILE_FIELDS: dict[str, Any] = {
@@ -98,8 +155,17 @@ def _kernel_from_file(data: bytes, filename: str | None, fields: dict[str, Any],
             "layout": options.get("layout", "OIHW")}
 
 
-def _form_value(name: str, text: str, json_fields: Collection[str]) -> Any:
-    """Turn a multipart text field into the JSON value the schema expects."""
+def _form_value(name: str, text: str, json_fields: Collection[str],
+                model: type[BaseModel]) -> Any:
+    """Turn a multipart text field into the JSON value the schema expects: JSON fields parsed,
+    pairs as numbers, an integer field's digits as an int, ``true``/``false`` as booleans. Any
+    other text stays text, which validation then refuses where the schema wants a number."""
+    field = model.model_fields.get(name)
+    kind = None if field is None else _scalar(field.annotation)[0]
+    if kind is int and _INTEGER.match(text):
+        return int(text)
+    if kind is bool and text in _BOOLEANS:
+        return _BOOLEANS[text]
     if name in json_fields:
         try:
             return pydantic_core.from_json(text)
@@ -149,7 +215,7 @@ async def _parse_multipart(
                     f"form field {name!r} must be text; only {' and '.join(files)} are files",
                     field=name,
                 )
-            fields[name] = _form_value(name, value, json_fields)
+            fields[name] = _form_value(name, value, json_fields, model)
         kernel_file = form.get("kernel_file") if "kernel_file" in files else None
         if isinstance(kernel_file, UploadFile):
             fields["kernel"] = _kernel_from_file(await kernel_file.read(), kernel_file.filename,
@@ -169,7 +235,8 @@ async def _parse_multipart(
     finally:
         await form.close()  # the spooled upload files
     try:
-        options = model.model_validate(fields)
+        # As JSON, so that a form field is held to the JSON types its text was turned into.
+        options = model.model_validate_json(pydantic_core.to_json(fields))
     except ValidationError as exc:
         raise _validation_error(exc) from None
     return options, data

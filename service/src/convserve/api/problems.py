@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convserve.errors import PROBLEM_BASE, ConvServeError, OverloadedError
+from convserve.admission import resource_exhaustion
+from convserve.errors import PROBLEM_BASE, ConvServeError, OverloadedError, ResourceExhaustedError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "install_problem_handlers", "problem_response",
            "validation_problem"]
@@ -28,6 +29,7 @@ _HTTP_TITLES = {
     406: "Not acceptable",
     413: "Payload too large",
     415: "Unsupported media type",
+    408: "Request timeout",
     422: "Unprocessable content",
     500: "Internal server error",
     503: "Service unavailable",
@@ -95,6 +97,19 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(body, dict(exc.headers) if exc.headers else None)
 
 
+async def _exhaustion_or_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """MemoryError, ENOSPC, ONNX Runtime allocation failures: a retryable 503, not a 500."""
+    what = resource_exhaustion(exc)
+    if what is None:
+        raise exc  # not ours: the catch-all below logs it and answers 500
+    log.warning("request refused: out of %s", what,
+                extra={"path": request.url.path, "error": f"{type(exc).__name__}: {exc}"})
+    error = ResourceExhaustedError(
+        f"the server ran out of {what} for this request ({type(exc).__name__}); retry "
+        "later, or send a smaller image", retry_after=2)
+    return problem_response(error.to_problem(), {"Retry-After": str(error.retry_after)})
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Reaching this is a bug: every expected failure is a ConvServeError. Log it with the
     # request id, answer a problem without internals.
@@ -110,4 +125,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(ValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind in (MemoryError, OSError, RuntimeError):
+        app.add_exception_handler(kind, _exhaustion_or_unexpected)
     app.add_exception_handler(Exception, _unexpected_error)

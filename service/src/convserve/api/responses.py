@@ -15,7 +15,9 @@ __all__ = ["BINARY_MEDIA", "PROBLEMS", "outcome_headers", "respond"]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
     for status, text in {
+        400: "A multipart/form-data body that cannot be parsed",
         401: "Missing or invalid API key",
+        404: "Unknown preset",
         413: "Upload or decoded image over the limit",
         415: "Content type other than multipart/form-data or application/json",
         422: "Invalid input, kernel or option; detail says what and what is allowed",

@@ -5,7 +5,13 @@ fixed pool of ``worker_threads`` threads with at most ``queue_size`` requests wa
 that finds the queue full is refused at once with 503 and ``Retry-After`` (never a hang). A
 request that waits or computes longer than ``compute_timeout_s`` gets 504; if it was still
 queued its slot is freed at once, if it was already running the thread finishes the work and
-frees the slot then (a Python thread cannot be interrupted safely).
+frees the slot then (a Python thread cannot be interrupted safely). Work that runs out of
+memory or disk (``MemoryError``, ENOSPC, an ONNX Runtime allocation failure) ends in a
+retryable 503, never a 500.
+
+Memory is admitted before work by :class:`convserve.admission.MemoryBudget` (``budget``):
+the middleware reserves a body's bytes before reading it, the route its working memory once
+the image header is known.
 """
 
 from __future__ import annotations
@@ -21,12 +27,18 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from convserve.admission import ADMISSION_WAIT_S, CURRENT, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
 from convserve.conv.engine import Engine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
-from convserve.errors import ComputeTimeoutError, EngineUnavailableError, OverloadedError
+from convserve.errors import (
+    ComputeTimeoutError,
+    EngineUnavailableError,
+    OverloadedError,
+    ResourceExhaustedError,
+)
 from convserve.flows.context import FlowContext, make_engines
 from convserve.limits import Limits
 from convserve.settings import Settings
@@ -94,10 +106,25 @@ class ComputePool:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
                                           self.timeout_s)
         except TimeoutError:
-            future.cancel()  # frees the slot at once if the work never started
+            # Queued work is cancelled (its slot freed at once); running work keeps its
+            # memory reserved until it ends.
+            if not future.cancel():
+                reservation = CURRENT.get()
+                if reservation is not None:
+                    reservation.release_when_done(future)
             raise ComputeTimeoutError(
                 f"the computation did not finish within {self.timeout_s:g} s "
                 "(CONVSERVE_COMPUTE_TIMEOUT_S); try a smaller image, kernel or fewer channels"
+            ) from None
+        except Exception as exc:
+            what = resource_exhaustion(exc)
+            if what is None:
+                raise
+            log.warning("computation ran out of %s: %s: %s", what, type(exc).__name__, exc)
+            raise ResourceExhaustedError(
+                f"the server ran out of {what} for this computation ({type(exc).__name__}); "
+                "retry later, or send a smaller image",
+                retry_after=max(1, int(np.ceil(self.timeout_s / 10))),
             ) from None
 
     def shutdown(self) -> None:
@@ -114,6 +141,7 @@ class Runtime:
     engines: dict[str, Engine] = field(init=False)
     layers: LayerRunner = field(init=False)
     pool: ComputePool = field(init=False)
+    budget: MemoryBudget = field(init=False)
     encoder: ThreadPoolExecutor = field(init=False)
     ready: threading.Event = field(default_factory=threading.Event)
     warmup_error: str | None = None
@@ -122,6 +150,14 @@ class Runtime:
     def __post_init__(self) -> None:
         self.limits = Limits.from_settings(self.settings)
         self.engines, self.layers = make_engines(self.settings)
+        self.budget = MemoryBudget(
+            self.limits.memory_budget_bytes,
+            wait_s=min(ADMISSION_WAIT_S, self.settings.compute_timeout_s),
+            on_change=lambda pool, used: self.metrics.memory_in_use.labels(pool).set(used),
+        )
+        for pool in (self.budget.intake, self.budget.work):
+            self.metrics.memory_budget.labels(pool.name).set(pool.capacity)
+            self.metrics.memory_in_use.labels(pool.name).set(0)
         onnx_engine = self.engines["onnxruntime"]
         if isinstance(onnx_engine, OnnxRuntimeEngine):
             self.metrics.watch_session_caches({"convolve": onnx_engine.cache_stats,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
 from convserve.conv.initializers import InitName
 from convserve.conv.layers import ActivationKind
@@ -51,11 +52,43 @@ __all__ = [
     "TanhLayerSpec",
 ]
 
+# JSON bodies are validated by JSON type, as the OpenAPI document states them: a boolean is
+# true or false, a number is a JSON number (JSON Schema counts 8.0 as an integer, so integers
+# keep pydantic's lax check, which takes 8.0 and refuses 8.5), and neither is a string.
+# Multipart fields are text by nature and keep the lax conversion ("2" -> 2, "true" -> True).
+_JSON_TYPE_NAMES = {bool: "boolean", int: "number", float: "number", str: "string",
+                    list: "array", dict: "object", type(None): "null"}
+_EXPECTED = {bool: "a boolean (true or false)", int: "an integer", float: "a number"}
+
+
+def _json_typed(kind: type) -> BeforeValidator:
+    """Refuse, in a JSON body, a string for a number or boolean and a number for a boolean
+    (and a boolean for a number)."""
+
+    def check(value: object, info: ValidationInfo) -> object:
+        if info.mode == "json" and (isinstance(value, str)
+                                    or (kind is bool) != isinstance(value, bool)):
+            raise PydanticCustomError(
+                f"{kind.__name__}_type", "Input should be {expected}, not a JSON {got}",
+                {"expected": _EXPECTED[kind],
+                 "got": _JSON_TYPE_NAMES.get(type(value), type(value).__name__)},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+# Constraints go before the type check (Annotated[int, Field(ge=0), _json_typed(int)]): after
+# it, pydantic cannot state them in the JSON Schema (it would write "ge", not "minimum").
+JsonInt = Annotated[int, _json_typed(int)]
+JsonFloat = Annotated[float, _json_typed(float)]
+JsonBool = Annotated[bool, _json_typed(bool)]
+
 IntPair = Annotated[
-    int | list[int],
+    JsonInt | list[JsonInt],
     Field(examples=[1, [2, 2]], json_schema_extra={"description": "an int or [h, w]"}),
 ]
-PaddingValue = int | list[int] | Literal["same", "valid"]
+PaddingValue = JsonInt | list[JsonInt] | Literal["same", "valid"]
 Format = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
 Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode = Literal["rgb", "gray", "rgba", "keep"]
@@ -73,18 +106,34 @@ class KernelSpec(_Strict):
     weight: list[Any] = Field(examples=[[[[[0, 1], [2, 3]], [[1, 2], [3, 4]]]]])
     """Nested lists of numbers, shape (c_out, c_in/groups, k_h, k_w) for OIHW or
     (k_h, k_w, c_in/groups, c_out) for HWIO."""
-    bias: list[float] | None = None
+    bias: list[JsonFloat] | None = None
     """One number per output channel, or null for no bias."""
     layout: Literal["OIHW", "HWIO"] = "OIHW"
     """OIHW (PyTorch, ONNX) or HWIO (Keras, TensorFlow); HWIO is converted to OIHW."""
 
 
+def _exactly_one(*branches: dict[str, Any]) -> dict[str, Any]:
+    """``oneOf`` branches for "exactly one of these fields": a branch requires its fields with
+    the given schemas and the other fields absent or null, as the model validators check."""
+    fields = {name for branch in branches for name in branch}
+    return {"oneOf": [
+        {"required": sorted(branch),
+         "properties": {**{name: {"type": "null"} for name in sorted(fields - set(branch))},
+                        **branch}}
+        for branch in branches
+    ]}
+
+
 class InputSpec(_Strict):
     """The input of a JSON request: exactly one of ``array`` and ``image_base64``."""
 
-    array: list[Any] | None = None
+    model_config = ConfigDict(json_schema_extra=_exactly_one(
+        {"array": {"type": "array"}}, {"image_base64": {"type": "string"}},
+    ))
+
+    array: Annotated[list[Any], Field(min_length=1)] | None = None
     """Nested lists of numbers, (C, H, W) or (H, W); used as sent (no scaling)."""
-    image_base64: str | None = None
+    image_base64: Annotated[str, Field(min_length=1)] | None = None
     """An encoded image file (PNG, JPEG, WebP, BMP, TIFF, GIF) in base64; a data: URL is
     accepted too."""
 
@@ -98,11 +147,16 @@ class InputSpec(_Strict):
 class ConvLayerOptions(_Strict):
     """One convolution layer: its kernel (explicit or a preset) and its options."""
 
+    model_config = ConfigDict(json_schema_extra=_exactly_one(
+        {"kernel": {"type": "object"}}, {"preset": {"type": "string"}},
+    ))
+
     kernel: KernelSpec | None = None
     """An explicit kernel; give exactly one of kernel and preset."""
     preset: str | None = Field(default=None, examples=["sobel"])
     """A named kernel from GET /v1/presets, resolved for the input's channels."""
-    preset_params: dict[str, float] = Field(default_factory=dict, examples=[{"sigma": 2.0}])
+    preset_params: dict[str, JsonFloat] = Field(default_factory=dict,
+                                                examples=[{"sigma": 2.0}])
     """Parameters of the preset (see GET /v1/presets); defaults fill the rest."""
     stride: IntPair = 1
     """Step of the kernel window, an int or [h, w], each >= 1."""
@@ -111,7 +165,7 @@ class ConvLayerOptions(_Strict):
     odd remainder at bottom/right). Default: 0 with a kernel, 'same' with a preset."""
     dilation: IntPair = 1
     """Spacing between kernel taps, an int or [h, w], each >= 1."""
-    groups: int | None = None
+    groups: JsonInt | None = None
     """Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
     own with a preset."""
     padding_mode: PaddingModeName | None = None
@@ -142,9 +196,9 @@ class ConvolveOptions(ConvLayerOptions):
     normalize: Normalize = "auto"
     """Float to pixel mapping for PNGs: auto (clip for range-preserving kernels, else minmax),
     clip, minmax, abs, symmetric (0 is mid-grey)."""
-    channel: Annotated[int, Field(ge=0)] | None = None
+    channel: Annotated[int, Field(ge=0), _json_typed(int)] | None = None
     """The output channel returned by format=png (default 0)."""
-    dry_run: bool = False
+    dry_run: JsonBool = False
     """Validate and return shapes and cost without computing."""
 
 
@@ -202,7 +256,14 @@ class ConvolveResponse(BaseModel):
     kernel: dict[str, Any]
     cost: Cost
     timing_ms: dict[str, float]
-    channels: list[ChannelResult]
+    channels: list[ChannelResult] = Field(default_factory=list)
+    """format=json: one entry per output channel (none with dry_run); absent with
+    format=array."""
+    dtype: Literal["float32"] = "float32"
+    """format=array: the type of ``data``'s numbers."""
+    data: list[list[list[float | None]]] = Field(default_factory=list)
+    """format=array only: the output (c_out, h_out, w_out) as nested lists; null where a value
+    overflowed float32."""
     dry_run: bool = False
 
 
@@ -249,11 +310,11 @@ class RunOptions(_Strict):
 class ExplainAt(_Strict):
     """An output position (channel, row, column); each index starts at 0."""
 
-    channel: int = 0
+    channel: JsonInt = 0
     """Output channel o, in [0, c_out)."""
-    y: int
+    y: JsonInt
     """Output row r, in [0, h_out)."""
-    x: int
+    x: JsonInt
     """Output column c, in [0, w_out)."""
 
 
@@ -339,7 +400,7 @@ class LeakyReluLayerSpec(_Strict):
     """x for x >= 0, else slope * x."""
 
     type: Literal["leaky_relu"]
-    slope: Annotated[float, Field(allow_inf_nan=False)] = 0.01
+    slope: Annotated[float, Field(allow_inf_nan=False), _json_typed(float)] = 0.01
     """The negative slope (PyTorch's default 0.01)."""
 
 
@@ -372,8 +433,13 @@ class Conv2dLayerSpec(ConvLayerOptions):
     ``kernel_size``, for seeded initial weights). Padding defaults to 0 and zeros with a kernel
     or filters, to 'same' and reflect with a preset."""
 
+    model_config = ConfigDict(json_schema_extra=_exactly_one(
+        {"kernel": {"type": "object"}}, {"preset": {"type": "string"}},
+        {"filters": {"type": "integer", "minimum": 1}, "kernel_size": {"not": {"type": "null"}}},
+    ))
+
     type: Literal["conv2d"]
-    filters: Annotated[int, Field(ge=1)] | None = None
+    filters: Annotated[int, Field(ge=1), _json_typed(int)] | None = None
     """Output channels of seeded initial weights (c_out); needs kernel_size."""
     kernel_size: IntPair | None = None
     """k or [k_h, k_w] of seeded initial weights."""
@@ -382,9 +448,9 @@ class Conv2dLayerSpec(ConvLayerOptions):
     he_normal (std sqrt(2/fan_in)), he_uniform, glorot_normal, glorot_uniform (Keras'
     default), lecun_normal, lecun_uniform, pytorch_default (nn.Conv2d's). Normals are not
     truncated; biases start at 0 except with pytorch_default."""
-    seed: Annotated[int, Field(ge=0)] | None = None
+    seed: Annotated[int, Field(ge=0), _json_typed(int)] | None = None
     """Seed of numpy.random.default_rng for the initial weights; default: the layer's index."""
-    bias: bool = True
+    bias: JsonBool = True
     """Whether the layer has a bias: seeded layers get one (zeros), a kernel or preset keeps
     its own; false drops it."""
     activation: ActivationName | ActivationSpec | None = Field(
@@ -429,7 +495,7 @@ class AvgPool2dLayerSpec(_Strict):
     """Default: kernel_size (PyTorch and Keras)."""
     padding: IntPair = 0
     """p or [p_h, p_w] zeros on each side, at most half the kernel."""
-    count_include_pad: bool = True
+    count_include_pad: JsonBool = True
     """Divide by k_h*k_w including padded zeros (PyTorch's default); false divides by the
     number of input values in the window (Keras' padding='same')."""
 
@@ -457,7 +523,7 @@ class LayersOptions(RunOptions):
     """Float to pixel mapping for the PNGs (as /v1/convolve), per layer."""
     return_: Literal["all", "last", "none"] = Field(default="last", alias="return")
     """Which layers' maps format=json returns: all, last or none (shapes and cost only)."""
-    dry_run: bool = False
+    dry_run: JsonBool = False
     """Validate and return shapes and cost without computing."""
 
 
@@ -548,6 +614,12 @@ class LimitsResponse(BaseModel):
     """Largest ONNX model upload (POST /v1/models) in bytes (413 above)."""
     model_store_bytes: int
     """Bytes the model store may hold; least recently used models are evicted past it."""
+    memory_budget_bytes: int
+    """Bytes of requests in flight one server process admits (bodies before they are read,
+    then their working memory); more wait, then get 503 with Retry-After. The effective value
+    (fitted to the memory limit when the setting is 0)."""
+    body_timeout_s: float
+    """Seconds a request body may take to arrive in full (408 after)."""
     max_preset_channels: int
     """Input channels a preset can be spread over (a bound of the core, no setting)."""
     max_explain_products: int

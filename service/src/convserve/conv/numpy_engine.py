@@ -60,6 +60,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
+from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError
 
@@ -600,12 +601,17 @@ class NumpyEngine:
     threads : int, optional
         Threads one convolution may use (the calling thread included); None means the cores
         this process may run on.
+    band_bytes : int or None
+        Working bytes above which a layer runs in horizontal bands of that size
+        (:mod:`convserve.conv.tiling`; identical results); None or 0: always whole.
     """
 
     name: EngineName = "numpy"
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None,
+                 band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
         self.threads = max(1, available_cores() if threads is None else int(threads))
+        self.band_bytes = band_bytes
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
@@ -670,6 +676,31 @@ class NumpyEngine:
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         chosen = choose_strategy(spec, weight) if strategy is None else strategy
         kernel = _kernel(chosen, spec, weight, b, band_rows)
+        plan = self._plan(spec, kernel)
+        if plan is not None:
+            # Bands of whole blocks of kernel.band_rows rows, each run with the strategy chosen
+            # for the whole layer, do the very same matrix products: identical results.
+            return run_in_bands(x, plan, lambda xb, sb: self._run(
+                xb, sb, _kernel(chosen, sb, weight, b, band_rows)))
+        return self._run(x, spec, kernel)
+
+    def band_plan(self, spec: ConvSpec, weight: np.ndarray, *, strategy: Strategy | None = None,
+                  band_rows: int | None = None) -> BandPlan | None:
+        """The bands :meth:`conv2d` cuts ``spec`` into at the entry, or None when it runs whole.
+
+        Parameters as for :meth:`conv2d` (``weight`` decides the strategy).
+        """
+        chosen = choose_strategy(spec, weight) if strategy is None else strategy
+        return self._plan(spec, _kernel(chosen, spec, weight, None, band_rows))
+
+    def _plan(self, spec: ConvSpec, kernel: _BandKernel) -> BandPlan | None:
+        # The engine's own blocks need one padded block of rows per thread: bands at the entry
+        # only matter when that is beyond the budget. They are whole blocks (see plan_bands).
+        padded_block = spec.in_channels * kernel.padded_rows(kernel.band_rows) * spec.padded_width
+        return plan_bands(spec, self.band_bytes, align=kernel.band_rows,
+                          whole_bytes=self.threads * _ITEM * padded_block)
+
+    def _run(self, x: np.ndarray, spec: ConvSpec, kernel: _BandKernel) -> np.ndarray:
         y = np.empty(spec.output_shape, dtype=np.float32)
         with _BLAS.single():
             self._run_bands(x, y, spec, kernel)

@@ -39,6 +39,7 @@ import numpy as np
 
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName, check_device
 from convserve.conv.spec import ConvSpec
+from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError, InvalidArgumentError
 
@@ -195,16 +196,17 @@ def _register_shared_arena(ort: ModuleType) -> None:
         _arena_registered = True
 
 
-def run_options() -> Any:
+def run_options(shrink: bool = True) -> Any:
     """``onnxruntime.RunOptions`` for one run: shrink the CPU arena when the run returns.
 
     The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
     allocated beyond its first, so a large request does not pin its working memory in the
-    process afterwards.
+    process afterwards. ``shrink=False`` keeps it for the next band of the same layer.
     """
     ort = _import_ort()
     options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    if shrink:
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 
@@ -427,6 +429,10 @@ class OnnxRuntimeEngine:
         Threads one convolution may use on CPU; None means the cores this process may use.
     cache_size : int
         Sessions kept (least recently used evicted first).
+    band_bytes : int or None
+        Working bytes above which a layer runs in horizontal bands of that size
+        (:mod:`convserve.conv.tiling`), so ONNX Runtime never pads or unfolds the whole image;
+        None or 0: always whole.
 
     Notes
     -----
@@ -436,13 +442,15 @@ class OnnxRuntimeEngine:
 
     name: EngineName = "onnxruntime"
 
-    def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64) -> None:
+    def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64,
+                 band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
         if intra_op_threads is not None and intra_op_threads < 1:
             raise InvalidArgumentError(
                 f"intra_op_threads={intra_op_threads} must be >= 1 (or None for all cores)"
             )
         self.intra_op_threads = intra_op_threads or available_cores()
         self._cache = SessionCache(cache_size)
+        self.band_bytes = band_bytes
 
     def version(self) -> str:
         """onnxruntime's version, or ``"not installed"``."""
@@ -529,6 +537,20 @@ class OnnxRuntimeEngine:
             onnxruntime is missing, or ``device`` cannot be used here.
         """
         spec.check_arrays(x, weight, bias)
+        plan = self.band_plan(spec)
+        if plan is not None:
+            # The bands reuse one band's working memory; the arena shrinks after the last.
+            last = plan.bands[-1].spec
+            return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device,
+                                                                  shrink=sb is last))
+        return self._run(x, weight, bias, spec, device)
+
+    def band_plan(self, spec: ConvSpec) -> BandPlan | None:
+        """The bands :meth:`conv2d` cuts ``spec`` into, or None when it runs whole."""
+        return plan_bands(spec, self.band_bytes)
+
+    def _run(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, spec: ConvSpec,
+             device: Device, *, shrink: bool = True) -> np.ndarray:
         session = self.session(spec, device)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),
@@ -536,5 +558,5 @@ class OnnxRuntimeEngine:
         }
         if bias is not None:
             feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
-        y: np.ndarray = session.run(None, feeds, run_options())[0]
+        y: np.ndarray = session.run(None, feeds, run_options(shrink))[0]
         return y

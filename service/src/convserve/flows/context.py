@@ -19,12 +19,13 @@ __all__ = ["FlowContext", "make_engines"]
 def make_engines(settings: Settings) -> tuple[dict[str, Engine], LayerRunner]:
     """The engines ``settings`` configure (threads per convolution, session cache size) and
     the layer-stack runner: NumPy layer by layer, ONNX Runtime as one graph per stack."""
-    threads = settings.threads_per_op
-    numpy_engine = NumpyEngine(threads=threads)
+    threads, band_bytes = settings.threads_per_op, settings.band_bytes
+    numpy_engine = NumpyEngine(threads=threads, band_bytes=band_bytes)
     engines: dict[str, Engine] = {
         "numpy": numpy_engine,
         "onnxruntime": OnnxRuntimeEngine(intra_op_threads=threads,
-                                         cache_size=settings.ort_cache_size),
+                                         cache_size=settings.ort_cache_size,
+                                         band_bytes=band_bytes),
     }
     runner = LayerRunner(numpy_engine, intra_op_threads=threads,
                          cache_size=settings.ort_cache_size)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from convserve import imaging
 from convserve.conv.presets import is_range_preserving
 from convserve.conv.spec import ConvSpec, conv_spec
 from convserve.errors import ConvServeError, InvalidArgumentError
+from convserve.flows.bands import convolve_in_bands, needs_bands
 from convserve.flows.context import FlowContext
 from convserve.flows.cost import layer_cost
 from convserve.flows.inputs import Source, decode_source
@@ -45,8 +47,6 @@ __all__ = [
 class PreparedConv:
     """A validated convolution, ready to run: arrays, spec and what the answer reports."""
 
-    x: np.ndarray
-    """float32 (1, C_in, H, W)."""
     weight: np.ndarray
     """float32 (C_out, C_in/groups, k_h, k_w)."""
     bias: np.ndarray | None
@@ -58,6 +58,21 @@ class PreparedConv:
     engine: str
     device: str
     timing_ms: dict[str, float] = field(default_factory=dict)
+    input_info: dict[str, Any] = field(default_factory=dict)
+    """``decoded.to_dict()``, taken before :meth:`release_input` may drop the array."""
+
+    @property
+    def x(self) -> np.ndarray:
+        """The input as float32 (1, C_in, H, W) (made once from the decoded samples)."""
+        return self.decoded.array[np.newaxis]
+
+    def release_input(self) -> None:
+        """Drop the input once it is convolved, so that encoding the answer does not hold it
+        too: ``decoded`` becomes an empty array (``input_info`` keeps what answers report)."""
+        self.decoded = dataclasses.replace(
+            self.decoded, samples=np.empty((self.decoded.shape[0], 0, 0), np.float32),
+            scale=None, planar=True,
+        )
 
     def outcome(self, result: EncodedResult) -> Outcome:
         """``result`` with the shape, padding, engine and timings this layer reports."""
@@ -81,12 +96,12 @@ def prepare_convolution(
     ``preset_params``, ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``)
     and ``engine`` and ``device`` (None for the defaults).
     """
-    x = decoded.array[np.newaxis]
-    kernel = layer_kernel(options, x.shape[1], decoded.channel_names)
+    x_shape = (1, *decoded.shape)  # the float32 array itself is made when convolving
+    kernel = layer_kernel(options, x_shape[1], decoded.channel_names)
     from_json = options.get("preset") is None
     try:
         spec = conv_spec(
-            x.shape, kernel.weight.shape, None if kernel.bias is None else kernel.bias.shape,
+            x_shape, kernel.weight.shape, None if kernel.bias is None else kernel.bias.shape,
             stride=options["stride"], padding=kernel.padding, dilation=options["dilation"],
             groups=kernel.groups, padding_mode=kernel.padding_mode,
         )
@@ -105,11 +120,12 @@ def prepare_convolution(
     info = {**kernel.info, "weight_shape": list(kernel.weight.shape),
             "bias": None if kernel.bias is None else kernel.bias.tolist(), "groups": spec.groups}
     return PreparedConv(
-        x=x, weight=kernel.weight, bias=kernel.bias, spec=spec, decoded=decoded,
+        weight=kernel.weight, bias=kernel.bias, spec=spec, decoded=decoded,
         kernel_info=info, range_preserving=is_range_preserving(kernel.weight, kernel.bias),
         output_names=kernel.output_names,
         engine=options.get("engine") or default_engine,
         device=options.get("device") or default_device,
+        input_info=decoded.to_dict(),
     )
 
 
@@ -117,8 +133,15 @@ def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
     """Run the prepared convolution on its engine; returns float32 (C_out, H_out, W_out)."""
     started = time.perf_counter()
     engine = ctx.engine(prepared.engine)
-    y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec,
-                      prepared.device)  # type: ignore[arg-type]
+    device: Any = prepared.device
+    if prepared.engine == "onnxruntime" and needs_bands(prepared.decoded):
+        # A large image: never the whole float32 input, nor ONNX Runtime's padded copy of it.
+        y = convolve_in_bands(
+            prepared.decoded, prepared.spec,
+            lambda band, spec: engine.conv2d(band, prepared.weight, prepared.bias, spec, device),
+        )
+    else:
+        y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
     seconds = time.perf_counter() - started
     prepared.timing_ms["convolve"] = round(1000 * seconds, 3)
     ctx.observe_convolution(prepared.engine, prepared.device, seconds)
@@ -140,7 +163,7 @@ def describe(prepared: PreparedConv, normalize: str) -> dict[str, Any]:
         "dilation": list(spec.dilation),
         "groups": spec.groups,
         "normalize": resolved_normalize(normalize, prepared.range_preserving),
-        "input": prepared.decoded.to_dict(),
+        "input": prepared.input_info,
         "kernel": prepared.kernel_info,
         "cost": layer_cost(spec),
     }
@@ -154,10 +177,12 @@ def render(
     fmt: str,
     normalize: str,
     channel: int | None,
+    owned: bool = False,
 ) -> EncodedResult | dict[str, Any]:
     """Encode float32 (C_out, H, W) as ``fmt``: a file, or a JSON payload (carrying
     :func:`describe`) that :func:`~convserve.flows.render.finish` serialises once the request's
-    timings are complete."""
+    timings are complete. With ``owned`` the caller gives ``y`` up: it is quantised in place
+    (no full-size pixel array besides it) and must not be read afterwards."""
     started = time.perf_counter()
     level = ctx.settings.png_compress_level
     c_out = y.shape[0]
@@ -178,15 +203,18 @@ def render(
     elif fmt == "png":
         index = 0 if channel is None else channel
         pixels = imaging.to_pixels(y[index:index + 1], mode,
-                                   range_preserving=prepared.range_preserving)
+                                   range_preserving=prepared.range_preserving, overwrite=owned)
         result = EncodedResult("image/png", imaging.encode_png(pixels[0], level=level),
                                imaging.channel_png_name(index))
     elif fmt in ("image", "grid"):
-        pixels = imaging.to_pixels(y, mode, range_preserving=prepared.range_preserving)
+        pixels = imaging.to_pixels(y, mode, range_preserving=prepared.range_preserving,
+                                   overwrite=owned)
         encode = imaging.compose_png if fmt == "image" else imaging.grid_png
         result = EncodedResult("image/png", encode(pixels, level=level), f"{fmt}.png")
     else:  # json or zip: one PNG per channel
-        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder)
+        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder,
+                                 overwrite=owned)
+        del y  # freed here when the caller handed it over: base64 and JSON need only the PNGs
         names = [prepared.output_names[i] if i < len(prepared.output_names) else str(i)
                  for i in range(c_out)]
         for entry in channels:
@@ -230,12 +258,17 @@ def convolve(
     prepared = prepare_convolution(decoded, options, ctx.limits,
                                    default_engine=ctx.settings.engine,
                                    default_device=ctx.settings.device)
+    del decoded  # prepared holds it, until release_input
     prepared.timing_ms["decode"] = decode_ms
     rendered: EncodedResult | dict[str, Any]
     if dry_run:
         rendered = {**describe(prepared, normalize), "dry_run": True, "channels": []}
     else:
-        y = run_convolution(prepared, ctx)
-        rendered = render(y, prepared, ctx, fmt=fmt, normalize=normalize, channel=channel)
+        held = [run_convolution(prepared, ctx)]
+        prepared.release_input()
+        # Popped, the maps are referenced by render alone, which frees them once encoded.
+        rendered = render(held.pop(), prepared, ctx, fmt=fmt, normalize=normalize,
+                          channel=channel, owned=True)
         prepared.timing_ms["total"] = elapsed_ms(started)
     return prepared.outcome(finish(rendered, prepared.timing_ms))
+

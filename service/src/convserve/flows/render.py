@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from convserve import imaging, jsonbody
+from convserve.imaging import resolved_normalize  # the auto rule, defined once in imaging
 
 __all__ = [
     "EncodedResult",
@@ -66,13 +67,6 @@ def finish(rendered: EncodedResult | dict[str, Any], timing_ms: dict[str, float]
                                                              "timing_ms": timing_ms}))
 
 
-def resolved_normalize(mode: str, range_preserving: bool) -> imaging.NormalizeMode:
-    """The mode ``auto`` stands for: ``clip`` for range-preserving layers, else ``minmax``."""
-    if mode == "auto":
-        return "clip" if range_preserving else "minmax"
-    return cast(imaging.NormalizeMode, mode)
-
-
 def channel_stats(y: np.ndarray) -> list[dict[str, float]]:
     """min, max and mean of each channel of float32 (C, H, W), the mean in float64."""
     flat = y.reshape(y.shape[0], -1)
@@ -86,12 +80,17 @@ def channel_stats(y: np.ndarray) -> list[dict[str, float]]:
 
 def pngs_of(
     y: np.ndarray, mode: imaging.NormalizeMode, range_preserving: bool, level: int,
-    executor: Executor | None,
+    executor: Executor | None, *, overwrite: bool = False,
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG."""
-    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving)
+    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG.
+
+    With ``overwrite`` the caller gives ``y`` up: it is quantised in place (see
+    :func:`~convserve.imaging.to_pixels`) and holds garbage afterwards.
+    """
+    channels = [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))]
+    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving, overwrite=overwrite)
     pngs = imaging.encode_pngs(pixels, level=level, executor=executor)
-    return [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))], pngs
+    return channels, pngs
 
 
 def channels_json(

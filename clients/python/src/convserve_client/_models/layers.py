@@ -122,7 +122,7 @@ class LayersResult:
                  for layer in self.layers for channel in layer.channels
                  if channel.png is not None}
         if not files:
-            raise ValueError("this answer carries no feature maps; ask with returns='all' or "
+            raise ValueError("this answer carries no feature maps; ask with return_='all' or "
                              "'last' and format='json' or 'zip'")
         return files
 

@@ -123,7 +123,7 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
         suffix = LAYERS_SUFFIXES[fmt]
 
         async def send(client: AsyncClient, image: Any) -> LayersResult:
-            return await client.layers(image, layers=stack, returns=args.returns, format=fmt,
+            return await client.layers(image, layers=stack, return_=args.return_, format=fmt,
                                        normalize=args.normalize, color_mode=args.color_mode,
                                        engine=args.engine, device=args.device)
 
@@ -131,7 +131,7 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
         return run_batch(args, Batch(send, files, suffix), sources)
     if fmt in ("npy", "onnx") and args.output is None and not args.dry_run:
         raise UsageError(f"--format {fmt} returns a file: give -o FILE (or -o - for stdout)")
-    result = cs.layers(load_input(args.image[0]), layers=stack, returns=args.returns, format=fmt,
+    result = cs.layers(load_input(args.image[0]), layers=stack, return_=args.return_, format=fmt,
                        normalize=args.normalize, color_mode=args.color_mode,
                        engine=args.engine, device=args.device, dry_run=args.dry_run)
     out = args.output

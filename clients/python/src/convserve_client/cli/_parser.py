@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", required=True, metavar="FILE",
                    help='JSON file (or inline JSON) with the list of layers, e.g. '
                         '[{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}]')
-    p.add_argument("--returns", choices=RETURNS,
+    p.add_argument("--return", dest="return_", choices=RETURNS,
                    help="whose feature maps come back")
     p.add_argument("--format", default="json", choices=LAYERS_FORMATS)
     p.add_argument("--normalize", choices=NORMALIZE_MODES)

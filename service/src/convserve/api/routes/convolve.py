@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.middleware import reserve_work
 from convserve.api.parsing import layer_options, multipart_schema, parse_body
 from convserve.api.responses import BINARY_MEDIA, PROBLEMS, respond
 from convserve.api.schemas import ConvolveOptions, ConvolveRequest, ConvolveResponse
+from convserve.flows.memory import working_bytes
 
 router = APIRouter(prefix="/v1", tags=["convolve"], dependencies=[Depends(require_api_key)])
 
@@ -64,6 +66,7 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
     options, source = await parse_body(request, runtime.limits, ConvolveOptions,
                                        ConvolveRequest, _JSON_FIELDS)
     layer = layer_options(options)
+    await reserve_work(request, working_bytes(source, [layer], options.format))
 
     def work() -> flows.Outcome:
         return flows.convolve(runtime.context, source, layer, fmt=options.format,

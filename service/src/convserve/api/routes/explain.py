@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.middleware import reserve_work
 from convserve.api.parsing import layer_options, multipart_schema, parse_body
 from convserve.api.responses import PROBLEMS, respond
 from convserve.api.schemas import ExplainOptions, ExplainRequest, ExplainResponse
 from convserve.conv.explain import MAX_EXPLAIN_PRODUCTS
+from convserve.flows.memory import working_bytes
 
 router = APIRouter(prefix="/v1", tags=["explain"], dependencies=[Depends(require_api_key)])
 
@@ -87,6 +89,8 @@ async def explain(request: Request, runtime: RuntimeDep) -> Response:
                                        _JSON_FIELDS)
     layer = layer_options(options)
     at = (options.at.channel, options.at.y, options.at.x)
+    # The answer is one element's products; the work is a whole convolution (format "npy").
+    await reserve_work(request, working_bytes(source, [layer], "npy"))
 
     def work() -> flows.Outcome:
         return flows.explain(runtime.context, source, layer, at)

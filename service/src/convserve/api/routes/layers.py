@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.middleware import reserve_work
 from convserve.api.parsing import multipart_schema, parse_body
 from convserve.api.responses import PROBLEMS, respond
 from convserve.api.schemas import LayersOptions, LayersRequest, LayersResponse
+from convserve.flows.memory import working_bytes
 
 router = APIRouter(prefix="/v1", tags=["layers"], dependencies=[Depends(require_api_key)])
 
@@ -98,6 +100,7 @@ async def layers(request: Request, runtime: RuntimeDep) -> Response:
     options, source = await parse_body(request, runtime.limits, LayersOptions, LayersRequest,
                                        _JSON_FIELDS)
     entries = [entry.model_dump() for entry in options.layers]
+    await reserve_work(request, working_bytes(source, entries, options.format))
 
     def work() -> flows.Outcome:
         return flows.run_layers(

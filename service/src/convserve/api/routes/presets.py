@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
@@ -49,7 +49,8 @@ async def list_presets() -> dict[str, list[dict[str, Any]]]:
 @router.get("/presets/{name}", summary="A preset resolved for C input channels",
             responses=_ERRORS)
 def get_preset(
-    name: str,
+    name: Annotated[str, Path(description="A preset name from GET /v1/presets",
+                              json_schema_extra={"enum": list(PRESETS)})],
     request: Request,
     runtime: RuntimeDep,
     channels: Annotated[int, Query(ge=1, le=MAX_PRESET_CHANNELS,

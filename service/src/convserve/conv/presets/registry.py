@@ -259,9 +259,16 @@ def _check_channels(channels: object, channel_names: Sequence[str] | None) -> tu
 
 
 def _float32_lists(array: npt.NDArray[np.float32]) -> Any:
-    """Nested lists of the shortest decimals that round-trip each float32 (0.299, not 0.2989...)."""
-    flat = [float(str(v)) for v in array.ravel()]
-    return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
+    """Nested lists of the shortest decimals that round-trip each float32 (0.299, not 0.2989...).
+
+    Each distinct value (by its bits, so -0.0 stays -0.0) is formatted once: a bank spread over
+    thousands of channels repeats a few hundred values, and formatting each of its millions of
+    elements took 12 s.
+    """
+    bits, inverse = np.unique(np.ascontiguousarray(array, dtype=np.float32).view(np.uint32),
+                              return_inverse=True)
+    decimals = np.array([float(str(v)) for v in bits.view(np.float32)], dtype=np.float64)
+    return decimals[inverse.reshape(-1)].reshape(array.shape).tolist()
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,117 @@
+"""The working memory a request will need, from its input's header, before anything is decoded.
+
+The API reserves this many bytes in the process's memory budget
+(:class:`convserve.admission.MemoryBudget`) once the body is parsed and before the request's
+work is queued, so a burst of large images waits (or gets 503) instead of being decoded at
+once. It runs on the event loop, so it only reads headers: the image's size and bands
+(:func:`convserve.admission.probe_image`), the nesting of a JSON array, and the kernels'
+shapes. Whatever it cannot tell (a header it cannot read, a kernel the flow will refuse) it
+leaves to the flow, which refuses such requests before they use memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from convserve.admission import estimate_working_bytes, probe_image
+from convserve.flows.inputs import Source
+from convserve.flows.kernels import layer_kernel
+
+__all__ = ["input_shape", "working_bytes"]
+
+_BASE64_PREFIX = 1 << 20
+"""Characters of a base64 image decoded to read its header (768 KB of image: any PNG, JPEG,
+WebP, BMP, TIFF or GIF header, EXIF included, fits)."""
+_PYTHON_NUMBER_BYTES = 32
+"""A JSON array's number once parsed: a float object (24 B) and its list slot (8 B)."""
+
+
+def input_shape(source: Source) -> tuple[int, int, int] | None:
+    """(C, H, W) of the input as it will be decoded, or None when the header cannot tell."""
+    if source.array is not None:
+        return _array_shape(source.array)
+    data = source.data
+    if source.image_base64 is not None:
+        text = source.image_base64.strip()
+        if text.startswith("data:"):
+            text = text.partition(",")[2]
+        prefix = text[:_BASE64_PREFIX]
+        try:
+            data = base64.b64decode(prefix[: len(prefix) // 4 * 4])
+        except (binascii.Error, ValueError):
+            return None
+    if not data:
+        return None
+    return probe_image(data, source.color_mode)
+
+
+def _array_shape(array: Sequence[Any]) -> tuple[int, int, int] | None:
+    dims: list[int] = []
+    level: Any = array
+    while isinstance(level, list | tuple) and len(dims) < 4:
+        dims.append(len(level))
+        level = level[0] if level else None
+    if len(dims) == 2:
+        return 1, dims[0], dims[1]
+    if len(dims) == 3:
+        return dims[0], dims[1], dims[2]
+    return None
+
+
+def _layer_out(options: Mapping[str, Any], c_in: int) -> tuple[int, int]:
+    """(C_out, largest kernel side) of one layer: from its kernel, preset or ``filters``;
+    ``c_in`` for a pooling layer or one the flow will refuse."""
+    if options.get("kernel") is None and options.get("preset") is None:
+        side = int(max(_pair(options.get("kernel_size") or 1)))
+        filters = options.get("filters")  # a conv2d layer with initialised weights
+        return (filters if isinstance(filters, int) and filters > 0 else c_in), side
+    try:
+        weight = layer_kernel(options, c_in).weight
+    except Exception:  # the flow refuses this layer, and says why
+        return c_in, 1
+    return int(weight.shape[0]), int(max(weight.shape[2:]))
+
+
+def _pair(value: Any) -> Sequence[int]:
+    return value if isinstance(value, list | tuple) else (value,)
+
+
+def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str) -> int:
+    """Bytes a request over ``source`` with ``layers`` will need at its peak, answer included.
+
+    Parameters
+    ----------
+    source : Source
+        The parsed input (bytes, base64 or array).
+    layers : sequence of mapping
+        The layer options as the flows take them: one for ``/v1/convolve`` and
+        ``/v1/explain``, the stack for ``/v1/layers``.
+    fmt : str
+        The answer's format.
+
+    Returns
+    -------
+    int
+        :func:`convserve.admission.estimate_working_bytes` for the input's (C, H, W), the
+        output channels of every layer (a stack may keep every feature map), the largest kernel
+        side as padding, and the body; 0 when the input's header cannot be read (the flow then
+        refuses it before decoding).
+    """
+    shape = input_shape(source)
+    if shape is None:
+        return 0
+    channels, height, width = shape
+    c, out_channels, side = channels, 0, 1
+    for options in layers:
+        c, k = _layer_out(options, c)
+        out_channels += c
+        side = max(side, k)
+    if source.array is not None:
+        body = _PYTHON_NUMBER_BYTES * channels * height * width
+    else:
+        body = len(source.data or b"") + len(source.image_base64 or "")
+    return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
+                                  body_bytes=body, padding=side)

@@ -1,0 +1,64 @@
+"""flows.memory: the working memory a request will need, read from headers only."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from convserve.admission import estimate_working_bytes
+from convserve.flows.inputs import Source
+from convserve.flows.memory import input_shape, working_bytes
+
+
+def png(height: int, width: int, mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def layer(**fields: Any) -> dict[str, Any]:
+    return {"kernel": None, "preset": None, "preset_params": {}, "stride": 1, "padding": None,
+            "dilation": 1, "groups": None, "padding_mode": None, **fields}
+
+
+def test_input_shape_of_bytes_base64_and_arrays() -> None:
+    data = png(30, 40)
+    assert input_shape(Source(data=data)) == (3, 30, 40)
+    assert input_shape(Source(data=data, color_mode="gray")) == (1, 30, 40)
+    text = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert input_shape(Source(image_base64=text)) == (3, 30, 40)
+    assert input_shape(Source(array=np.zeros((2, 5, 7)).tolist())) == (2, 5, 7)
+    assert input_shape(Source(array=[[1, 2, 3]])) == (1, 1, 3)
+    assert input_shape(Source(data=b"garbage")) is None
+    assert input_shape(Source(image_base64="!!!not base64")) is None
+
+
+def test_a_preset_layer_is_estimated_from_its_resolved_kernel() -> None:
+    data = png(300, 200)
+    got = working_bytes(Source(data=data), [layer(preset="sobel")], "json")
+    # Sobel on RGB: 2 output channels, a 3x3 kernel
+    assert got == estimate_working_bytes(300, 200, 3, 2, "json", body_bytes=len(data), padding=3)
+
+
+def test_a_kernel_layer_and_a_stack_count_every_output_channel() -> None:
+    data = png(64, 64, "L")
+    kernel = {"weight": np.ones((5, 1, 7, 7)).tolist(), "bias": None, "layout": "OIHW"}
+    one = working_bytes(Source(data=data, color_mode="gray"), [layer(kernel=kernel)], "npy")
+    assert one == estimate_working_bytes(64, 64, 1, 5, "npy", body_bytes=len(data), padding=7)
+    stack = [{"type": "conv2d", "filters": 8, "kernel_size": 3},
+             {"type": "maxpool2d", "kernel_size": 2}]
+    many = working_bytes(Source(data=data, color_mode="gray"), stack, "json")
+    assert many == estimate_working_bytes(64, 64, 1, 16, "json", body_bytes=len(data),
+                                          padding=3)
+
+
+def test_what_the_flow_will_refuse_is_left_to_it() -> None:
+    assert working_bytes(Source(data=b"not an image"), [layer(preset="sobel")], "json") == 0
+    bad_kernel = layer(kernel={"weight": "nonsense", "bias": None, "layout": "OIHW"})
+    data = png(10, 10)
+    assert working_bytes(Source(data=data), [bad_kernel], "json") == estimate_working_bytes(
+        10, 10, 3, 3, "json", body_bytes=len(data), padding=1)
