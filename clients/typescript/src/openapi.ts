@@ -2502,6 +2502,16 @@ export interface operations {
                     "application/json": components["schemas"]["ModelInfo"];
                 };
             };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
                 headers: {
@@ -2731,12 +2741,23 @@ export interface operations {
                 "multipart/form-data": {
                     /** @description JSON: {"channel": 0, "y": 0, "x": 0} */
                     at: string;
-                    color_mode?: string;
-                    /** Format: binary */
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * Format: binary
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
+                     */
                     image: string;
-                    /** @description A Conv layer's name or index */
+                    /** @description A Conv layer's name or row index */
                     layer: string;
-                    preprocess?: string;
+                    /**
+                     * @description none or imagenet; a JSON object {resize, scale, mean, std, channel_order} works too
+                     * @enum {string}
+                     */
+                    preprocess?: "none" | "imagenet";
                 };
             };
         };
@@ -2836,18 +2857,37 @@ export interface operations {
             content: {
                 "application/json": components["schemas"]["FeaturesRequest"];
                 "multipart/form-data": {
-                    color_mode?: string;
-                    format?: string;
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
+                     *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).
+                     * @enum {string}
+                     */
+                    format?: "json" | "npy" | "zip" | "grid";
                     /**
                      * Format: binary
-                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
-                    /** @description JSON list or comma-separated names */
+                    /**
+                     * @description Layer names or row indices separated by commas (a JSON list works too)
+                     * @example conv1,relu1,2
+                     */
                     layers: string;
-                    normalize?: string;
-                    /** @description none, imagenet or a JSON object */
-                    preprocess?: string;
+                    /**
+                     * @description Float to pixel mapping of the PNGs, as /v1/convolve (auto is minmax here).
+                     * @enum {string}
+                     */
+                    normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+                    /**
+                     * @description none or imagenet; a JSON object {resize, scale, mean, std, channel_order} works too
+                     * @enum {string}
+                     */
+                    preprocess?: "none" | "imagenet";
                 };
             };
         };

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convserve import jsonbody
 from convserve.api.deps import RuntimeDep, require_api_key
-from convserve.api.parsing import parse_body
+from convserve.api.parsing import multipart_schema, parse_body
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.responses import respond
 from convserve.api.schemas import Problem
@@ -110,6 +110,7 @@ batch axis, the model's own layout), `params` and `macs`.
     response_model=ModelInfo,
     responses={200: {"model": ModelInfo, "description": "The same file was stored already"},
                **_problems(**{
+                   "400": "The multipart body could not be parsed",
                    "413": "Model over CONVSERVE_MAX_MODEL_BYTES or the whole store",
                    "415": "Content type other than multipart/form-data",
                    "422": "Not an ONNX model, or refused: detail names the node, operator or "
@@ -117,7 +118,8 @@ batch axis, the model's own layout), `params` and `macs`.
                    "503": "Compute queue full (Retry-After)",
                })},
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["model"], "properties": {
+        "schema": {"type": "object", "required": ["model"], "additionalProperties": False,
+                   "properties": {
             "model": {"type": "string", "format": "binary",
                       "description": "An .onnx file with its weights inside"},
             "input_size": {"type": "string", "description": "[H, W] for a dynamic input",
@@ -131,7 +133,7 @@ async def upload_model(request: Request, runtime: RuntimeDep, models: ModelsDep)
             f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data "
             "with the file part 'model' (curl -F model=@net.onnx)")
     try:
-        form = await request.form(max_files=1, max_fields=4, max_part_size=1024)
+        form = await request.form(max_files=1, max_fields=8, max_part_size=1024)
     except StarletteHTTPException as exc:
         raise StarletteHTTPException(
             exc.status_code, f"the multipart/form-data body could not be parsed ({exc.detail}); "
@@ -227,6 +229,15 @@ def _steps(options: FeaturesOptions | ModelExplainOptions) -> Preprocess:
     return Preprocess.from_request(value if isinstance(value, str) else value.model_dump())
 
 
+_LAYERS_FIELD = {
+    "type": "string", "pattern": r"^[^,\[\]{]*[^,\[\]{\s][^,\[\]]*(,[^,\[\]]*)*$",
+    "description": "Layer names or row indices separated by commas (a JSON list works too)",
+    "examples": ["conv1,relu1,2"]}
+_PREPROCESS_FIELD = {
+    "type": "string", "enum": ["none", "imagenet"],
+    "description": "none or imagenet; a JSON object {resize, scale, mean, std, channel_order} "
+                   "works too"}
+
 _FEATURE_EXAMPLE = {"input": {"array": [[[0.0] * 4] * 4] * 3}, "layers": ["conv1", 2],
                     "format": "json"}
 
@@ -240,14 +251,8 @@ _FEATURE_EXAMPLE = {"input": {"array": [[[0.0] * 4] * 4] * 3}, "layers": ["conv1
                      "description": "format=json (schema below); npy, zip and grid are files"},
                **_RUN_PROBLEMS},
     openapi_extra={"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["image", "layers"],
-                                           "properties": {
-            "image": {"type": "string", "format": "binary",
-                      "description": "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or .npy"},
-            "layers": {"type": "string", "description": "JSON list or comma-separated names"},
-            "preprocess": {"type": "string", "description": "none, imagenet or a JSON object"},
-            "color_mode": {"type": "string"}, "format": {"type": "string"},
-            "normalize": {"type": "string"}}}},
+        "multipart/form-data": {"schema": multipart_schema(FeaturesOptions, {
+            "layers": _LAYERS_FIELD, "preprocess": _PREPROCESS_FIELD})},
         "application/json": {"schema": {"$ref": "#/components/schemas/FeaturesRequest"},
                              "examples": {"two-layers": {"summary": "Two layers by name and "
                                                          "index", "value": _FEATURE_EXAMPLE}}},
@@ -273,12 +278,11 @@ async def model_features(model_id: ModelId, request: Request, runtime: RuntimeDe
     response_model=ModelExplainResponse,
     responses=_RUN_PROBLEMS,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object",
-                                           "required": ["image", "layer", "at"], "properties": {
-            "image": {"type": "string", "format": "binary"},
-            "layer": {"type": "string", "description": "A Conv layer's name or index"},
+        "multipart/form-data": {"schema": multipart_schema(ModelExplainOptions, {
+            "layer": {"type": "string", "pattern": r"\S",
+                      "description": "A Conv layer's name or row index"},
             "at": {"type": "string", "description": 'JSON: {"channel": 0, "y": 0, "x": 0}'},
-            "preprocess": {"type": "string"}, "color_mode": {"type": "string"}}}},
+            "preprocess": _PREPROCESS_FIELD})},
         "application/json": {"schema": {"$ref": "#/components/schemas/ModelExplainRequest"},
                              "examples": {"first-conv": {"summary": "Output (0, 0, 0) of conv1",
                                                          "value": {
@@ -292,7 +296,7 @@ async def model_explain(model_id: ModelId, request: Request, runtime: RuntimeDep
     computes before that layer for this image): the terms per input channel, window, kernel
     slice, products, sums, bias and expression, as /v1/explain gives them."""
     options, source = await parse_body(request, runtime.limits, ModelExplainOptions,
-                                       ModelExplainRequest, ())
+                                       ModelExplainRequest, ("at",))
     at = (options.at.channel, options.at.y, options.at.x)
     outcome = await runtime.pool.run(lambda: flows.layer_explanation(
         runtime.context, models, model_id, source, options.layer, at, _steps(options)))
