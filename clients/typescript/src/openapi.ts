@@ -2771,6 +2771,16 @@ export interface operations {
                     "application/json": components["schemas"]["ModelExplainResponse"];
                 };
             };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
                 headers: {
@@ -2904,6 +2914,16 @@ export interface operations {
                     "image/png": unknown;
                 };
             };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Missing or invalid API key */
             401: {
                 headers: {
@@ -2996,6 +3016,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelKernelResponse"];
+                };
+            };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description Missing or invalid API key */

@@ -47,6 +47,7 @@ def _problems(**texts: str) -> dict[int | str, dict[str, Any]]:
 
 
 _RUN_PROBLEMS = _problems(**{
+    "400": "The multipart body could not be parsed",
     "404": "No model with this id (never uploaded, deleted or evicted)",
     "413": "Upload or decoded image over the limit",
     "415": "Content type other than multipart/form-data or application/json",
