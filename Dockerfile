@@ -48,7 +48,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/convserve/bin:$PATH \
     PORT=8000 \
     ORT_DISABLE_TELEMETRY=1 \
-    CONVSERVE_ENGINE=onnxruntime \
+    CONVSERVE_ENGINE=auto \
     CONVSERVE_DEVICE=cpu
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin convserve

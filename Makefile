@@ -9,6 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 TS_CLIENT := clients/typescript
 NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 
@@ -17,7 +18,7 @@ NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 help:
 	@echo "make run        serve convserve on http://localhost:$(PORT) (demo page at /, docs at /docs)"
 	@echo "make test       install dev extras and run every test"
-	@echo "make bench      run the benchmarks (engines, HTTP, PNG encoding, CLI batches)"
+	@echo "make bench      run the benchmarks (auto table, engines vs peers, I/O, HTTP, PNG encoding, CLI batches)"
 	@echo "make loadtest   burst, overload, 10 min soak and faults against 2 workers (~15 min)"
 	@echo "make lint       ruff, mypy and tsc --noEmit"
 	@echo "make openapi    regenerate openapi/openapi.json and the TypeScript client's types"
@@ -45,15 +46,16 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-BENCH_STAMP := $(VENV)/.installed-bench
-
-$(BENCH_STAMP): $(DEV_STAMP)
+$(BENCH_STAMP): service/pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev,bench]"
 	touch $@
 
+# bench_auto measures engine="auto"'s table and rewrites service/src/convserve/conv/auto_table.json
+# (the repository keeps the last one); bench_core then compares the engines with their peers.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_io.py
-	$(BIN)/python bench/bench_core.py
+	$(BIN)/python -m bench.bench_auto --write
+	$(BIN)/python -m bench.bench_core
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_encode.py
 	$(BIN)/python bench/bench_batch.py

@@ -29,13 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from PIL import Image, ImageOps
 
 if __package__ is None or __package__ == "":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_http import exchange, free_port, multipart_request  # noqa: E402
+from bench.bench_http import exchange, free_port, multipart_request, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "tests" / "data" / name for name in ("chelsea.png", "camera.png",
@@ -74,16 +73,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
            "CONVSERVE_LOG_LEVEL": "warning"}
     process = subprocess.Popen([sys.executable, "-m", "convserve.launcher"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not become ready in 120 s")
+    return wait_ready(process, port, 120)
 
 
 async def load_rate(port: int, requests: list[bytes], connections: int) -> float:

@@ -73,7 +73,14 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    return wait_ready(process, port, 60)
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], port: int, timeout_s: float
+) -> subprocess.Popen[bytes]:
+    """``process`` once its ``/readyz`` on ``port`` answers 200; killed after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -82,7 +89,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
             pass
         time.sleep(0.1)
     process.kill()
-    raise SystemExit("the server did not become ready in 60 s")
+    raise SystemExit(f"the server did not become ready in {timeout_s:g} s")
 
 
 BOUNDARY = "convserve-bench-boundary"

@@ -44,7 +44,7 @@ def test_ready_is_503_until_engine_warm() -> None:
     with TestClient(app) as warm:
         wait_ready(warm)
         assert warm.get("/readyz").json() == {
-            "status": "ready", "engine": "onnxruntime", "device": "cpu",
+            "status": "ready", "engine": "auto", "device": "cpu",
         }
 
 
@@ -63,9 +63,9 @@ def test_ready_reports_why_when_default_device_is_unusable(make_client: ClientFa
 
 def test_engines_lists_both_engines_with_devices(client: TestClient) -> None:
     body = client.get("/v1/engines").json()
-    assert body["default_engine"] == "onnxruntime" and body["default_device"] == "cpu"
+    assert body["default_engine"] == "auto" and body["default_device"] == "cpu"
     by_name = {engine["name"]: engine for engine in body["engines"]}
-    assert set(by_name) == {"numpy", "onnxruntime"}
+    assert set(by_name) == {"auto", "numpy", "onnxruntime"}
     for engine in by_name.values():
         devices = {d["device"]: d for d in engine["devices"]}
         assert devices["cpu"]["available"] is True
@@ -77,7 +77,7 @@ def test_engines_lists_both_engines_with_devices(client: TestClient) -> None:
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get("/v1/presets/sobel?channels=1")
     client.get("/v1/presets/nope")
-    client.post("/v1/convolve", json=D2L)
+    client.post("/v1/convolve", json={**D2L, "engine": "onnxruntime"})
     text = client.get("/metrics").text
     assert 'convserve_requests_total{method="GET",route="/v1/presets/{name}",status="200"}' in text
     assert 'convserve_requests_total{method="GET",route="/v1/presets/{name}",status="404"}' in text

@@ -126,11 +126,11 @@ def test_presets_preset_and_a_kernel_file_round_trip(server_url: str, workdir: P
 def test_engines_and_health(server_url: str) -> None:
     engines = convserve("engines", url=server_url)
     assert engines.returncode == 0, engines.stderr
-    assert text(engines.stdout).startswith("default: onnxruntime on cpu\n")
+    assert text(engines.stdout).startswith("default: auto on cpu\n")
     assert "numpy" in text(engines.stdout) and "cuda: unavailable: " in text(engines.stdout)
     health = convserve("health", url=server_url)
     assert (health.returncode, text(health.stdout)) == (
-        0, "live: ok\nready: yes (onnxruntime on cpu)\n")
+        0, "live: ok\nready: yes (auto on cpu)\n")
 
 
 def test_explain_prints_the_expression(server_url: str, d2l_files: Path) -> None:

@@ -144,7 +144,7 @@ def test_api_key_as_bearer_as_x_api_key_and_from_the_environment(
     with Client(restricted_url, api_key=API_KEY) as cs:
         assert cs.preset("sobel", channels=1).weight.shape == (2, 1, 3, 3)
     with Client(restricted_url, headers={"X-API-Key": API_KEY}) as cs:
-        assert cs.engines().default_engine == "onnxruntime"
+        assert cs.engines().default_engine == "auto"
     monkeypatch.setenv("CONVSERVE_API_KEY", API_KEY)
     with Client(restricted_url) as cs:
         assert cs.api_key == API_KEY

@@ -203,10 +203,9 @@ def test_compose_api_binds_no_host_port_so_it_can_scale() -> None:
 def test_compose_environment_names_real_settings_with_their_defaults() -> None:
     prefix = Settings.model_config.get("env_prefix", "")
     fields = Settings.model_fields
-    # 0 = "fitted to the CPU limit by convserve.launcher"; compose runs two workers. The
-    # pixel limit is fitted to the memory limit (two workers x ~30 bytes a pixel within 2 GB).
+    # 0 = "fitted to the CPU limit by convserve.launcher"; compose runs two workers.
     # The model store lives on the `models` volume, not in the container's /tmp.
-    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0", "max_pixels": "16000000",
+    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0",
                      "model_dir": "/var/lib/convserve/models"}
     for key, (variable, default) in env_defaults(COMPOSE["services"]["api"]).items():
         assert variable == key, f"{key} is read from ${{{variable}}}"
@@ -428,6 +427,9 @@ def test_the_sizing_rule_catches_what_does_not_fit() -> None:
     assert len(big_tmpfs) == 1 and "tmpfs" in big_tmpfs[0]
     service_default_pixels = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20,
                                              50_000_000, 25_000_000)
-    assert len(service_default_pixels) == 1 and "CONVSERVE_MAX_PIXELS" in service_default_pixels[0]
+    assert service_default_pixels == []  # 50 MP fits 2 GB since large photos go in bands
+    too_many_pixels = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20, 80_000_000,
+                                      25_000_000)
+    assert len(too_many_pixels) == 1 and "CONVSERVE_MAX_PIXELS" in too_many_pixels[0]
     big_upload = sizing_problems(2 * 2**30, 2, 16 * 2**20, 768 * 2**20, 16_000_000, 120_000_000)
     assert any("intake pool" in p for p in big_upload)

@@ -17,7 +17,6 @@ from convserve.admission import (
     WORKER_BASELINE_BYTES,
     BytePool,
     MemoryBudget,
-    cgroup_memory_limit,
     default_memory_budget,
     estimate_working_bytes,
     memory_budget,
@@ -25,6 +24,7 @@ from convserve.admission import (
     resource_exhaustion,
 )
 from convserve.api.runtime import ComputePool
+from convserve.cores import cgroup_memory_limit
 from convserve.errors import OverloadedError, ResourceExhaustedError
 from convserve.settings import Settings
 from tests.images import DATA, png_with_header_size
@@ -106,15 +106,15 @@ def test_a_cancelled_waiter_frees_its_place_for_those_behind_it() -> None:
 
 def test_budget_moves_a_request_from_intake_to_work_and_frees_all() -> None:
     async def scenario() -> None:
-        budget = MemoryBudget(400, wait_s=0.05)
-        assert (budget.intake.capacity, budget.work.capacity) == (100, 300)
+        budget = MemoryBudget(800, wait_s=0.05)
+        assert (budget.intake.capacity, budget.work.capacity) == (100, 700)
         reservation = await budget.admit_body(30)
         assert budget.intake.in_use == INTAKE_FACTOR * 30
-        await reservation.reserve_work(250)
-        assert (budget.intake.in_use, budget.work.in_use) == (0, 250)
+        await reservation.reserve_work(600)
+        assert (budget.intake.in_use, budget.work.in_use) == (0, 600)
         second = await budget.admit_body(10)
         with pytest.raises(OverloadedError):  # the work pool is full: a bounded wait
-            await second.reserve_work(100)
+            await second.reserve_work(150)
         assert budget.intake.in_use == INTAKE_FACTOR * 10  # still its body's, until it ends
         second.release()
         reservation.release()

@@ -18,17 +18,14 @@ import onnxruntime
 import pytest
 
 from convserve import EngineUnavailableError, InvalidArgumentError, ShapeError, conv2d, conv_spec
+from convserve.conv.graphs import IR_VERSION, OPSET, conv_model, conv_nodes
 from convserve.conv.onnx_engine import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
     CUDA_PROVIDER_OPTIONS,
-    IR_VERSION,
-    OPSET,
     CacheStats,
     OnnxRuntimeEngine,
     check_active,
-    conv_model,
-    conv_nodes,
     make_session,
     select_providers,
 )

@@ -6,6 +6,8 @@ read ``s2-d2-g3-reflect-even``: ``s`` stride, ``d`` dilation, ``g`` groups, ``k`
 groups, every padding form and mode, bias, batch, non-square and 3-D input) the grid crosses the
 NumPy engine's strategy boundaries: rank-1 kernels (separable passes), wide layers (im2col),
 few channels with large kernels or many groups (Toeplitz), and images taller than one band.
+``engine="auto"`` runs as a third engine, and every path it can take (each engine's strategies,
+with and without the subsample transform) runs on every case where it applies.
 A property-based test then draws random small layers.
 """
 
@@ -21,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convserve import conv2d
-from convserve.conv import ENGINES, EngineName
+from convserve.conv import ENGINE_CHOICES, EngineChoice
+from convserve.conv.auto import AutoEngine, Plan, applicable_paths
+from convserve.conv.spec import conv_spec
 from tests.reference import ConvOptions, conv2d_reference
 
 RTOL = 1e-4
@@ -127,6 +131,13 @@ CASES = [
     case("d2", 1, 2, 9, 9, w=(2, 2, 3, 3), dilation=2),
     case("d2x3-p2", 1, 2, 10, 12, w=(3, 2, 3, 3), dilation=(2, 3), padding=2),
     case("s2-d2-p2", 1, 3, 12, 11, w=(4, 3, 3, 3), stride=2, dilation=2, padding=2),
+    case("s2-d4-p3-odd-phase", 1, 3, 13, 14, w=(2, 3, 3, 3), stride=2, dilation=4, padding=3),
+    case("s2x3-d4x3-asym", 2, 2, 17, 19, w=(3, 2, 3, 2), stride=(2, 3), dilation=(4, 3),
+         padding=(1, 2, 0, 3)),
+    case("s2-d2-pad-past-phase", 1, 1, 5, 5, w=(1, 1, 2, 2), stride=2, dilation=2,
+         padding=(4, 0, 3, 1)),
+    case("s3-d3-depthwise-nobias", 1, 2, 16, 11, w=(2, 1, 3, 3), groups=2, stride=3,
+         dilation=3, padding=2, bias=False),
     case("s2-d2-g3-reflect-even", 1, 3, 11, 12, w=(6, 1, 2, 2), stride=2, dilation=2,
          groups=3, padding=2, padding_mode="reflect"),
     # groups
@@ -208,20 +219,43 @@ def expected() -> dict[str, np.ndarray]:
     return {}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize(("case_id", "layer"), CASES)
-def test_engine_matches_reference(
-    engine: EngineName, case_id: str, layer: Layer, expected: dict[str, np.ndarray]
-) -> None:
-    x, w, b = make_arrays(case_id, layer)
-    options: ConvOptions = {
+def layer_options(layer: Layer) -> ConvOptions:
+    return {
         "stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,
         "groups": layer.groups, "padding_mode": layer.padding_mode,
     }
+
+
+@pytest.mark.parametrize("engine", ENGINE_CHOICES)
+@pytest.mark.parametrize(("case_id", "layer"), CASES)
+def test_engine_matches_reference(
+    engine: EngineChoice, case_id: str, layer: Layer, expected: dict[str, np.ndarray]
+) -> None:
+    x, w, b = make_arrays(case_id, layer)
+    options = layer_options(layer)
     if case_id not in expected:
         expected[case_id] = conv2d_reference(x, w, b, **options)
     y = conv2d(x, w, b, engine=engine, **options)
     assert_matches(y, expected[case_id])
+
+
+@pytest.mark.parametrize(("case_id", "layer"), CASES)
+def test_every_auto_path_matches_reference(
+    case_id: str, layer: Layer, expected: dict[str, np.ndarray]
+) -> None:
+    x, w, b = make_arrays(case_id, layer)
+    options = layer_options(layer)
+    if case_id not in expected:
+        expected[case_id] = conv2d_reference(x, w, b, **options)
+    x4 = x.reshape((1, *x.shape)) if x.ndim == 3 else x
+    spec = conv_spec(x4.shape, w.shape, None if b is None else b.shape, **options)
+    auto = AutoEngine()
+    paths = applicable_paths(spec, w)
+    assert "onnxruntime" in paths and "numpy:im2col" in paths
+    for path in paths:
+        plan = Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        y = auto.run(plan, x4, w, b, spec)
+        assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
 
 
 @st.composite
@@ -252,11 +286,11 @@ def layers(draw: st.DrawFn) -> tuple[ConvOptions, tuple[int, ...], tuple[int, ..
         draw(st.booleans())
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINE_CHOICES)
 @settings(max_examples=60, deadline=None)
 @given(layer=layers(), seed=st.integers(0, 2**32 - 1), rank1=st.booleans())
 def test_engine_matches_reference_on_random_layers(
-    engine: EngineName,
+    engine: EngineChoice,
     layer: tuple[ConvOptions, tuple[int, ...], tuple[int, ...], bool],
     seed: int,
     rank1: bool,
@@ -273,3 +307,21 @@ def test_engine_matches_reference_on_random_layers(
     b = rng.standard_normal(c_out).astype(np.float32) if has_bias else None
     y = conv2d(x, w, b, engine=engine, **options)
     assert_matches(y, conv2d_reference(x, w, b, **options))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer=layers(), seed=st.integers(0, 2**32 - 1))
+def test_every_auto_path_matches_reference_on_random_layers(
+    layer: tuple[ConvOptions, tuple[int, ...], tuple[int, ...], bool], seed: int
+) -> None:
+    options, x_shape, w_shape, has_bias = layer
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32) if has_bias else None
+    expected = conv2d_reference(x, w, b, **options)
+    spec = conv_spec(x.shape, w.shape, None if b is None else b.shape, **options)
+    auto = AutoEngine()
+    for path in applicable_paths(spec, w):
+        plan = Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        assert_matches(auto.run(plan, x, w, b, spec), expected)

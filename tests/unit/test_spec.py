@@ -168,7 +168,7 @@ INVALID: list[object] = [
     pytest.param(
         lambda: conv2d(X, W, engine="torch"),  # type: ignore[arg-type]
         InvalidArgumentError, "engine",
-        "engine='torch' is not one of numpy, onnxruntime", id="engine-unknown",
+        "engine='torch' is not one of auto, numpy, onnxruntime", id="engine-unknown",
     ),
     pytest.param(
         lambda: conv2d(X, W, device="tpu"),  # type: ignore[arg-type]

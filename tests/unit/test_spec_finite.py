@@ -7,7 +7,7 @@ import pytest
 
 from convserve import InvalidArgumentError, conv2d
 from convserve.conv import EngineName
-from convserve.conv.spec import prepare_arrays
+from convserve.conv.spec import ConvSpec, prepare_arrays
 
 WEIGHT = np.ones((1, 2, 1, 1), np.float32)
 
@@ -59,3 +59,60 @@ def test_conv2d_check_finite(engine: EngineName) -> None:
     y = conv2d(x, WEIGHT, engine=engine, check_finite=False)
     assert np.isnan(y[0, 1, 1])
     assert np.count_nonzero(np.isnan(y)) == 1  # a 1x1 kernel spreads it nowhere else
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_finds_non_finite_input_that_reaches_no_output(engine: EngineName) -> None:
+    """Stride 2 with a 1x1 kernel reads no odd row: the input itself must be scanned."""
+    x = np.ones((2, 5, 5), np.float32)
+    x[1, 3, 2] = np.inf
+    with pytest.raises(InvalidArgumentError) as info:
+        conv2d(x, WEIGHT, stride=2, engine=engine)
+    assert info.value.detail == (
+        "input holds 1 NaN or infinite value(s); only finite numbers are allowed"
+    )
+    assert info.value.errors == [{"field": "input", "message": info.value.detail}]
+    assert np.isfinite(conv2d(x, WEIGHT, stride=2, engine=engine, check_finite=False)).all()
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_finds_non_finite_input_under_zero_weights(engine: EngineName) -> None:
+    x = np.ones((2, 4, 4), np.float32)
+    x[0, 2, 2] = np.nan
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, np.zeros((1, 2, 3, 3), np.float32), padding=1, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_returns_an_overflowing_output_of_a_finite_input(engine: EngineName) -> None:
+    """A finite input whose output overflows is valid (as before): the scan finds it finite."""
+    x = np.full((2, 3, 3), 3e38, np.float32)
+    with np.errstate(over="ignore"):  # NumPy's matmul warns of the overflow
+        y = conv2d(x, np.full((1, 2, 1, 1), 4.0, np.float32), engine=engine)
+    assert np.isposinf(y).all()
+
+
+def test_conv2d_checks_the_input_of_an_engine_that_may_skip_zeros() -> None:
+    """An engine object that does not declare ``propagates_non_finite`` gets its input scanned,
+    whatever its output holds."""
+
+    class Zeros:
+        name = "numpy"
+
+        def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   spec: ConvSpec, device: str = "cpu") -> np.ndarray:
+            return np.zeros(spec.output_shape, np.float32)
+
+    x = np.ones((2, 3, 3), np.float32)
+    x[1, 0, 0] = np.nan
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, WEIGHT, engine=Zeros())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_scans_an_input_smaller_than_its_output(engine: EngineName) -> None:
+    """One channel in, four out: the input is the smaller pass, and the one taken."""
+    x = np.ones((1, 4, 4), np.float32)
+    x[0, 3, 0] = -np.inf
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, np.ones((4, 1, 1, 1), np.float32), engine=engine)

@@ -15,8 +15,8 @@ export type { ClientOptions } from './client.js';
 export {
   APIConnectionError, APIError, APIResponseValidationError, APIStatusError, APITimeoutError,
   AuthenticationError, BadRequestError, ConvServeError, GatewayTimeoutError, InternalServerError,
-  NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError, ServiceUnavailableError,
-  UnprocessableEntityError, UnsupportedMediaTypeError, statusError,
+  NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError, RequestTimeoutError,
+  ServiceUnavailableError, UnprocessableEntityError, UnsupportedMediaTypeError, statusError,
 } from './errors.js';
 export type { FieldError, Problem, RequestInfo } from './errors.js';
 export { decodeNpy, encodeNpy } from './npy.js';

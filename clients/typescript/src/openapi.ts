@@ -649,10 +649,11 @@ export interface components {
             dry_run?: boolean;
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
@@ -906,10 +907,11 @@ export interface components {
             dilation?: number | number[];
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Groups
              * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
@@ -1294,10 +1296,11 @@ export interface components {
             dry_run?: boolean;
             /**
              * Engine
-             * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+             * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+             *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
              * @default null
              */
-            engine?: ("numpy" | "onnxruntime") | null;
+            engine?: ("auto" | "numpy" | "onnxruntime") | null;
             /**
              * Format
              * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
@@ -1923,10 +1926,11 @@ export interface operations {
                      */
                     dry_run?: "true" | "false";
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description Response format: json, array, npy, png (one channel), image (c_out 1, 3 or 4), grid, zip.
                      * @enum {string}
@@ -2022,6 +2026,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -2052,7 +2066,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2122,10 +2136,11 @@ export interface operations {
                     /** @description 2, 2,3 or [2, 3] */
                     dilation?: string;
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description Channel groups; must divide C_in and C_out. Default: 1 with a kernel, the preset's
                      *     own with a preset.
@@ -2207,6 +2222,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -2237,7 +2262,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2286,10 +2311,11 @@ export interface operations {
                      */
                     dry_run?: "true" | "false";
                     /**
-                     * @description numpy or onnxruntime; default from CONVSERVE_ENGINE.
+                     * @description auto (the engine measured fastest for this shape; the answer names the one that ran),
+                     *     numpy or onnxruntime; default from CONVSERVE_ENGINE (auto).
                      * @enum {string}
                      */
-                    engine?: "numpy" | "onnxruntime";
+                    engine?: "auto" | "numpy" | "onnxruntime";
                     /**
                      * @description json; npy (the last layer's float32 maps); zip (every layer's maps as PNGs and a
                      *     manifest); onnx (the stack as a standalone ONNX model, weights included, not run).
@@ -2358,6 +2384,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description Upload or decoded image over the limit */
             413: {
                 headers: {
@@ -2388,7 +2424,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, memory budget exhausted or out of memory or disk (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

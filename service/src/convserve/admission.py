@@ -4,7 +4,7 @@ Each server process has one budget of bytes in flight, ``CONVSERVE_MEMORY_BUDGET
 (0: fitted to the container's memory limit, see :func:`default_memory_budget`). It is split in
 two pools so that a request never waits while holding bytes another waiter needs:
 
-- **intake** (a quarter of the budget): a request with a body reserves
+- **intake** (an eighth of the budget): a request with a body reserves
   ``INTAKE_FACTOR x Content-Length`` (the body and the one copy the parsers make of it; a
   chunked body without Content-Length reserves against ``CONVSERVE_MAX_UPLOAD_BYTES``)
   *before a byte of it is read*, and keeps it while its body is in memory;
@@ -28,30 +28,31 @@ from __future__ import annotations
 import asyncio
 import errno
 import math
-import os
 import re
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from convserve import imaging
+from convserve.cores import cgroup_memory_limit, physical_memory
 from convserve.errors import OverloadedError
 from convserve.settings import Settings
 
 __all__ = [
     "ADMISSION_WAIT_S",
+    "BANDED_ABOVE_BYTES",
+    "BAND_WORK_BYTES",
     "INTAKE_FACTOR",
     "INTAKE_SHARE",
     "WORKER_BASELINE_BYTES",
     "BytePool",
     "MemoryBudget",
     "Reservation",
-    "cgroup_memory_limit",
     "default_memory_budget",
+    "banded_answer_bytes_per_value",
     "estimate_working_bytes",
     "memory_budget",
     "probe_image",
@@ -59,57 +60,21 @@ __all__ = [
     "resource_exhaustion",
 ]
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 WORKER_BASELINE_BYTES = 256 * 2**20
 """Memory one idle worker process needs outside the budget: Python, NumPy, ONNX Runtime and
 its sessions (about 150 MB measured), plus allocator slack."""
 MIN_BUDGET_BYTES = 64 * 2**20
 """The fitted budget is never lower than this, however small the container."""
-INTAKE_SHARE = 0.25
+INTAKE_SHARE = 0.125
 """Part of the budget that bodies may hold before their image header is known."""
 INTAKE_FACTOR = 2
 """Bytes reserved per body byte while a body is in memory: the body plus the parser's copy."""
 RETRY_AFTER_S = 2
 ADMISSION_WAIT_S = 10.0
 """Longest wait for room in the budget (lowered to ``CONVSERVE_COMPUTE_TIMEOUT_S``)."""
-_UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 CURRENT: ContextVar[Reservation | None] = ContextVar("convserve_reservation", default=None)
 """The reservation of the request being served (set by the middleware, read by the compute
 pool to keep it while a timed-out computation still runs)."""
-
-
-def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
-    """The memory limit of this process's cgroup in bytes, or None when there is none.
-
-    Parameters
-    ----------
-    root : Path
-        Where the cgroup filesystem is mounted (tests pass a folder).
-
-    Returns
-    -------
-    int or None
-        cgroup v2 ``memory.max`` or v1 ``memory/memory.limit_in_bytes``; None for ``max``,
-        a v1 "unlimited" value or no readable file.
-    """
-    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text == "max":
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            return None
-        return value if 0 < value < _UNLIMITED else None
-    return None
-
-
-def physical_memory() -> int:
-    """Bytes of RAM of this machine (``SC_PHYS_PAGES x SC_PAGE_SIZE``)."""
-    return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
 
 
 def default_memory_budget(workers: int, limit: int | None) -> int:
@@ -139,6 +104,10 @@ def memory_budget(settings: Settings) -> int:
         return settings.memory_budget_bytes
     return default_memory_budget(settings.web_concurrency, cgroup_memory_limit())
 
+
+BANDED_ABOVE_BYTES = 64 * 2**20
+"""float32 input bytes above which the convolve flow runs ONNX Runtime in bands
+(:data:`convserve.flows.bands.WHOLE_BYTES`, which is this number)."""
 
 MAX_TMPFS_BYTES = 32 * 2**20
 """Largest /tmp tmpfs the sizing rule allows: it counts against the memory limit, inside the
@@ -174,7 +143,7 @@ def sizing_problems(
     pools = MemoryBudget(budget, 0.0)
     side = math.isqrt(max_pixels)
     largest = estimate_working_bytes(side, side, 3, 2, "json", body_bytes=max_upload_bytes,
-                                     padding=1)
+                                     padding=1, banded=4 * 3 * side * side > BANDED_ABOVE_BYTES)
     mib = 2**20
     problems = []
     if workers * (WORKER_BASELINE_BYTES + budget) > memory_limit:
@@ -187,12 +156,12 @@ def sizing_problems(
     if largest > pools.work.capacity:
         problems.append(
             f"a {max_pixels:,}-pixel photo needs {largest / mib:.0f} MiB, more than the work "
-            f"pool of {pools.work.capacity / mib:.0f} MiB (3/4 of the budget): lower "
+            f"pool of {pools.work.capacity / mib:.0f} MiB (7/8 of the budget): lower "
             "CONVSERVE_MAX_PIXELS or raise the memory")
     if INTAKE_FACTOR * max_upload_bytes > pools.intake.capacity:
         problems.append(
             f"a {max_upload_bytes:,}-byte upload needs {INTAKE_FACTOR} x its size, more than the "
-            f"intake pool of {pools.intake.capacity / mib:.0f} MiB (1/4 of the budget)")
+            f"intake pool of {pools.intake.capacity / mib:.0f} MiB (1/8 of the budget)")
     return problems
 
 
@@ -205,6 +174,7 @@ def estimate_working_bytes(
     *,
     body_bytes: int = 0,
     padding: int = 0,
+    banded: bool = False,
 ) -> int:
     """Peak bytes one convolution request needs beyond an idle process, from its header.
 
@@ -220,6 +190,10 @@ def estimate_working_bytes(
         The encoded upload, held until the request ends.
     padding : int
         The largest padding on any side (a padded copy of the input is made).
+    banded : bool
+        Whether the convolve flow runs the layer in bands from the decoded samples
+        (:mod:`convserve.flows.bands`: ONNX Runtime on a large image), which never makes the
+        float32 input nor a padded copy of it.
 
     Returns
     -------
@@ -232,17 +206,38 @@ def estimate_working_bytes(
         - encode: the input, the output and the answer (:func:`answer_bytes_per_value`).
 
         The output is taken as large as the input (stride 1, the largest). For a 3-channel
-        photo, Sobel (2 output channels) and ``json`` that is 32 B per pixel, as measured
-        (peak RSS of one 48 MP request: +1,567 MB, 33 B per pixel).
+        photo, Sobel (2 output channels) and ``json`` that is 32 B per pixel.
+
+        In bands the stages are: decode, the samples and the decoder's buffer (2 B per 8-bit
+        value); convolve, the samples, the float32 output and :data:`BAND_WORK_BYTES`; encode,
+        the output (its pixels are written over it) and the answer
+        (:func:`banded_answer_bytes_per_value`). For a 48 MP photo with Sobel and ``json`` that
+        is 12 B per pixel, as ``bench/bench_io.py`` measures (11.7-12.1 B per pixel).
     """
     pixels = height * width
     padded = (height + 2 * padding) * (width + 2 * padding)
     values_in = pixels * channels
     values_out = pixels * out_channels
+    if banded:
+        decode = 2 * values_in
+        convolve = values_in + 4 * values_out + BAND_WORK_BYTES
+        encode = (4 + banded_answer_bytes_per_value(fmt)) * values_out
+        return int(body_bytes + max(decode, convolve, encode))
     decode = 5 * values_in
     convolve = 4 * values_in + 4 * padded * channels + 4 * values_out
     encode = 4 * values_in + 4 * values_out + answer_bytes_per_value(fmt) * values_out
     return int(body_bytes + max(decode, convolve, encode))
+
+
+BAND_WORK_BYTES = 16 * 2**20
+"""One band's float32 input and what ONNX Runtime holds for it (2 MiB bands, arena kept)."""
+
+
+def banded_answer_bytes_per_value(fmt: str) -> float:
+    """Bytes per output value the answer holds beside the output, when the pixels are written
+    over the output (json/zip: a PNG and its base64 text; png, image, grid: the PNG; npy: the
+    float32 copy; array: Python floats in lists and their text)."""
+    return {"npy": 4.0, "png": 1.0, "image": 1.0, "grid": 1.0, "array": 44.0}.get(fmt, 2.0)
 
 
 def answer_bytes_per_value(fmt: str) -> float:

@@ -1,4 +1,5 @@
-"""How many cores this process may use: the affinity mask, lowered to the cgroup CPU quota.
+"""What this process may use: cores (the affinity mask, lowered to the cgroup CPU quota) and
+memory (the cgroup memory limit, or the machine's RAM).
 
 A module of the standard library only, below everything that counts threads: the launcher (before
 it starts uvicorn), the settings (default thread counts) and the engines (their own defaults).
@@ -12,9 +13,17 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "available_cores", "cgroup_cpu_quota", "effective_cores"]
+__all__ = [
+    "CGROUP_ROOT",
+    "available_cores",
+    "cgroup_cpu_quota",
+    "cgroup_memory_limit",
+    "effective_cores",
+    "physical_memory",
+]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
 def _read(path: Path) -> str | None:
@@ -86,3 +95,37 @@ def available_cores() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         affinity = os.cpu_count() or 1
     return effective_cores(affinity, cgroup_cpu_quota())
+
+
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """The memory limit of this process's cgroup in bytes, or None when there is none.
+
+    Parameters
+    ----------
+    root : Path
+        Where the cgroup filesystem is mounted (tests pass a folder).
+
+    Returns
+    -------
+    int or None
+        cgroup v2 ``memory.max`` or v1 ``memory/memory.limit_in_bytes``; None for ``max``,
+        a v1 "unlimited" value or no readable file.
+    """
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            return None
+        return value if 0 < value < _UNLIMITED else None
+    return None
+
+
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (``SC_PHYS_PAGES x SC_PAGE_SIZE``)."""
+    return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVSERVE_", extra="ignore", frozen=True)
 
-    engine: Literal["numpy", "onnxruntime"] = "onnxruntime"
-    """Engine used when a request names none."""
+    engine: Literal["auto", "numpy", "onnxruntime"] = "auto"
+    """Engine used when a request names none; ``auto`` runs each layer on the engine measured
+    fastest for its shape (ONNX Runtime on CUDA) and the answer names the one that ran."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Device used when a request names none."""
 

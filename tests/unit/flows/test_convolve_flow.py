@@ -27,8 +27,8 @@ def layer(**fields: Any) -> dict[str, Any]:
 
 
 def test_d2l_through_the_convolve_flow_gives_the_book_numbers(ctx: FlowContext) -> None:
-    outcome = flows.convolve(ctx, Source(array=D2L_X), layer(kernel={"weight": [D2L_K]}),
-                             fmt="array")
+    outcome = flows.convolve(ctx, Source(array=D2L_X),
+                             layer(kernel={"weight": [D2L_K]}, engine="onnxruntime"), fmt="array")
     body = json.loads(outcome.result.body)
     assert body["data"] == [[[56.0, 72.0], [104.0, 120.0]]]
     assert outcome.shape == (1, 2, 2)

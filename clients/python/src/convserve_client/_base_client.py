@@ -5,7 +5,7 @@ answer). ``Client`` sends it with ``httpx.Client`` and ``AsyncClient`` with
 ``httpx.AsyncClient``; only the sending loop and the sleep differ between them.
 
 Every endpoint is a pure function of its inputs, so any request may be retried: after a
-connection error or timeout, and after 429, 502, 503 and 504 (except a 504 that says the
+connection error or timeout, and after 408, 429, 502, 503 and 504 (except a 504 that says the
 computation itself outlived the server's budget, which would only time out again).
 """
 

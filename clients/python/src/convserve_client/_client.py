@@ -73,7 +73,7 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         Per request (each retry gets it anew); ``None`` waits forever. Default 60 s, 5 s to
         connect. Any method takes ``timeout=`` for one call.
     max_retries : int
-        Retries after a connection error, timeout, 429, 502, 503 or 504 (default 2), with
+        Retries after a connection error, timeout, 408, 429, 502, 503 or 504 (default 2), with
         exponential backoff and jitter, or the server's ``Retry-After`` (capped at 60 s).
     headers : Mapping[str, str], optional
         Sent with every request.

@@ -37,5 +37,5 @@ RETRY_JITTER = 0.25
 MAX_RETRY_AFTER = 60.0
 """Longest wait a server's Retry-After may impose; a longer one is cut to this."""
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 """Statuses that say "try again later": rate limited, overloaded, or a gateway in between."""

@@ -10,6 +10,7 @@
             ├── AuthenticationError          401  missing or wrong API key
             ├── PermissionDeniedError        403
             ├── NotFoundError                404  e.g. unknown preset
+            ├── RequestTimeoutError          408  the body arrived too slowly (retried)
             ├── PayloadTooLargeError         413  upload over CONVSERVE_MAX_UPLOAD_BYTES
             ├── UnsupportedMediaTypeError    415
             ├── UnprocessableEntityError     422  invalid kernel, option or input; see .problem
@@ -47,6 +48,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
@@ -148,6 +150,10 @@ class NotFoundError(APIStatusError):
     """404: unknown preset or path (is ``base_url`` right?)."""
 
 
+class RequestTimeoutError(APIStatusError):
+    """408: the request body did not arrive within the server's CONVSERVE_BODY_TIMEOUT_S."""
+
+
 class PayloadTooLargeError(APIStatusError):
     """413: the upload or decoded image is over the server's limit (named in ``detail``)."""
 
@@ -181,6 +187,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    408: RequestTimeoutError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     422: UnprocessableEntityError,

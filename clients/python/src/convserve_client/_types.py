@@ -102,7 +102,7 @@ PaddingMode: TypeAlias = Literal[
 ``BORDER_REPLICATE`` = replicate, ``wrap`` and ``BORDER_WRAP`` = circular), all accepted."""
 Normalize: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode: TypeAlias = Literal["rgb", "gray", "rgba", "keep"]
-Engine: TypeAlias = Literal["numpy", "onnxruntime"]
+Engine: TypeAlias = Literal["auto", "numpy", "onnxruntime"]
 Device: TypeAlias = Literal["cpu", "cuda"]
 Layout: TypeAlias = Literal["OIHW", "HWIO"]
 Returns: TypeAlias = Literal["all", "last", "none"]

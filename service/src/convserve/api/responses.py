@@ -17,11 +17,13 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     for status, text in {
         400: "A multipart/form-data body that cannot be parsed",
         401: "Missing or invalid API key",
+        408: "The body did not arrive within CONVSERVE_BODY_TIMEOUT_S (retry)",
         404: "Unknown preset",
         413: "Upload or decoded image over the limit",
         415: "Content type other than multipart/form-data or application/json",
         422: "Invalid input, kernel or option; detail says what and what is allowed",
-        503: "Compute queue full (Retry-After)",
+        503: "Compute queue full, memory budget exhausted or out of memory or disk "
+             "(Retry-After)",
         504: "Computation timed out",
     }.items()
 }

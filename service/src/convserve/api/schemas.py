@@ -92,7 +92,7 @@ PaddingValue = JsonInt | list[JsonInt] | Literal["same", "valid"]
 Format = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
 Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 ColorMode = Literal["rgb", "gray", "rgba", "keep"]
-EngineName = Literal["numpy", "onnxruntime"]
+EngineName = Literal["auto", "numpy", "onnxruntime"]
 DeviceName = Literal["cpu", "cuda"]
 
 
@@ -186,7 +186,8 @@ class ConvolveOptions(ConvLayerOptions):
     """Every option of /v1/convolve except the input itself."""
 
     engine: EngineName | None = None
-    """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
+    """auto (the engine measured fastest for this shape; the answer names the one that ran),
+    numpy or onnxruntime; default from CONVSERVE_ENGINE (auto)."""
     device: DeviceName | None = None
     """cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422."""
     color_mode: ColorMode = "rgb"
@@ -300,7 +301,8 @@ class RunOptions(_Strict):
     """Where the computation runs and how an image becomes channels."""
 
     engine: EngineName | None = None
-    """numpy or onnxruntime; default from CONVSERVE_ENGINE."""
+    """auto (the engine measured fastest for this shape; the answer names the one that ran),
+    numpy or onnxruntime; default from CONVSERVE_ENGINE (auto)."""
     device: DeviceName | None = None
     """cpu or cuda; default from CONVSERVE_DEVICE. CUDA where it is not active is a 422."""
     color_mode: ColorMode = "rgb"

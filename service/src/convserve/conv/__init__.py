@@ -2,14 +2,16 @@
 
 from convserve.conv.engine import (
     DEVICES,
+    ENGINE_CHOICES,
     ENGINES,
     Device,
     DeviceStatus,
     Engine,
+    EngineChoice,
     EngineName,
     check_device,
 )
-from convserve.conv.functional import conv2d, get_engine
+from convserve.conv.functional import conv2d, get_auto, get_engine
 from convserve.conv.spec import (
     PADDING_MODES,
     ConvSpec,
@@ -22,16 +24,19 @@ from convserve.conv.spec import (
 
 __all__ = [
     "DEVICES",
+    "ENGINE_CHOICES",
     "ENGINES",
     "PADDING_MODES",
     "ConvSpec",
     "Device",
     "DeviceStatus",
     "Engine",
+    "EngineChoice",
     "EngineName",
     "check_device",
     "conv2d",
     "conv_spec",
+    "get_auto",
     "get_engine",
     "hwio_to_oihw",
     "oihw_to_hwio",

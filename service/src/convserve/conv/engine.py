@@ -19,11 +19,14 @@ from convserve.errors import InvalidArgumentError
 __all__ = [
     "DEVICES",
     "ENGINES",
+    "ENGINE_CHOICES",
     "Device",
     "DeviceStatus",
     "Engine",
+    "EngineChoice",
     "EngineName",
     "check_device",
+    "check_engine_choice",
     "check_engine_name",
 ]
 
@@ -31,6 +34,10 @@ EngineName: TypeAlias = Literal["numpy", "onnxruntime"]
 Device: TypeAlias = Literal["cpu", "cuda"]
 ENGINES: tuple[EngineName, ...] = ("numpy", "onnxruntime")
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
+EngineChoice: TypeAlias = Literal["auto", "numpy", "onnxruntime"]
+"""What a caller may ask for: an engine, or ``"auto"`` (:mod:`convserve.conv.auto`), which
+runs each layer on the engine and strategy measured fastest for its shape."""
+ENGINE_CHOICES: tuple[EngineChoice, ...] = ("auto", *ENGINES)
 
 
 def check_engine_name(name: object) -> EngineName:
@@ -38,6 +45,15 @@ def check_engine_name(name: object) -> EngineName:
     if name not in ENGINES:
         raise InvalidArgumentError(f"engine={name!r} is not one of {', '.join(ENGINES)}",
                                    field="engine")
+    return name
+
+
+def check_engine_choice(name: object) -> EngineChoice:
+    """``name`` if it is ``"auto"`` or an engine's name, else the one error that lists them."""
+    if name not in ENGINE_CHOICES:
+        raise InvalidArgumentError(
+            f"engine={name!r} is not one of {', '.join(ENGINE_CHOICES)}", field="engine"
+        )
     return name
 
 
@@ -60,7 +76,11 @@ class DeviceStatus:
 
 
 class Engine(Protocol):
-    name: EngineName
+    @property
+    def name(self) -> EngineChoice:
+        """``"numpy"``, ``"onnxruntime"``, or ``"auto"`` for the engine that picks between
+        them (:class:`convserve.conv.auto.AutoEngine`)."""
+        ...
 
     def version(self) -> str:
         """The version of the library doing the arithmetic."""

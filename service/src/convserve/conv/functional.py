@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import functools
+import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convserve.conv.engine import Device, Engine, EngineName, check_device, check_engine_name
-from convserve.conv.spec import IntOrPair, PaddingArg, conv_spec, prepare_arrays
+from convserve.conv.engine import (
+    Device,
+    Engine,
+    EngineChoice,
+    EngineName,
+    check_device,
+    check_engine_choice,
+    check_engine_name,
+)
+from convserve.conv.spec import (
+    IntOrPair,
+    PaddingArg,
+    all_finite,
+    check_finite_array,
+    conv_spec,
+    prepare_arrays,
+)
 
-__all__ = ["conv2d", "get_engine"]
+if TYPE_CHECKING:
+    from convserve.conv.auto import AutoEngine
+
+__all__ = ["conv2d", "get_auto", "get_engine"]
 
 
 @functools.cache
@@ -27,6 +47,14 @@ def get_engine(name: str) -> Engine:
     raise AssertionError(f"no engine class for {name!r}")  # pragma: no cover
 
 
+@functools.cache
+def get_auto() -> AutoEngine:
+    """The process-wide ``engine="auto"``, on the default engines and the kept table."""
+    from convserve.conv.auto import AutoEngine
+
+    return AutoEngine()
+
+
 def conv2d(
     x: object,
     weight: object,
@@ -36,7 +64,7 @@ def conv2d(
     dilation: IntOrPair = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
-    engine: EngineName | Engine = "numpy",
+    engine: EngineChoice | EngineName | Engine | AutoEngine = "auto",
     device: Device = "cpu",
     *,
     check_finite: bool = True,
@@ -52,12 +80,17 @@ def conv2d(
     padding : int, (p_h, p_w), (top, bottom, left, right), "valid" or "same"
     groups : int, dividing C_in and C_out
     padding_mode : "zeros", "reflect", "replicate" or "circular"
-    engine : "numpy", "onnxruntime" or an Engine instance
+    engine : "auto" (default), "numpy", "onnxruntime" or an engine instance
+        ``"auto"`` runs the fastest exact path measured for this shape
+        (:mod:`convserve.conv.auto`); on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
-        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does). The check is one
-        pass over ``x``; pass False when the input is known to be finite, e.g. decoded from an
-        image. ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
+        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
+        the smaller of input and output: the output stands in for the input where every input
+        lies in a receptive field (a non-finite input always reaches the output then), and the
+        input is scanned only when that output is not finite.
+        Pass False when the input is known to be finite, e.g. decoded from an image.
+        ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
         PyTorch, to others where an engine's algorithm multiplies them by zero.
 
@@ -70,18 +103,30 @@ def conv2d(
     convserve.ConvServeError
         ShapeError, InvalidArgumentError or EngineUnavailableError naming the numbers involved.
     """
-    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_finite=check_finite)
-    squeeze = x_arr.ndim == 3
+    x_arr, w_arr, b_arr = prepare_arrays(x, weight, bias, check_finite=False)
     spec = conv_spec(
         x_arr.shape, w_arr.shape, None if b_arr is None else b_arr.shape,
         stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode,
     )
-    impl = get_engine(engine) if isinstance(engine, str) else engine
     dev = check_device(device)
+    if not isinstance(engine, str):
+        impl = engine
+    elif check_engine_choice(engine) == "auto":
+        impl = get_auto()
+    else:
+        impl = get_engine(engine)
     if spec.batch == 0:  # PyTorch's empty batch: an empty output of the right shape
         return np.zeros(spec.output_shape, dtype=np.float32)
-    x4 = x_arr.reshape(spec.input_shape)
-    y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
-    return y[0] if squeeze else y
+    # The output stands in for the input where every input reaches it and it is smaller.
+    via_output = check_finite and (
+        getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
+        and math.prod(spec.output_shape) < x_arr.size
+    )
+    if check_finite and not via_output:
+        check_finite_array("input", x_arr)
+    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
+    if via_output and not all_finite(y):
+        check_finite_array("input", x_arr)
+    return y[0] if x_arr.ndim == 3 else y
 

@@ -1,10 +1,10 @@
-"""A layer :class:`~convserve.conv.layers.Stack` as one ONNX graph.
+"""ONNX graphs of convolution layers: one layer (:func:`conv_model`, what the ONNX Runtime
+engine runs) and a layer :class:`~convserve.conv.layers.Stack` (:func:`stack_model`).
 
-:func:`stack_model` builds the serving graph (weights as graph inputs, so one cached session
-serves every set of weights of an architecture) or, with ``export=True``, the standalone model
-(weights as initializers, input ``input`` of shape ``(N, C, H, W)``, output ``output``). The
-convolutions are :func:`~convserve.conv.onnx_engine.conv_nodes`, the same ``Pad`` + ``Conv``
-nodes the ONNX Runtime conv engine runs.
+Both are made of the same :func:`conv_nodes` (``Pad`` + ``Conv``). :func:`stack_model` builds the
+serving graph (weights as graph inputs, so one cached session serves every set of weights of an
+architecture) or, with ``export=True``, the standalone model (weights as initializers, input
+``input`` of shape ``(N, C, H, W)``, output ``output``).
 """
 
 from __future__ import annotations
@@ -18,24 +18,28 @@ from convserve.conv.layers import (
     Pool2dLayer,
     Stack,
 )
-from convserve.conv.onnx_engine import (
-    IR_VERSION,
-    OPSET,
-    conv_nodes,
-)
+from convserve.conv.spec import ConvSpec
 from convserve.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["stack_model"]
+__all__ = ["IR_VERSION", "OPSET", "conv_model", "conv_nodes", "import_onnx", "stack_model"]
+
+OPSET = 21
+"""ONNX opset of every graph built here (``Pad`` mode ``wrap`` needs >= 19)."""
+IR_VERSION = 10
+"""ONNX IR version of those models (the one opset 21 belongs to)."""
+
+_ONNX_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 _ONNX_ACTIVATIONS = {
     "relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh", "abs": "Abs",
 }
 
 
-def _import_onnx() -> Any:
+def import_onnx() -> Any:
+    """The onnx package, or the error that says how to install it (the one import of it)."""
     try:
         import onnx
     except ImportError as exc:
@@ -47,8 +51,94 @@ def _import_onnx() -> Any:
     return onnx
 
 
+def conv_nodes(
+    spec: ConvSpec,
+    x: str,
+    weight: str,
+    bias: str | None,
+    y: str,
+    *,
+    prefix: str = "",
+) -> list[onnx.NodeProto]:
+    """The ONNX node(s) computing one convolution layer ``y = conv2d(x, weight, bias)``.
+
+    Parameters
+    ----------
+    spec : ConvSpec
+        The validated layer; its pads ``(top, bottom, left, right)`` and padding mode decide
+        whether a ``Pad`` node precedes the ``Conv``.
+    x, weight, bias, y : str
+        Tensor names: ``x`` of shape ``spec.input_shape``, ``weight`` of shape
+        ``spec.weight_shape``, ``bias`` of shape ``(out_channels,)`` or None, and the output
+        ``y`` of shape ``spec.output_shape``.
+    prefix : str
+        Prepended to the names of the nodes and intermediate tensors made here, so several
+        layers can share one graph.
+
+    Returns
+    -------
+    list of onnx.NodeProto
+        ``[Conv]`` or ``[Constant, Pad, Conv]``.
+    """
+    onnx_module = import_onnx()
+    helper = onnx_module.helper
+    top, bottom, left, right = spec.pads
+    nodes = []
+    conv_input, conv_pads = x, [top, left, bottom, right]
+    if spec.padding_mode != "zeros" and any(spec.pads):
+        pads, padded = f"{prefix}pads", f"{prefix}padded"
+        nodes.append(helper.make_node(
+            "Constant", [], [pads], name=f"{prefix}pads_const",
+            value=helper.make_tensor(
+                pads, onnx_module.TensorProto.INT64, [8], [0, 0, top, left, 0, 0, bottom, right]
+            ),
+        ))
+        nodes.append(helper.make_node(
+            "Pad", [x, pads], [padded], name=f"{prefix}pad",
+            mode=_ONNX_PAD_MODES[spec.padding_mode],
+        ))
+        conv_input, conv_pads = padded, [0, 0, 0, 0]
+    nodes.append(helper.make_node(
+        "Conv", [conv_input, weight] + ([bias] if bias is not None else []), [y],
+        name=f"{prefix}conv",
+        kernel_shape=[spec.kernel_h, spec.kernel_w],
+        strides=list(spec.stride),
+        dilations=list(spec.dilation),
+        pads=conv_pads,
+        group=spec.groups,
+    ))
+    return nodes
+
+
+def conv_model(spec: ConvSpec) -> onnx.ModelProto:
+    """A model of one convolution: inputs ``X``, ``W`` (and ``B``), output ``Y``, static shapes.
+
+    ``X`` has shape ``spec.input_shape`` (N, C_in, H, W), ``W`` ``spec.weight_shape``
+    (C_out, C_in // groups, k_h, k_w), ``B`` (C_out,) when ``spec.bias``; ``Y`` has shape
+    ``spec.output_shape`` (N, C_out, H_out, W_out). All float32.
+    """
+    onnx_module = import_onnx()
+    helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
+    inputs = [
+        helper.make_tensor_value_info("X", f32, list(spec.input_shape)),
+        helper.make_tensor_value_info("W", f32, list(spec.weight_shape)),
+    ]
+    if spec.bias:
+        inputs.append(helper.make_tensor_value_info("B", f32, [spec.out_channels]))
+    output = helper.make_tensor_value_info("Y", f32, list(spec.output_shape))
+    nodes = conv_nodes(spec, "X", "W", "B" if spec.bias else None, "Y")
+    graph = helper.make_graph(nodes, "convserve_conv2d", inputs, [output])
+    model: onnx.ModelProto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="convserve",
+    )
+    return model
+
+
 def stack_model(stack: Stack, *, export: bool = False, keep_all: bool = False) -> onnx.ModelProto:
-    """The stack as one ONNX model (opset :data:`~convserve.conv.onnx_engine.OPSET`).
+    """The stack as one ONNX model (opset :data:`OPSET`).
 
     Parameters
     ----------
@@ -63,7 +153,7 @@ def stack_model(stack: Stack, *, export: bool = False, keep_all: bool = False) -
     keep_all : bool
         Serving graph only: every layer's output is a graph output, not just the last.
     """
-    onnx_module = _import_onnx()
+    onnx_module = import_onnx()
     helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
     batch: int | str = "N" if export else 1
     last = len(stack.layers) - 1

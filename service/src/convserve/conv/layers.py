@@ -29,7 +29,7 @@ Engines (:class:`~convserve.conv.runner.LayerRunner`):
 - ``numpy`` runs layer by layer: convolutions on a conv engine (the NumPy one), activations and
   pooling in NumPy.
 - ``onnxruntime`` runs the whole stack as one ONNX graph (``Pad``/``Conv`` from
-  :func:`~convserve.conv.onnx_engine.conv_nodes`, ``Relu``, ``LeakyRelu``, ``Sigmoid``,
+  :func:`~convserve.conv.graphs.conv_nodes`, ``Relu``, ``LeakyRelu``, ``Sigmoid``,
   ``Tanh``, ``Abs``, ``MaxPool``, ``AveragePool``) in one session. Weights are graph inputs, not
   initializers, so one cached session serves every set of weights of the same architecture
   (a user editing a kernel or changing a seed reuses it); sessions are kept LRU by architecture,

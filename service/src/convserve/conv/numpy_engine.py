@@ -1,5 +1,8 @@
 """The NumPy engine: ``conv2d`` on the CPU with NumPy and its BLAS, fast rather than textbook.
 
+Past 500 lines on purpose: one engine's strategies share its band buffers, thread pool and
+padding, and read best side by side (the slow oracle is ``tests/reference.py``).
+
 Every strategy works on *bands* of output rows, so working memory stays bounded whatever the
 image size (a few MB per thread besides ``x`` and ``y``), and the bands run on ``threads``
 threads (NumPy releases the GIL in ufuncs and matmul). Each band first copies the input rows it
@@ -607,6 +610,9 @@ class NumpyEngine:
     """
 
     name: EngineName = "numpy"
+    propagates_non_finite = True
+    """Every strategy multiplies every value it reads (BLAS and ufuncs skip no zero weight), so
+    a non-finite input inside a receptive field reaches the output (see ``conv2d``)."""
 
     def __init__(self, threads: int | None = None,
                  band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:

@@ -28,6 +28,7 @@ meant for any module that builds ONNX graphs (multi-layer models, exports).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName, check_device
+from convserve.conv.graphs import OPSET, conv_model, import_onnx
 from convserve.conv.spec import ConvSpec
 from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.cores import available_cores
@@ -51,23 +53,14 @@ __all__ = [
     "CPU_PROVIDER",
     "CUDA_PROVIDER",
     "CUDA_PROVIDER_OPTIONS",
-    "IR_VERSION",
-    "OPSET",
     "CacheStats",
     "OnnxRuntimeEngine",
     "SessionCache",
     "check_active",
-    "conv_model",
-    "conv_nodes",
     "make_session",
     "select_providers",
     "session_options",
 ]
-
-OPSET = 21
-"""ONNX opset of every graph built here (``Pad`` mode ``wrap`` needs >= 19)."""
-IR_VERSION = 10
-"""ONNX IR version of those models (the one opset 21 belongs to)."""
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -85,7 +78,6 @@ _INSTALL_CUDA = (
     "pip install 'convserve[cuda]' (onnxruntime-gpu in place of onnxruntime, "
     "with CUDA 12 and cuDNN 9 libraries and an NVIDIA driver)"
 )
-_ONNX_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 _arena_lock = threading.Lock()
 _arena_registered = False
@@ -104,18 +96,6 @@ def _import_ort() -> ModuleType:
         onnxruntime.disable_telemetry_events()  # only Windows builds send any; never wanted here
     module: ModuleType = onnxruntime
     return module
-
-
-def _import_onnx() -> ModuleType:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise EngineUnavailableError(
-            f"engine 'onnxruntime' needs the onnx package to build graphs, which is not "
-            f"installed ({exc}); pip install 'convserve[cpu]'",
-            field="engine",
-        ) from None
-    return onnx
 
 
 def select_providers(device: str, available: Sequence[str]) -> list[Provider]:
@@ -196,12 +176,15 @@ def _register_shared_arena(ort: ModuleType) -> None:
         _arena_registered = True
 
 
+@functools.cache
 def run_options(shrink: bool = True) -> Any:
-    """``onnxruntime.RunOptions`` for one run: shrink the CPU arena when the run returns.
+    """``onnxruntime.RunOptions`` for a run: shrink the CPU arena when the run returns.
 
     The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
     allocated beyond its first, so a large request does not pin its working memory in the
-    process afterwards. ``shrink=False`` keeps it for the next band of the same layer.
+    process afterwards. ``shrink=False`` keeps it for the next band of the same layer. One
+    object per value of ``shrink`` serves every run (a run only reads it), so no run pays for
+    building it.
     """
     ort = _import_ort()
     options = ort.RunOptions()
@@ -271,92 +254,6 @@ def make_session(
         ) from None
     check_active(device, session.get_providers(), available)
     return session
-
-
-def conv_nodes(
-    spec: ConvSpec,
-    x: str,
-    weight: str,
-    bias: str | None,
-    y: str,
-    *,
-    prefix: str = "",
-) -> list[onnx.NodeProto]:
-    """The ONNX node(s) computing one convolution layer ``y = conv2d(x, weight, bias)``.
-
-    Parameters
-    ----------
-    spec : ConvSpec
-        The validated layer; its pads ``(top, bottom, left, right)`` and padding mode decide
-        whether a ``Pad`` node precedes the ``Conv``.
-    x, weight, bias, y : str
-        Tensor names: ``x`` of shape ``spec.input_shape``, ``weight`` of shape
-        ``spec.weight_shape``, ``bias`` of shape ``(out_channels,)`` or None, and the output
-        ``y`` of shape ``spec.output_shape``.
-    prefix : str
-        Prepended to the names of the nodes and intermediate tensors made here, so several
-        layers can share one graph.
-
-    Returns
-    -------
-    list of onnx.NodeProto
-        ``[Conv]`` or ``[Constant, Pad, Conv]``.
-    """
-    onnx_module = _import_onnx()
-    helper = onnx_module.helper
-    top, bottom, left, right = spec.pads
-    nodes = []
-    conv_input, conv_pads = x, [top, left, bottom, right]
-    if spec.padding_mode != "zeros" and any(spec.pads):
-        pads, padded = f"{prefix}pads", f"{prefix}padded"
-        nodes.append(helper.make_node(
-            "Constant", [], [pads], name=f"{prefix}pads_const",
-            value=helper.make_tensor(
-                pads, onnx_module.TensorProto.INT64, [8], [0, 0, top, left, 0, 0, bottom, right]
-            ),
-        ))
-        nodes.append(helper.make_node(
-            "Pad", [x, pads], [padded], name=f"{prefix}pad",
-            mode=_ONNX_PAD_MODES[spec.padding_mode],
-        ))
-        conv_input, conv_pads = padded, [0, 0, 0, 0]
-    nodes.append(helper.make_node(
-        "Conv", [conv_input, weight] + ([bias] if bias is not None else []), [y],
-        name=f"{prefix}conv",
-        kernel_shape=[spec.kernel_h, spec.kernel_w],
-        strides=list(spec.stride),
-        dilations=list(spec.dilation),
-        pads=conv_pads,
-        group=spec.groups,
-    ))
-    return nodes
-
-
-def conv_model(spec: ConvSpec) -> onnx.ModelProto:
-    """A model of one convolution: inputs ``X``, ``W`` (and ``B``), output ``Y``, static shapes.
-
-    ``X`` has shape ``spec.input_shape`` (N, C_in, H, W), ``W`` ``spec.weight_shape``
-    (C_out, C_in // groups, k_h, k_w), ``B`` (C_out,) when ``spec.bias``; ``Y`` has shape
-    ``spec.output_shape`` (N, C_out, H_out, W_out). All float32.
-    """
-    onnx_module = _import_onnx()
-    helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
-    inputs = [
-        helper.make_tensor_value_info("X", f32, list(spec.input_shape)),
-        helper.make_tensor_value_info("W", f32, list(spec.weight_shape)),
-    ]
-    if spec.bias:
-        inputs.append(helper.make_tensor_value_info("B", f32, [spec.out_channels]))
-    output = helper.make_tensor_value_info("Y", f32, list(spec.output_shape))
-    nodes = conv_nodes(spec, "X", "W", "B" if spec.bias else None, "Y")
-    graph = helper.make_graph(nodes, "convserve_conv2d", inputs, [output])
-    model: onnx.ModelProto = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="convserve",
-    )
-    return model
 
 
 @dataclass(frozen=True)
@@ -441,6 +338,9 @@ class OnnxRuntimeEngine:
     """
 
     name: EngineName = "onnxruntime"
+    propagates_non_finite = True
+    """ONNX Runtime's Conv multiplies every value it reads (im2col and GEMM skip no zero weight),
+    so a non-finite input inside a receptive field reaches the output (see ``conv2d``)."""
 
     def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64,
                  band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
@@ -463,7 +363,7 @@ class OnnxRuntimeEngine:
         """CPU (when onnxruntime imports) and CUDA (when it offers the CUDA provider)."""
         try:
             ort = _import_ort()
-            onnx_module = _import_onnx()
+            onnx_module = import_onnx()
         except EngineUnavailableError as exc:
             return [DeviceStatus(device, False, exc.detail) for device in DEVICES]
         available = list(ort.get_available_providers())

@@ -18,55 +18,37 @@ Pads are always reported begins-then-ends per axis as ``(top, bottom, left, righ
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, get_args
+from typing import TypeAlias
 
 import numpy as np
 
+from convserve.conv.arrays import (
+    all_finite,
+    check_finite_array,
+    hwio_to_oihw,
+    oihw_to_hwio,
+    prepare_arrays,
+)
+from convserve.conv.padding import (
+    PADDING_MODE_NAMES,
+    PADDING_MODES,
+    PaddingMode,
+    PaddingModeName,
+    normalize_padding_mode,
+    padding_source,
+)
 from convserve.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
-    "MAX_INT",
-    "int_pair",
-    "PADDING_MODES",
-    "PADDING_MODE_NAMES",
-    "PaddingModeName",
-    "padding_source",
-    "ConvSpec",
-    "IntOrPair",
-    "PaddingArg",
-    "PaddingMode",
-    "conv_spec",
-    "hwio_to_oihw",
-    "normalize_padding_mode",
-    "oihw_to_hwio",
-    "output_size",
-    "prepare_arrays",
-    "resolve_padding",
+    "MAX_INT", "PADDING_MODE_NAMES", "PADDING_MODES", "SPEC_MEMO_SIZE", "all_finite",
+    "check_finite_array", "conv_spec", "ConvSpec", "hwio_to_oihw", "int_pair", "IntOrPair",
+    "normalize_padding_mode", "oihw_to_hwio", "output_size", "padding_source", "PaddingArg",
+    "PaddingMode", "PaddingModeName", "prepare_arrays", "resolve_padding",
 ]
-
-PaddingMode: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
-PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
-
-PaddingModeName: TypeAlias = Literal[
-    "zeros", "reflect", "replicate", "circular",
-    "constant", "edge", "wrap",
-    "BORDER_CONSTANT", "BORDER_REFLECT_101", "BORDER_REFLECT101", "BORDER_REPLICATE",
-    "BORDER_WRAP",
-]
-"""Every accepted spelling of a padding mode: PyTorch's, NumPy's and OpenCV's (the one list;
-the API's enum and the clients' types are this). Matched case-insensitively."""
-PADDING_MODE_NAMES: tuple[PaddingModeName, ...] = get_args(PaddingModeName)
-
-_PADDING_MODE_OF: dict[PaddingModeName, PaddingMode] = {
-    "zeros": "zeros", "constant": "zeros", "BORDER_CONSTANT": "zeros",
-    "reflect": "reflect", "BORDER_REFLECT_101": "reflect", "BORDER_REFLECT101": "reflect",
-    "replicate": "replicate", "edge": "replicate", "BORDER_REPLICATE": "replicate",
-    "circular": "circular", "wrap": "circular", "BORDER_WRAP": "circular",
-}
-_PADDING_MODE_ALIASES = {name.lower(): mode for name, mode in _PADDING_MODE_OF.items()}
 
 IntOrPair: TypeAlias = int | Sequence[int]
 PaddingArg: TypeAlias = int | Sequence[int] | str
@@ -102,51 +84,6 @@ def int_pair(name: str, value: IntOrPair, minimum: int) -> tuple[int, int]:
             f"{name}={value!r} must be >= {minimum} and <= {MAX_INT} on each axis", field=name
         )
     return pair
-
-
-def normalize_padding_mode(mode: str) -> PaddingMode:
-    """PyTorch's name for ``mode``, accepting NumPy and OpenCV spellings."""
-    if isinstance(mode, str) and mode.lower() in _PADDING_MODE_ALIASES:
-        return _PADDING_MODE_ALIASES[mode.lower()]
-    raise InvalidArgumentError(
-        f"padding_mode={mode!r} is not one of zeros, reflect, replicate, circular "
-        "(NumPy's constant, reflect, edge, wrap and OpenCV's BORDER_* names are accepted too)",
-        field="padding_mode",
-    )
-
-
-def padding_source(positions: np.ndarray, size: int, mode: PaddingMode) -> np.ndarray:
-    """Where each coordinate of an axis of ``size`` samples reads from under ``mode``.
-
-    The one definition of the padding modes, used by the engines and by explain.
-
-    Parameters
-    ----------
-    positions : ndarray of int, any shape
-        Coordinates along the axis, possibly outside ``[0, size)`` (in the padding).
-    size : int
-        Samples of the axis (>= 1).
-    mode : {"zeros", "reflect", "replicate", "circular"}
-        ``reflect`` mirrors about the edge sample (PyTorch, NumPy ``reflect``, OpenCV
-        ``BORDER_REFLECT_101``), repeating with period ``2 * (size - 1)``.
-
-    Returns
-    -------
-    ndarray of int64, the shape of ``positions``
-        The index of the sample the mode puts there; -1 where ``zeros`` puts a zero.
-    """
-    i = np.asarray(positions, dtype=np.int64)
-    if mode == "zeros":
-        return np.where((i >= 0) & (i < size), i, -1)
-    if mode == "replicate":
-        return np.clip(i, 0, size - 1)
-    if mode == "circular":
-        return i % size
-    if size == 1:  # reflecting a single sample gives that sample
-        return np.zeros_like(i)
-    period = 2 * (size - 1)
-    j = np.abs(i) % period
-    return np.where(j < size, j, period - j)
 
 
 def resolve_padding(
@@ -213,6 +150,17 @@ def output_size(size: int, pad_begin: int, pad_end: int, kernel: int, stride: in
                 dilation: int) -> int:
     """``floor((size + pads - dilation*(kernel - 1) - 1) / stride) + 1`` (may be < 1)."""
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _covers(size: int, before: int, kernel: int, stride: int, dilation: int, out: int) -> bool:
+    """Whether outputs ``0 .. out - 1`` of one axis read every one of its ``size`` inputs."""
+    if stride == 1 and dilation == 1:
+        # Windows overlap and reach from the first pad to the last output's end.
+        return out + kernel - 1 - before >= size
+    read = np.zeros(before + size + kernel * dilation + out * stride, dtype=bool)
+    for u in range(kernel):
+        read[u * dilation : u * dilation + (out - 1) * stride + 1 : stride] = True
+    return bool(read[before : before + size].all())
 
 
 @dataclass(frozen=True)
@@ -286,6 +234,21 @@ class ConvSpec:
     @property
     def padded_width(self) -> int:
         return self.width + self.pads[2] + self.pads[3]
+
+    @functools.cached_property
+    def reads_every_input(self) -> bool:
+        """Whether every input pixel lies in the receptive field of some output.
+
+        Not so when a stride skips rows or columns the kernel does not reach, or when the last
+        rows or columns do not make up a whole window. Where it holds, a non-finite input value
+        always reaches the output (IEEE: ``nan * 0`` and ``inf * 0`` are NaN), so checking the
+        output, which is often smaller, can stand in for checking the input.
+        """
+        top, _, left, _ = self.pads
+        return _covers(self.height, top, self.kernel_h, self.stride[0], self.dilation[0],
+                       self.out_height) and _covers(
+            self.width, left, self.kernel_w, self.stride[1], self.dilation[1], self.out_width
+        )
 
     @property
     def params(self) -> int:
@@ -371,7 +334,77 @@ def conv_spec(
     ------
     ShapeError, InvalidArgumentError
         With the shapes and numbers involved and what would be valid.
+
+    Notes
+    -----
+    Specs of arguments made of ints, strings and sequences of them are memoised (the last
+    :data:`SPEC_MEMO_SIZE` of them), keyed by value *and* type, so that ``groups=True`` is
+    still refused after ``groups=1`` was accepted. Invalid arguments are never memoised.
     """
+    key = _memo_keys((x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
+                      padding_mode))
+    if key is not None:
+        spec = _SPEC_MEMO.get(key)
+        if spec is None:
+            spec = _conv_spec(x_shape, weight_shape, bias_shape, stride, padding, dilation,
+                              groups, padding_mode)
+            if len(_SPEC_MEMO) >= SPEC_MEMO_SIZE:
+                _SPEC_MEMO.clear()  # rare; a plain dict keeps hits cheap and thread-safe
+            _SPEC_MEMO[key] = spec
+        return spec
+    return _conv_spec(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
+                      padding_mode)
+
+
+SPEC_MEMO_SIZE = 512
+"""Specs kept by :func:`conv_spec`'s memo."""
+_SPEC_MEMO: dict[Hashable, ConvSpec] = {}
+_MEMO_ATOMS = (int, bool, str, type(None), np.integer)
+
+
+def _memo_keys(values: tuple[object, ...]) -> Hashable | None:
+    """:func:`_memo_key` of each of ``values`` (None if any is None), with a fast path for the
+    usual ints, strings, None and tuples of ints (a key per call is paid on every hit)."""
+    keys: list[Hashable] = []
+    for value in values:
+        kind = type(value)
+        if kind is int or kind is str or value is None:
+            keys.append((kind, value))
+        elif kind is tuple and all(type(v) is int for v in value):  # type: ignore[attr-defined]
+            keys.append((kind, value))
+        else:
+            key = _memo_key(value)
+            if key is None:
+                return None
+            keys.append(key)
+    return tuple(keys)
+
+
+def _memo_key(value: object) -> Hashable | None:
+    """A hashable key that tells apart values of different types (``True`` from ``1``,
+    ``np.int64(2)`` from ``2``, ``[1, 2]`` from ``(1, 2)``), or None when a value is of any
+    other kind (floats, arrays, objects), which are then validated afresh on every call."""
+    kind = type(value)
+    if isinstance(value, tuple | list):
+        if all(type(v) is int for v in value):  # shapes and pairs: the common case, fast
+            return (kind, tuple(value))
+        keys = tuple(_memo_key(v) for v in value)
+        return None if any(k is None for k in keys) else (kind, keys)
+    if isinstance(value, _MEMO_ATOMS):
+        return (kind, value)
+    return None
+
+
+def _conv_spec(
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+    stride: IntOrPair,
+    padding: PaddingArg,
+    dilation: IntOrPair,
+    groups: int,
+    padding_mode: str,
+) -> ConvSpec:
     x_shape = tuple(int(s) for s in x_shape)
     weight_shape = tuple(int(s) for s in weight_shape)
     if len(x_shape) == 3:
@@ -452,80 +485,3 @@ def conv_spec(
             field="weight",
         )
     return spec
-
-
-def _all_finite(array: np.ndarray) -> bool:
-    """Whether every value of ``array`` is finite.
-
-    Any NaN or infinity makes the sum non-finite, and one summing pass costs about half of
-    ``np.isfinite(array).all()`` on large inputs; the exact test runs only when the sum is not
-    finite (a NaN, an infinity, or a sum that overflowed). Not ``np.dot(a, a)``: it is no faster
-    and leaves BLAS threads spinning, which slows the convolution that follows.
-    """
-    with np.errstate(all="ignore"):  # an overflowing sum is expected and handled below
-        total = np.add.reduce(array, axis=None)
-    if np.isfinite(total):
-        return True
-    return bool(np.isfinite(array).all())
-
-
-def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(
-            f"{name} must be a numeric array (nested lists of equal length): {exc}", field=name
-        ) from None
-    if check_finite and not _all_finite(array):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise InvalidArgumentError(
-            f"{name} holds {bad} NaN or infinite value(s); only finite numbers are allowed",
-            field=name,
-        )
-    return array
-
-
-def prepare_arrays(
-    x: object, weight: object, bias: object | None, *, check_finite: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Convert to C-contiguous float32 and reject non-finite values.
-
-    Returns ``x`` as given (3-D or 4-D; shapes are checked by :func:`conv_spec`), ``weight`` and
-    ``bias`` (or None). ``weight`` and ``bias`` are always checked for NaN and infinity; ``x``
-    only when ``check_finite`` is true (one pass over the input, which costs up to a third of a
-    cheap convolution: callers that validated the input already may skip it).
-    """
-    x_arr = np.ascontiguousarray(_float32("input", x, check_finite=check_finite))
-    w_arr = np.ascontiguousarray(_float32("weight", weight))
-    b_arr = None
-    if bias is not None:
-        b_arr = np.ascontiguousarray(_float32("bias", bias))
-        if b_arr.ndim != 1:
-            raise ShapeError(f"bias.shape={b_arr.shape} must be 1-D (C_out,)", field="bias")
-    return x_arr, w_arr, b_arr
-
-
-def hwio_to_oihw(weight: np.ndarray) -> np.ndarray:
-    """Keras/TensorFlow ``(k_h, k_w, C_in // groups, C_out)`` to OIHW.
-
-    Returns a C-contiguous ``(C_out, C_in // groups, k_h, k_w)`` array.
-    """
-    if weight.ndim != 4:
-        raise ShapeError(
-            f"HWIO weight.shape={weight.shape} must be 4-D (k_h, k_w, C_in // groups, C_out)",
-            field="weight",
-        )
-    return np.ascontiguousarray(weight.transpose(3, 2, 0, 1))
-
-
-def oihw_to_hwio(weight: np.ndarray) -> np.ndarray:
-    """``(C_out, C_in // groups, k_h, k_w)`` to Keras/TensorFlow HWIO.
-
-    Returns a C-contiguous ``(k_h, k_w, C_in // groups, C_out)`` array.
-    """
-    if weight.ndim != 4:
-        raise ShapeError(
-            f"OIHW weight.shape={weight.shape} must be 4-D (C_out, C_in // groups, k_h, k_w)",
-            field="weight",
-        )
-    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0))

@@ -38,6 +38,7 @@ __all__ = [
     "BandPlan",
     "band_bytes",
     "band_input",
+    "cut_bands",
     "plan_bands",
     "run_in_bands",
     "source_rows",
@@ -183,6 +184,11 @@ def plan_bands(spec: ConvSpec, budget: int | None, align: int = 1,
     rows_per_band = max(align, low - low % align)
     if rows_per_band >= spec.out_height:
         return None
+    return BandPlan(spec, rows_per_band, cut_bands(spec, rows_per_band))
+
+
+def cut_bands(spec: ConvSpec, rows_per_band: int) -> tuple[Band, ...]:
+    """The bands of ``rows_per_band`` output rows each (the last may be fewer) of ``spec``."""
     top, bottom, left, right = spec.pads
     padded_rows = source_rows(spec.height, top, bottom, spec.padding_mode)
     bands = []
@@ -192,7 +198,7 @@ def plan_bands(spec: ConvSpec, budget: int | None, align: int = 1,
         rows = padded_rows[first : first + _input_rows(spec, stop - start)]
         band_spec = dataclasses.replace(spec, height=len(rows), pads=(0, 0, left, right))
         bands.append(Band(start, stop, rows, band_spec))
-    return BandPlan(spec, rows_per_band, tuple(bands))
+    return tuple(bands)
 
 
 def band_input(x: np.ndarray, band: Band) -> np.ndarray:

@@ -8,21 +8,25 @@ whole float32 input: for output rows ``[r0, r1)`` it makes only the input rows t
 copy of the row ``padding_mode`` names, or zeros), and runs the layer on them with no vertical
 pads and the original horizontal ones. Every output element sums the same products as in the
 whole-image layer. A request then holds the decoded samples, the float32 output and one band.
+
+The bands are :func:`convserve.conv.tiling.cut_bands`, the engines' own: this module only fills
+each from the decoded samples instead of a float32 array.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 
+from convserve.admission import BANDED_ABOVE_BYTES
 from convserve.conv.spec import ConvSpec
+from convserve.conv.tiling import cut_bands
 from convserve.imaging import DecodedInput
 
-__all__ = ["BAND_BYTES", "WHOLE_BYTES", "convolve_in_bands", "needs_bands", "source_rows"]
+__all__ = ["BAND_BYTES", "WHOLE_BYTES", "convolve_in_bands", "needs_bands"]
 
-WHOLE_BYTES = 64 << 20
+WHOLE_BYTES = BANDED_ABOVE_BYTES
 """Largest float32 input convolved whole (5.6 MP of RGB); larger images go in bands."""
 BAND_BYTES = 2 << 20
 """float32 input bytes of one band: small enough that what the allocator and ONNX Runtime keep
@@ -35,30 +39,6 @@ def needs_bands(decoded: DecodedInput, whole_bytes: int | None = None) -> bool:
     channels, height, width = decoded.shape
     limit = WHOLE_BYTES if whole_bytes is None else whole_bytes
     return not decoded.planar and 4 * channels * height * width > limit
-
-
-def source_rows(size: int, before: int, after: int, mode: str) -> np.ndarray:
-    """For each row of an axis of ``size`` padded by ``(before, after)``, the row it copies.
-
-    ``mode`` is a ConvSpec padding mode: ``reflect`` (mirror without repeating the edge),
-    ``replicate`` (the edge row), ``circular`` (wrap around) or ``zeros`` (-1: a row of zeros).
-
-    Returns
-    -------
-    ndarray of int64, shape (before + size + after,)
-    """
-    index = np.arange(-before, size + after, dtype=np.int64)
-    if mode == "zeros":
-        return np.where((index >= 0) & (index < size), index, -1)
-    if mode == "replicate":
-        return np.clip(index, 0, size - 1)
-    if mode == "circular":
-        return np.mod(index, size)
-    if mode == "reflect":
-        period = 2 * (size - 1) if size > 1 else 1
-        folded = np.mod(index, period)
-        return np.where(folded < size, folded, period - folded)
-    raise ValueError(f"padding_mode={mode!r} is not zeros, reflect, replicate or circular")
 
 
 def convolve_in_bands(
@@ -86,24 +66,20 @@ def convolve_in_bands(
     -------
     ndarray of float32, shape ``spec.output_shape``
     """
-    channels, height, width = decoded.shape
-    top, bottom, left, right = spec.pads
+    channels, _, width = decoded.shape
     stride, reach = spec.stride[0], spec.dilation[0] * (spec.kernel_h - 1) + 1
     row_bytes = 4 * channels * width
     budget = BAND_BYTES if band_bytes is None else band_bytes
     out_rows = max(1, (budget // row_bytes - reach) // stride + 1)
-    padded = source_rows(height, top, bottom, spec.padding_mode)
     y = np.empty(spec.output_shape, dtype=np.float32)
     # One buffer for every band's input: a fresh one per band would leave the allocator
     # holding freed bands (RSS that outlives the request).
     buffer = np.empty(channels * ((out_rows - 1) * stride + reach) * width, dtype=np.float32)
-    for start in range(0, spec.out_height, out_rows):
-        stop = min(start + out_rows, spec.out_height)
-        rows = padded[start * stride : (stop - 1) * stride + reach]
+    for band in cut_bands(spec, out_rows):
+        rows = band.rows
         band_x = buffer[: channels * len(rows) * width].reshape(1, channels, len(rows), width)
         _fill(decoded, rows, band_x[0])
-        band_spec = dataclasses.replace(spec, height=len(rows), pads=(0, 0, left, right))
-        y[:, :, start:stop] = run(band_x, band_spec)
+        y[:, :, band.out_start : band.out_stop] = run(band_x, band.spec)
     return y
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from convserve.conv.auto import AutoEngine
 from convserve.conv.engine import Engine
 from convserve.conv.numpy_engine import NumpyEngine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
@@ -27,6 +29,7 @@ def make_engines(settings: Settings) -> tuple[dict[str, Engine], LayerRunner]:
                                          cache_size=settings.ort_cache_size,
                                          band_bytes=band_bytes),
     }
+    engines["auto"] = AutoEngine(dict(engines))  # picks between the two above per shape
     runner = LayerRunner(numpy_engine, intra_op_threads=threads,
                          cache_size=settings.ort_cache_size)
     return engines, runner
@@ -58,6 +61,13 @@ class FlowContext:
         """A context of its own engines, for scripts, benchmarks and tests without a server."""
         engines, runner = make_engines(settings)
         return cls(settings, Limits.from_settings(settings), engines, runner)
+
+    @functools.cached_property
+    def auto(self) -> AutoEngine:
+        """``engine="auto"``: the context's own (:func:`make_engines` makes one), else one over
+        its engines and the kept table."""
+        engine = self.engines.get("auto")
+        return engine if isinstance(engine, AutoEngine) else AutoEngine(self.engines)
 
     def engine(self, name: str) -> Engine:
         """The engine called ``name`` (already validated by the request schema)."""

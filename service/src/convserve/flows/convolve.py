@@ -132,14 +132,25 @@ def prepare_convolution(
 def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
     """Run the prepared convolution on its engine; returns float32 (C_out, H_out, W_out)."""
     started = time.perf_counter()
-    engine = ctx.engine(prepared.engine)
     device: Any = prepared.device
-    if prepared.engine == "onnxruntime" and needs_bands(prepared.decoded):
+    plan = None
+    banded = needs_bands(prepared.decoded)
+    if prepared.engine == "auto" and banded:
+        # Above WHOLE_BYTES memory decides, not speed: ONNX Runtime in bands from the decoded
+        # samples is the path the admission estimate (flows.memory) reserves for.
+        prepared.engine = "onnxruntime"
+    elif prepared.engine == "auto":
+        plan = ctx.auto.plan(prepared.spec, prepared.weight, device)
+        prepared.engine = plan.engine  # the answer names the engine that ran
+    engine = ctx.engine(prepared.engine)
+    if prepared.engine == "onnxruntime" and banded:
         # A large image: never the whole float32 input, nor ONNX Runtime's padded copy of it.
         y = convolve_in_bands(
             prepared.decoded, prepared.spec,
             lambda band, spec: engine.conv2d(band, prepared.weight, prepared.bias, spec, device),
         )
+    elif plan is not None:
+        y = ctx.auto.run(plan, prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
     else:
         y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
     seconds = time.perf_counter() - started

@@ -239,6 +239,14 @@ def describe_stack(prepared: PreparedStack) -> dict[str, Any]:
     }
 
 
+def stack_engine(name: str, ctx: FlowContext) -> str:
+    """The engine a stack runs on: ``auto`` is ONNX Runtime (one graph for the whole stack,
+    no Python between layers) where it is installed, else NumPy; others as named."""
+    if name != "auto":
+        return name
+    return "onnxruntime" if ctx.auto.ort_installed else "numpy"
+
+
 def run_stack(prepared: PreparedStack, ctx: FlowContext, *, keep_all: bool) -> list[np.ndarray]:
     """Draw seeded weights and run the stack; every layer's output or only the last one.
 
@@ -360,7 +368,7 @@ def run_layers(
     decode_ms = elapsed_ms(started)
     ctx.observe_stage("decode", decode_ms / 1000)
     prepared = prepare_stack(decoded, layers, ctx.limits,
-                             engine=engine or ctx.settings.engine,
+                             engine=stack_engine(engine or ctx.settings.engine, ctx),
                              device=device or ctx.settings.device, keep_all=keep_all)
     prepared.timing_ms["decode"] = decode_ms
     rendered: EncodedResult | dict[str, Any]

@@ -16,7 +16,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from convserve.admission import estimate_working_bytes, probe_image
+from convserve.admission import BANDED_ABOVE_BYTES, estimate_working_bytes, probe_image
 from convserve.flows.inputs import Source
 from convserve.flows.kernels import layer_kernel
 
@@ -33,19 +33,24 @@ def input_shape(source: Source) -> tuple[int, int, int] | None:
     """(C, H, W) of the input as it will be decoded, or None when the header cannot tell."""
     if source.array is not None:
         return _array_shape(source.array)
-    data = source.data
-    if source.image_base64 is not None:
-        text = source.image_base64.strip()
-        if text.startswith("data:"):
-            text = text.partition(",")[2]
-        prefix = text[:_BASE64_PREFIX]
-        try:
-            data = base64.b64decode(prefix[: len(prefix) // 4 * 4])
-        except (binascii.Error, ValueError):
-            return None
+    data = _leading_bytes(source)
     if not data:
         return None
     return probe_image(data, source.color_mode)
+
+
+def _leading_bytes(source: Source) -> bytes:
+    """The uploaded file's bytes, or the first of a base64 image (enough for any header)."""
+    if source.image_base64 is None:
+        return source.data or b""
+    text = source.image_base64.strip()
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    prefix = text[:_BASE64_PREFIX]
+    try:
+        return base64.b64decode(prefix[: len(prefix) // 4 * 4])
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def _array_shape(array: Sequence[Any]) -> tuple[int, int, int] | None:
@@ -79,7 +84,8 @@ def _pair(value: Any) -> Sequence[int]:
     return value if isinstance(value, list | tuple) else (value,)
 
 
-def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str) -> int:
+def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str, *,
+                  engine: str = "numpy") -> int:
     """Bytes a request over ``source`` with ``layers`` will need at its peak, answer included.
 
     Parameters
@@ -91,6 +97,10 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str)
         ``/v1/explain``, the stack for ``/v1/layers``.
     fmt : str
         The answer's format.
+    engine : str
+        The engine a ``/v1/convolve`` request runs on (``auto`` and ``onnxruntime`` convolve a
+        large image in bands from its samples, :mod:`convserve.flows.bands`); ``numpy`` (the
+        default, also right for explain and layers) never does.
 
     Returns
     -------
@@ -113,5 +123,8 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str)
         body = _PYTHON_NUMBER_BYTES * channels * height * width
     else:
         body = len(source.data or b"") + len(source.image_base64 or "")
+    banded = (engine != "numpy" and len(layers) == 1 and source.array is None
+              and not _leading_bytes(source).startswith(b"\x93NUMPY")  # arrays are planar
+              and 4 * channels * height * width > BANDED_ABOVE_BYTES)
     return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
-                                  body_bytes=body, padding=side)
+                                  body_bytes=body, padding=side, banded=banded)

@@ -75,21 +75,7 @@ def cmd_convolve(cs: Client, args: argparse.Namespace) -> int:
                          dry_run=args.dry_run, **kwargs)
     out = args.output
     if out is not None and not result.dry_run:
-        if fmt in ("json", "zip") and (fmt == "json" or is_dir_target(out)):
-            for path in result.save(out):
-                print(f"wrote {path}", file=sys.stderr)
-        elif fmt == "array":
-            if is_dir_target(out):
-                for path in result.save(out):
-                    print(f"wrote {path}", file=sys.stderr)
-            else:
-                write_output(out, json.dumps(dict(result.raw)).encode())
-        elif is_dir_target(out):
-            for path in result.save(out):
-                print(f"wrote {path}", file=sys.stderr)
-        else:
-            assert result.content is not None
-            write_output(out, result.content)
+        _write_single(result, out, fmt)
     if out == "-":
         return EXIT_OK
     if args.json and result.raw:
@@ -98,6 +84,19 @@ def cmd_convolve(cs: Client, args: argparse.Namespace) -> int:
         print(convolve_text(result))
     return EXIT_OK
 
+
+
+def _write_single(result: ConvolveResult | LayersResult, out: str, fmt: str) -> None:
+    """Write one answer to ``out``: json as a folder of channel files (so does any format to a
+    folder), format=array as its JSON, every other format as the file it is."""
+    if fmt == "json" or is_dir_target(out):
+        for path in result.save(out):
+            print(f"wrote {path}", file=sys.stderr)
+    elif fmt == "array":
+        write_output(out, json.dumps(dict(result.raw)).encode())
+    else:
+        assert result.content is not None
+        write_output(out, result.content)
 
 
 def cmd_explain(cs: Client, args: argparse.Namespace) -> int:
@@ -136,12 +135,7 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
                        engine=args.engine, device=args.device, dry_run=args.dry_run)
     out = args.output
     if out is not None and not result.dry_run:
-        if fmt == "json" or is_dir_target(out):
-            for path in result.save(out):
-                print(f"wrote {path}", file=sys.stderr)
-        else:
-            assert result.content is not None
-            write_output(out, result.content)
+        _write_single(result, out, fmt)
     if out == "-":
         return EXIT_OK
     if args.json and result.raw:

@@ -66,7 +66,8 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
     options, source = await parse_body(request, runtime.limits, ConvolveOptions,
                                        ConvolveRequest, _JSON_FIELDS)
     layer = layer_options(options)
-    await reserve_work(request, working_bytes(source, [layer], options.format))
+    engine = options.engine or runtime.settings.engine
+    await reserve_work(request, working_bytes(source, [layer], options.format, engine=engine))
 
     def work() -> flows.Outcome:
         return flows.convolve(runtime.context, source, layer, fmt=options.format,

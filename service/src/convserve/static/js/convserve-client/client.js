@@ -2,7 +2,7 @@
  * `ConvServe`: one method per endpoint, over the platform's `fetch`.
  *
  * Every endpoint is a pure function of its inputs, so any call may be retried: after a
- * connection error or timeout, and after 429, 502, 503 and 504 (except a 504 that says the
+ * connection error or timeout, and after 408, 429, 502, 503 and 504 (except a 504 that says the
  * computation itself outlived the server's budget, which would only time out again). The wait
  * is the server's `Retry-After` when it sends one, else exponential backoff with jitter.
  */
@@ -24,7 +24,7 @@ export const RETRY_JITTER = 0.25;
 /** Longest wait a server's Retry-After may impose; a longer one is cut to this. */
 export const MAX_RETRY_AFTER_MS = 60_000;
 /** Statuses that say "try again later": rate limited, overloaded, or a gateway in between. */
-export const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+export const RETRY_STATUSES = new Set([408, 429, 502, 503, 504]);
 /** Seconds a `Retry-After` (delay or HTTP date) or `Retry-After-Ms` header asks for, or null. */
 export function retryAfterSeconds(headers, now = Date.now()) {
     const millis = headers.get('retry-after-ms');

@@ -11,6 +11,7 @@
  *             ├── AuthenticationError          401  missing or wrong API key
  *             ├── PermissionDeniedError        403
  *             ├── NotFoundError                404  e.g. unknown preset
+ *             ├── RequestTimeoutError          408  the body arrived too slowly (retried)
  *             ├── PayloadTooLargeError         413  upload over CONVSERVE_MAX_UPLOAD_BYTES
  *             ├── UnsupportedMediaTypeError    415
  *             ├── UnprocessableEntityError     422  invalid kernel, option or input
@@ -100,6 +101,10 @@ export class NotFoundError extends APIStatusError {
     name = 'NotFoundError';
 }
 /** 413: the upload or decoded image is over the server's limit (named in `detail`). */
+/** 408: the request body did not arrive within the server's CONVSERVE_BODY_TIMEOUT_S. */
+export class RequestTimeoutError extends APIStatusError {
+    name = 'RequestTimeoutError';
+}
 export class PayloadTooLargeError extends APIStatusError {
     name = 'PayloadTooLargeError';
 }
@@ -128,6 +133,7 @@ const BY_STATUS = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    408: RequestTimeoutError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     422: UnprocessableEntityError,

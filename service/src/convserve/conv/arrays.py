@@ -1,0 +1,102 @@
+"""Arrays into the core: float32, C-contiguous, finite; weight layouts.
+
+Re-exported by :mod:`convserve.conv.spec`, where callers have always found them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convserve.errors import InvalidArgumentError, ShapeError
+
+__all__ = ["all_finite", "check_finite_array", "hwio_to_oihw", "oihw_to_hwio", "prepare_arrays"]
+
+
+_SMALL = 4096
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every value of ``array`` is finite.
+
+    Any NaN or infinity makes the sum non-finite, and one summing pass costs about half of
+    ``np.isfinite(array).all()`` on large inputs; the exact test runs only when the sum is not
+    finite (a NaN, an infinity, or a sum that overflowed). Not ``np.dot(a, a)``: it is no faster
+    and leaves BLAS threads spinning, which slows the convolution that follows. Small arrays
+    (weights, biases) take the exact test at once, which skips ``np.errstate``'s own cost.
+    """
+    if array.size <= _SMALL:
+        return bool(np.isfinite(array).all())
+    with np.errstate(all="ignore"):  # an overflowing sum is expected and handled below
+        total = np.add.reduce(array, axis=None)
+    if np.isfinite(total):
+        return True
+    return bool(np.isfinite(array).all())
+
+
+def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"{name} must be a numeric array (nested lists of equal length): {exc}", field=name
+        ) from None
+    if check_finite:
+        check_finite_array(name, array)
+    return array
+
+
+def check_finite_array(name: str, array: np.ndarray) -> None:
+    """Raise an InvalidArgumentError naming ``name`` and the count of NaN or infinite values
+    in ``array``, if it holds any."""
+    if not all_finite(array):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise InvalidArgumentError(
+            f"{name} holds {bad} NaN or infinite value(s); only finite numbers are allowed",
+            field=name,
+        )
+
+
+def prepare_arrays(
+    x: object, weight: object, bias: object | None, *, check_finite: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Convert to C-contiguous float32 and reject non-finite values.
+
+    Returns ``x`` as given (3-D or 4-D; shapes are checked by :func:`conv_spec`), ``weight`` and
+    ``bias`` (or None). ``weight`` and ``bias`` are always checked for NaN and infinity; ``x``
+    only when ``check_finite`` is true (one pass over the input, which costs up to a third of a
+    cheap convolution: callers that validated the input already may skip it).
+    """
+    x_arr = np.ascontiguousarray(_float32("input", x, check_finite=check_finite))
+    w_arr = np.ascontiguousarray(_float32("weight", weight))
+    b_arr = None
+    if bias is not None:
+        b_arr = np.ascontiguousarray(_float32("bias", bias))
+        if b_arr.ndim != 1:
+            raise ShapeError(f"bias.shape={b_arr.shape} must be 1-D (C_out,)", field="bias")
+    return x_arr, w_arr, b_arr
+
+
+def hwio_to_oihw(weight: np.ndarray) -> np.ndarray:
+    """Keras/TensorFlow ``(k_h, k_w, C_in // groups, C_out)`` to OIHW.
+
+    Returns a C-contiguous ``(C_out, C_in // groups, k_h, k_w)`` array.
+    """
+    if weight.ndim != 4:
+        raise ShapeError(
+            f"HWIO weight.shape={weight.shape} must be 4-D (k_h, k_w, C_in // groups, C_out)",
+            field="weight",
+        )
+    return np.ascontiguousarray(weight.transpose(3, 2, 0, 1))
+
+
+def oihw_to_hwio(weight: np.ndarray) -> np.ndarray:
+    """``(C_out, C_in // groups, k_h, k_w)`` to Keras/TensorFlow HWIO.
+
+    Returns a C-contiguous ``(k_h, k_w, C_in // groups, C_out)`` array.
+    """
+    if weight.ndim != 4:
+        raise ShapeError(
+            f"OIHW weight.shape={weight.shape} must be 4-D (C_out, C_in // groups, k_h, k_w)",
+            field="weight",
+        )
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
