@@ -54,6 +54,9 @@ RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin convserve
 COPY --from=builder /opt/convserve /opt/convserve
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
+# The model store (CONVSERVE_MODEL_DIR in docker-compose.yml): a named volume mounted here
+# takes this directory's owner, so the non-root user can write to it.
+RUN mkdir -p /var/lib/convserve/models && chown 10001:10001 /var/lib/convserve/models
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

@@ -214,7 +214,8 @@ def test_multipart_without_image_is_422(client: TestClient) -> None:
 def test_a_file_in_a_text_field_is_422(client: TestClient, rgb_png: bytes) -> None:
     body = problem(client.post("/v1/convolve", files={
         "image": ("a.png", rgb_png), "kernel": ("k.json", b"{}")}), 422)
-    assert body["detail"] == "form field 'kernel' must be text; only 'image' is a file"
+    assert body["detail"] == ("form field 'kernel' must be text; only image and kernel_file "
+                              "are files")
 
 
 def test_non_image_upload_is_422_naming_formats(client: TestClient) -> None:

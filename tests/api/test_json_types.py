@@ -77,7 +77,9 @@ def test_kernel_xor_preset_is_in_the_schema_of_json_and_multipart(client: TestCl
     assert [b["required"] for b in json_schema["oneOf"]] == [["kernel"], ["preset"]]
     form = spec["paths"]["/v1/convolve"]["post"]["requestBody"]["content"][
         "multipart/form-data"]["schema"]
-    assert form["oneOf"] == [{"required": ["kernel"]}, {"required": ["preset"]}]
+    # A weight file (kernel_file) is the form's third way to give the kernel.
+    assert form["oneOf"] == [{"required": ["kernel"]}, {"required": ["preset"]},
+                             {"required": ["kernel_file"]}]
     assert form["additionalProperties"] is False
     assert form["properties"]["dry_run"]["enum"] == ["true", "false"]
     assert form["properties"]["channel"]["pattern"] == "^[0-9]+$"

@@ -204,7 +204,9 @@ def test_compose_environment_names_real_settings_with_their_defaults() -> None:
     prefix = Settings.model_config.get("env_prefix", "")
     fields = Settings.model_fields
     # 0 = "fitted to the CPU limit by convserve.launcher"; compose runs two workers.
-    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0"}
+    # The model store lives on the `models` volume, not in the container's /tmp.
+    launcher_auto = {"worker_threads": "0", "intra_op_threads": "0",
+                     "model_dir": "/var/lib/convserve/models"}
     for key, (variable, default) in env_defaults(COMPOSE["services"]["api"]).items():
         assert variable == key, f"{key} is read from ${{{variable}}}"
         if not key.startswith(prefix):
@@ -312,6 +314,7 @@ def test_nginx_limits_sit_above_the_service_limits() -> None:
     defaults = Settings.model_fields
     body = nginx_values("client_max_body_size")[0]
     assert int(body.rstrip("m")) * 1024 * 1024 > defaults["max_upload_bytes"].default
+    assert int(body.rstrip("m")) * 1024 * 1024 > defaults["max_model_bytes"].default
     assert seconds(nginx_values("proxy_read_timeout")[0]) > defaults["compute_timeout_s"].default
 
 

@@ -198,6 +198,145 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Stored models */
+        get: operations["list_models_v1_models_get"];
+        put?: never;
+        /**
+         * Upload an ONNX model
+         * @description Upload an ONNX model (what `torch.onnx.export` and tf2onnx write) as the multipart file
+         *     `model`, with `input_size` `[H, W]` when its input height or width is dynamic.
+         *
+         *     The model is untrusted: before anything runs, tensors with external data are refused (before
+         *     `onnx.checker` or ONNX Runtime see the file), then opsets outside 11 to the newest the
+         *     installed ONNX Runtime runs, custom domains, control flow (If, Loop, Scan), operators outside
+         *     the CNN allow-list, files over `CONVSERVE_MAX_MODEL_BYTES` (413) and models whose MACs for their
+         *     input size exceed `CONVSERVE_MAX_MACS`. Each refusal names the node, operator or limit.
+         *
+         *     201 with the description for a new model, 200 with the same `id` for a file stored already.
+         *     The answer's `layers` has one row per node output in graph order, with `output_shape` (no
+         *     batch axis, the model's own layout), `params` and `macs`.
+         */
+        post: operations["upload_model_v1_models_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/sample": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Store the sample network
+         * @description Build and store the demo page's sample network: the Keras reference CNN (150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's 16 orientations at 3x3 and whose later layers hold seeded weights (untrained). 201 when stored now, 200 with the same id when it was stored already.
+         */
+        post: operations["store_sample_v1_models_sample_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A stored model and its layer table */
+        get: operations["get_model_v1_models__model_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete a stored model */
+        delete: operations["delete_model_v1_models__model_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The arithmetic of one output element of a model's Conv layer
+         * @description Explain output ``at`` of Conv layer ``layer`` on its real input (what ONNX Runtime
+         *     computes before that layer for this image): the terms per input channel, window, kernel
+         *     slice, products, sums, bias and expression, as /v1/explain gives them.
+         */
+        post: operations["model_explain_v1_models__model_id__explain_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}/features": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Feature maps of any layers of a model
+         * @description The values ONNX Runtime computes for the chosen node outputs on this input: the input as
+         *     /v1/convolve takes it ((C, H, W), converted to the model's layout), ``preprocess`` applied
+         *     and reported, each layer as (C, H, W).
+         */
+        post: operations["model_features_v1_models__model_id__features_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model_id}/layers/{name}/kernel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The kernel of a Conv layer
+         * @description A Conv layer's weights and geometry: `weight` (OIHW), `bias` (or null), `stride`, `padding`
+         *     (convserve's `[top, bottom, left, right]`, converted from ONNX's `[top, left, bottom, right]`,
+         *     `auto_pad` resolved), `dilation`, `groups`. Passed to `/v1/convolve` (`kernel` = `{weight,
+         *     bias}` and the other fields as they are) on the layer's input (`input`), they reproduce the
+         *     layer's output. `name` is the layer's output name, percent-encoded (exporters' names hold `/`
+         *     and `:`), or its row index.
+         */
+        get: operations["model_kernel_v1_models__model_id__layers__name__kernel_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/presets": {
         parameters: {
             query?: never;
@@ -916,6 +1055,114 @@ export interface components {
             /** Window */
             window: number[][];
         };
+        /** FeatureChannel */
+        FeatureChannel: {
+            /** Index */
+            index: number;
+            /** Max */
+            max: number | null;
+            /** Mean */
+            mean: number | null;
+            /** Min */
+            min: number | null;
+            /** Png Base64 */
+            png_base64: string;
+        };
+        /**
+         * FeatureLayer
+         * @description One layer's feature maps.
+         */
+        FeatureLayer: {
+            /** Channels */
+            channels: components["schemas"]["FeatureChannel"][];
+            /** Index */
+            index: number;
+            /** Layout */
+            layout: ("NCHW" | "NHWC") | null;
+            /** Name */
+            name: string;
+            /** Op */
+            op: string;
+            /** Shape */
+            shape: number[];
+        };
+        /**
+         * FeaturesRequest
+         * @description A JSON body for /v1/models/{id}/features.
+         */
+        FeaturesRequest: {
+            /**
+             * Color Mode
+             * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+             * @default rgb
+             * @enum {string}
+             */
+            color_mode?: "rgb" | "gray" | "rgba" | "keep";
+            /**
+             * Format
+             * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
+             *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).
+             * @default json
+             * @enum {string}
+             */
+            format?: "json" | "npy" | "zip" | "grid";
+            /** @description The image or array (C, H, W); converted to the model's layout. */
+            input: components["schemas"]["InputSpec"];
+            /**
+             * Layers
+             * @description Node output names or row indices; in multipart a JSON list or names separated by
+             *     commas.
+             * @example [
+             *       "conv1",
+             *       "relu1",
+             *       2
+             *     ]
+             */
+            layers: (string | number)[];
+            /**
+             * Normalize
+             * @description Float to pixel mapping of the PNGs, as /v1/convolve (auto is minmax here).
+             * @default auto
+             * @enum {string}
+             */
+            normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+            /**
+             * Preprocess
+             * @description none (the input as it is, images in [0, 1]), imagenet (mean 0.485, 0.456, 0.406 and std
+             *     0.229, 0.224, 0.225) or an object; reported in the answer. In multipart, a JSON string.
+             * @default none
+             */
+            preprocess?: ("none" | "imagenet") | components["schemas"]["PreprocessSpec"];
+        };
+        /**
+         * FeaturesResponse
+         * @description The format=json answer of /v1/models/{id}/features.
+         */
+        FeaturesResponse: {
+            /** Input */
+            input: {
+                [key: string]: unknown;
+            };
+            /** Layers */
+            layers: components["schemas"]["FeatureLayer"][];
+            /** Model */
+            model: string;
+            /** Normalize */
+            normalize: string;
+            /** Preprocess */
+            preprocess: {
+                [key: string]: unknown;
+            };
+            /** Timing Ms */
+            timing_ms: {
+                [key: string]: number;
+            };
+        };
+        /** HTTPValidationError */
+        HTTPValidationError: {
+            /** Detail */
+            detail?: components["schemas"]["ValidationError"][];
+        };
         /**
          * InputSpec
          * @description The input of a JSON request: exactly one of ``array`` and ``image_base64``.
@@ -1170,6 +1417,8 @@ export interface components {
             max_layers: number;
             /** Max Macs */
             max_macs: number;
+            /** Max Model Bytes */
+            max_model_bytes: number;
             /** Max Out Channels */
             max_out_channels: number;
             /** Max Output Bytes */
@@ -1182,6 +1431,8 @@ export interface components {
             max_upload_bytes: number;
             /** Memory Budget Bytes */
             memory_budget_bytes: number;
+            /** Model Store Bytes */
+            model_store_bytes: number;
         };
         /**
          * MaxPool2dLayerSpec
@@ -1220,6 +1471,263 @@ export interface components {
              * @enum {string}
              */
             type: "maxpool2d";
+        };
+        /**
+         * ModelExplainRequest
+         * @description A JSON body for /v1/models/{id}/explain.
+         */
+        ModelExplainRequest: {
+            /**
+             * @description The output element to explain; in multipart, a JSON string.
+             * @example {
+             *       "channel": 0,
+             *       "x": 0,
+             *       "y": 0
+             *     }
+             */
+            at: components["schemas"]["ExplainAt"];
+            /**
+             * Color Mode
+             * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+             * @default rgb
+             * @enum {string}
+             */
+            color_mode?: "rgb" | "gray" | "rgba" | "keep";
+            input: components["schemas"]["InputSpec"];
+            /**
+             * Layer
+             * @description A Conv layer: its output name or row index.
+             * @example conv1
+             */
+            layer: string | number;
+            /**
+             * Preprocess
+             * @description none (the input as it is, images in [0, 1]), imagenet (mean 0.485, 0.456, 0.406 and std
+             *     0.229, 0.224, 0.225) or an object; reported in the answer. In multipart, a JSON string.
+             * @default none
+             */
+            preprocess?: ("none" | "imagenet") | components["schemas"]["PreprocessSpec"];
+        };
+        /**
+         * ModelExplainResponse
+         * @description One output element of a model's Conv layer, term by term (as /v1/explain).
+         */
+        ModelExplainResponse: {
+            at: components["schemas"]["ExplainAt"];
+            /** Bias */
+            bias: number | null;
+            /** Cols */
+            cols: number[];
+            /** Dilation */
+            dilation: number[];
+            /** Expression */
+            expression: string;
+            /** Groups */
+            groups: number;
+            layer: components["schemas"]["ModelLayer"];
+            /** Model */
+            model: string;
+            /** Output Shape */
+            output_shape: number[];
+            /** Padding */
+            padding: number[];
+            /** Preprocess */
+            preprocess: {
+                [key: string]: unknown;
+            };
+            /** Rows */
+            rows: number[];
+            /** Stride */
+            stride: number[];
+            /** Terms */
+            terms: components["schemas"]["ExplainTerm"][];
+            /** Timing Ms */
+            timing_ms: {
+                [key: string]: number;
+            };
+            /** Total */
+            total: number;
+            /** Value */
+            value: number | null;
+            /** Window Origin */
+            window_origin: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * ModelInfo
+         * @description A stored model with its layer table (POST /v1/models, GET /v1/models/{id}).
+         */
+        ModelInfo: {
+            /** Bytes */
+            bytes: number;
+            /** Created */
+            created: string;
+            /** Filename */
+            filename: string | null;
+            /** Id */
+            id: string;
+            /** Input Size */
+            input_size: number[] | null;
+            /** Inputs */
+            inputs: components["schemas"]["ModelInput"][];
+            /** Layers */
+            layers: components["schemas"]["ModelLayer"][];
+            /** Opset */
+            opset: number;
+            /** Producer */
+            producer: string;
+            /** Total Macs */
+            total_macs: number;
+            /** Total Params */
+            total_params: number;
+        };
+        /**
+         * ModelInput
+         * @description The model's image input.
+         */
+        ModelInput: {
+            /** Channels */
+            channels: number;
+            /**
+             * Layout
+             * @enum {string}
+             */
+            layout: "NCHW" | "NHWC";
+            /** Name */
+            name: string;
+            /** Shape */
+            shape: number[];
+            /** Size */
+            size: number[];
+        };
+        /**
+         * ModelKernelResponse
+         * @description A Conv layer's kernel: ``weight``, ``bias``, ``stride``, ``padding``, ``dilation`` and
+         *     ``groups`` go to /v1/convolve unchanged (kernel={weight, bias}) on the layer's input.
+         */
+        ModelKernelResponse: {
+            /** Bias */
+            bias: number[] | null;
+            /** Dilation */
+            dilation: number[];
+            /** Groups */
+            groups: number;
+            /** Input */
+            input: string;
+            layer: components["schemas"]["ModelLayer"];
+            /** Padding */
+            padding: number[];
+            /** Stride */
+            stride: number[];
+            /** Weight */
+            weight: unknown[];
+        };
+        /**
+         * ModelLayer
+         * @description One node output, in graph order.
+         */
+        ModelLayer: {
+            /** Index */
+            index: number;
+            /** Layout */
+            layout: ("NCHW" | "NHWC") | null;
+            /** Macs */
+            macs: number;
+            /** Name */
+            name: string;
+            /** Node */
+            node: string;
+            /** Op */
+            op: string;
+            /** Output Shape */
+            output_shape: number[];
+            /** Params */
+            params: number;
+        };
+        /** ModelList */
+        ModelList: {
+            /** Models */
+            models: components["schemas"]["ModelListItem"][];
+        };
+        /**
+         * ModelListItem
+         * @description A stored model, without its layer table.
+         */
+        ModelListItem: {
+            /** Bytes */
+            bytes: number;
+            /** Created */
+            created: string;
+            /** Filename */
+            filename: string | null;
+            /** Id */
+            id: string;
+            /** Input Size */
+            input_size: number[] | null;
+            /** Inputs */
+            inputs: components["schemas"]["ModelInput"][];
+            /** Opset */
+            opset: number;
+            /** Producer */
+            producer: string;
+            /** Total Macs */
+            total_macs: number;
+            /** Total Params */
+            total_params: number;
+        };
+        /**
+         * PreprocessSpec
+         * @description Explicit preprocessing: resize, then channel order, then (x * scale - mean) / std.
+         */
+        PreprocessSpec: {
+            /**
+             * Channel Order
+             * @description BGR reverses the channels (Caffe-era models).
+             * @default RGB
+             * @enum {string}
+             */
+            channel_order?: "RGB" | "BGR";
+            /**
+             * Mean
+             * @description Subtracted per channel (one value, or one per channel).
+             * @default [
+             *       0
+             *     ]
+             * @example [
+             *       0.485,
+             *       0.456,
+             *       0.406
+             *     ]
+             */
+            mean?: number[];
+            /**
+             * Resize
+             * @description none: the input must have the model's size; stretch: bilinear to the model's size;
+             *     fit: keep the aspect ratio, fit inside, centre on zeros.
+             * @default none
+             * @enum {string}
+             */
+            resize?: "none" | "fit" | "stretch";
+            /**
+             * Scale
+             * @description Multiplies the input (decoded 8-bit and 16-bit images are already in [0, 1]).
+             * @default 1
+             */
+            scale?: number;
+            /**
+             * Std
+             * @description Divides per channel (one value, or one per channel); never 0.
+             * @default [
+             *       1
+             *     ]
+             * @example [
+             *       0.229,
+             *       0.224,
+             *       0.225
+             *     ]
+             */
+            std?: number[];
         };
         /**
          * Problem
@@ -1291,6 +1799,19 @@ export interface components {
              * @enum {string}
              */
             type: "tanh";
+        };
+        /** ValidationError */
+        ValidationError: {
+            /** Context */
+            ctx?: Record<string, never>;
+            /** Input */
+            input?: unknown;
+            /** Location */
+            loc: (string | number)[];
+            /** Message */
+            msg: string;
+            /** Error Type */
+            type: string;
         };
     };
     responses: never;
@@ -1383,6 +1904,8 @@ export interface operations {
             content: {
                 "application/json": components["schemas"]["ConvolveRequest"];
                 "multipart/form-data": {
+                    /** @description The bias's name, when not the weight's prefix + bias */
+                    bias_key?: string;
                     /** @description The output channel returned by format=png (default 0). */
                     channel?: string;
                     /**
@@ -1426,6 +1949,18 @@ export interface operations {
                     /** @description JSON: {"weight": [...], "bias": [...], "layout": "OIHW"} */
                     kernel?: string;
                     /**
+                     * Format: binary
+                     * @description Instead of kernel: a .npy, .npz or .safetensors weight file (pickles such as .pt, .pth, .pkl are refused with 415)
+                     */
+                    kernel_file?: string;
+                    /** @description The weight's name in an .npz or .safetensors file, e.g. features.0.weight (its bias: features.0.bias) */
+                    kernel_key?: string;
+                    /**
+                     * @description Of kernel_file's weight: OIHW (PyTorch, ONNX) or HWIO (Keras' get_weights())
+                     * @enum {string}
+                     */
+                    layout?: "OIHW" | "HWIO";
+                    /**
                      * @description Float to pixel mapping for PNGs: auto (clip for range-preserving kernels, else minmax),
                      *     clip, minmax, abs, symmetric (0 is mid-grey).
                      * @enum {string}
@@ -1445,7 +1980,7 @@ export interface operations {
                     preset_params?: string;
                     /** @description 2, 2,3 or [2, 3] */
                     stride?: string;
-                } & (unknown | unknown);
+                } & (unknown | unknown | unknown);
             };
         };
         responses: {
@@ -1586,6 +2121,8 @@ export interface operations {
                 "multipart/form-data": {
                     /** @description JSON: {"channel": 0, "y": 0, "x": 0} */
                     at: string;
+                    /** @description The bias's name, when not the weight's prefix + bias */
+                    bias_key?: string;
                     /**
                      * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
                      * @enum {string}
@@ -1616,6 +2153,18 @@ export interface operations {
                     image: string;
                     /** @description JSON: {"weight": [...], "bias": [...], "layout": "OIHW"} */
                     kernel?: string;
+                    /**
+                     * Format: binary
+                     * @description Instead of kernel: a .npy, .npz or .safetensors weight file (pickles such as .pt, .pth, .pkl are refused with 415)
+                     */
+                    kernel_file?: string;
+                    /** @description The weight's name in an .npz or .safetensors file, e.g. features.0.weight (its bias: features.0.bias) */
+                    kernel_key?: string;
+                    /**
+                     * @description Of kernel_file's weight: OIHW (PyTorch, ONNX) or HWIO (Keras' get_weights())
+                     * @enum {string}
+                     */
+                    layout?: "OIHW" | "HWIO";
                     /** @description 1, 1,2, 0,1,0,1 (top,bottom,left,right), same or valid */
                     padding?: string;
                     /**
@@ -1630,7 +2179,7 @@ export interface operations {
                     preset_params?: string;
                     /** @description 2, 2,3 or [2, 3] */
                     stride?: string;
-                } & (unknown | unknown);
+                } & (unknown | unknown | unknown);
             };
         };
         responses: {
@@ -1913,6 +2462,676 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LimitsResponse"];
+                };
+            };
+        };
+    };
+    list_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    upload_model_v1_models_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * @description [H, W] for a dynamic input
+                     * @example [224, 224]
+                     */
+                    input_size?: string;
+                    /**
+                     * Format: binary
+                     * @description An .onnx file with its weights inside
+                     */
+                    model: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The same file was stored already */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Model over CONVSERVE_MAX_MODEL_BYTES or the whole store */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content type other than multipart/form-data */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not an ONNX model, or refused: detail names the node, operator or limit */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    store_sample_v1_models_sample_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stored already */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description The store is smaller than the sample (38 MB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    get_model_v1_models__model_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's id (32 hex digits) */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description No model with this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_model_v1_models__model_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's id (32 hex digits) */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description No model with this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    model_explain_v1_models__model_id__explain_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's id (32 hex digits) */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModelExplainRequest"];
+                "multipart/form-data": {
+                    /** @description JSON: {"channel": 0, "y": 0, "x": 0} */
+                    at: string;
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * Format: binary
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
+                     */
+                    image: string;
+                    /** @description A Conv layer's name or row index */
+                    layer: string;
+                    /**
+                     * @description none or imagenet; a JSON object {resize, scale, mean, std, channel_order} works too
+                     * @enum {string}
+                     */
+                    preprocess?: "none" | "imagenet";
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelExplainResponse"];
+                };
+            };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description No model with this id (never uploaded, deleted or evicted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Upload or decoded image over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content type other than multipart/form-data or application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Invalid input, layer or option; detail says what and what is allowed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Computation timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    model_features_v1_models__model_id__features_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's id (32 hex digits) */
+                model_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeaturesRequest"];
+                "multipart/form-data": {
+                    /**
+                     * @description How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's).
+                     * @enum {string}
+                     */
+                    color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
+                     *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).
+                     * @enum {string}
+                     */
+                    format?: "json" | "npy" | "zip" | "grid";
+                    /**
+                     * Format: binary
+                     * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
+                     */
+                    image: string;
+                    /**
+                     * @description Layer names or row indices separated by commas (a JSON list works too)
+                     * @example conv1,relu1,2
+                     */
+                    layers: string;
+                    /**
+                     * @description Float to pixel mapping of the PNGs, as /v1/convolve (auto is minmax here).
+                     * @enum {string}
+                     */
+                    normalize?: "auto" | "clip" | "minmax" | "abs" | "symmetric";
+                    /**
+                     * @description none or imagenet; a JSON object {resize, scale, mean, std, channel_order} works too
+                     * @enum {string}
+                     */
+                    preprocess?: "none" | "imagenet";
+                };
+            };
+        };
+        responses: {
+            /** @description format=json (schema below); npy, zip and grid are files */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeaturesResponse"];
+                    "application/octet-stream": unknown;
+                    "application/zip": unknown;
+                    "image/png": unknown;
+                };
+            };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description No model with this id (never uploaded, deleted or evicted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Upload or decoded image over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content type other than multipart/form-data or application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Invalid input, layer or option; detail says what and what is allowed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Computation timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    model_kernel_v1_models__model_id__layers__name__kernel_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's id (32 hex digits) */
+                model_id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelKernelResponse"];
+                };
+            };
+            /** @description The multipart body could not be parsed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description No model with this id (never uploaded, deleted or evicted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Upload or decoded image over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content type other than multipart/form-data or application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Invalid input, layer or option; detail says what and what is allowed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Computation timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
         };

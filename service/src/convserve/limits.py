@@ -64,6 +64,10 @@ class Limits:
     max_output_bytes: int = 536_870_912
     """float32 bytes of one output, feature map or weight tensor (and of all maps kept
     together by ``/v1/layers``)."""
+    max_model_bytes: int = 100_000_000
+    """Largest ONNX model upload (``POST /v1/models``), in bytes."""
+    model_store_bytes: int = 1_000_000_000
+    """Bytes the model store may hold; least recently used models are evicted past it."""
     memory_budget_bytes: int = 768 * 2**20
     """Bytes of requests in flight one process admits (bodies before they are read, then
     their working memory); more wait, then get 503. The effective value: with the setting at 0
@@ -102,6 +106,18 @@ class Limits:
         """The detail of a body over ``max_upload_bytes`` (also used before any route runs)."""
         return (f"the request body is larger than {self.max_upload_bytes} bytes "
                 f"({_env('max_upload_bytes')})")
+
+    def check_model_bytes(self, size: int) -> None:
+        """An ONNX model upload of ``size`` bytes."""
+        if size > self.max_model_bytes:
+            raise PayloadTooLargeError(
+                f"the model file is {size:,} bytes, more than the limit of "
+                f"{self.max_model_bytes:,} ({_env('max_model_bytes')})", field="model")
+
+    def model_too_large_detail(self) -> str:
+        """The detail of a model upload body over ``max_model_bytes`` (before the route runs)."""
+        return (f"the request body is larger than {self.max_model_bytes} bytes "
+                f"({_env('max_model_bytes')})")
 
     def check_pixels(self, height: int, width: int, *, what: str, field: str | None) -> None:
         """An image or array of ``height x width`` pixels, before its pixels are decoded."""

@@ -27,9 +27,19 @@ from convserve.api.middleware import (
     keep_uploads_in_memory,
 )
 from convserve.api.problems import install_problem_handlers
-from convserve.api.routes import convolve, engines, explain, health, layers, limits, presets
+from convserve.api.routes import (
+    convolve,
+    engines,
+    explain,
+    health,
+    layers,
+    limits,
+    models,
+    presets,
+)
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
+from convserve.api.schemas_models import MODEL_BODY_MODELS
 from convserve.settings import Settings
 
 __all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)
@@ -92,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.openapi = lambda: _openapi_with_body_models(app)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    for module in (convolve, explain, layers, presets, engines, limits, health):
+    for module in (convolve, explain, layers, presets, engines, limits, health, models):
         app.include_router(module.router)
 
     index = STATIC_DIR / "index.html"
@@ -107,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=False,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Server-Timing", "X-Convserve-Shape",
                         "X-Convserve-Padding", "X-Convserve-Engine", "Content-Disposition",
@@ -115,8 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       limits=runtime.limits, budget=runtime.budget)
-    keep_uploads_in_memory(settings.max_upload_bytes)
+                       limits=runtime.limits, budget=runtime.budget,
+                       body_limits={"/v1/models": (runtime.limits.max_model_bytes,
+                                                   runtime.limits.model_too_large_detail())})
+    # Model uploads too: their bodies are admitted against the budget like any other.
+    keep_uploads_in_memory(max(settings.max_upload_bytes, settings.max_model_bytes))
     return app
 
 
@@ -125,7 +138,7 @@ def _openapi_with_body_models(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in BODY_MODELS:
+        for model in (*BODY_MODELS, *MODEL_BODY_MODELS):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(js.pop("$defs", {}))
             components[model.__name__] = js

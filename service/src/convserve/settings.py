@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -93,6 +95,15 @@ class Settings(BaseSettings):
     """Run one small convolution on each available engine at start-up before /readyz is 200."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the service's structured logs."""
+
+    max_model_bytes: Annotated[int, Field(ge=1)] = 100_000_000
+    """Largest ONNX model upload in bytes (POST /v1/models; not the image upload limit)."""
+    model_dir: Path = Path(tempfile.gettempdir()) / "convserve-models"
+    """Directory of the model store; workers and replicas that share it share the models."""
+    model_store_bytes: Annotated[int, Field(ge=1)] = 1_000_000_000
+    """Bytes the model store may hold; least recently used models are evicted past it."""
+    model_sessions: Annotated[int, Field(ge=1)] = 4
+    """ONNX Runtime sessions of uploaded models kept per process (LRU; each holds weights)."""
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -34,6 +34,14 @@ from convserve_client._exceptions import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
+from convserve_client._model_types import (
+    FeatureLayer,
+    FeatureMaps,
+    ModelInfo,
+    ModelInput,
+    ModelKernel,
+    ModelLayer,
+)
 from convserve_client._models import (
     Channel,
     ChannelStats,
@@ -82,6 +90,8 @@ __all__ = [
     "EnginesInfo",
     "ExplainResult",
     "ExplainTerm",
+    "FeatureLayer",
+    "FeatureMaps",
     "FieldError",
     "GatewayTimeoutError",
     "Health",
@@ -89,6 +99,10 @@ __all__ = [
     "ItemError",
     "LayerInfo",
     "LayersResult",
+    "ModelInfo",
+    "ModelInput",
+    "ModelKernel",
+    "ModelLayer",
     "NotFoundError",
     "NotGiven",
     "PayloadTooLargeError",

@@ -13,6 +13,7 @@ import httpx
 from convserve_client._base_client import BaseClient, Call, conv_options
 from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_tasks
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convserve_client._model_methods import AsyncModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ __all__ = ["AsyncClient"]
 T = TypeVar("T")
 
 
-class AsyncClient(BaseClient[httpx.AsyncClient]):
+class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
     """The asynchronous twin of :class:`Client`: same arguments, same methods (coroutines).
 
     ``sleep`` is an ``async`` function (default ``asyncio.sleep``); ``http_client`` an

@@ -119,7 +119,7 @@ def retry_delay(
 class Call(Generic[T]):
     """One API call: the request to send and how to read a successful answer."""
 
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     parse: Callable[[httpx.Response], T]
     params: dict[str, Any] | None = None

@@ -17,6 +17,7 @@ import httpx
 from convserve_client._base_client import BaseClient, Call, conv_options
 from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_threads
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convserve_client._model_methods import ModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(BaseClient[httpx.Client]):
+class Client(BaseClient[httpx.Client], ModelMethods):
     """A blocking client of one convserve server.
 
     Parameters

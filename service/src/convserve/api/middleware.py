@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.formparsers import MultiPartParser
@@ -110,8 +111,8 @@ async def reserve_work(request: Request, nbytes: int) -> None:
         await reservation.reserve_work(nbytes)
 
 
-def _too_large_body(limits: Limits) -> bytes:
-    problem = PayloadTooLargeError(limits.upload_too_large_detail()).to_problem()
+def _too_large_body(detail: str) -> bytes:
+    problem = PayloadTooLargeError(detail).to_problem()
     return json.dumps(problem).encode()
 
 
@@ -132,11 +133,14 @@ class RequestContextMiddleware:
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, limits: Limits,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None,
+                 body_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.limits = limits
         self.max_body_bytes = limits.max_upload_bytes
+        # Exact paths with their own bound and its 413 detail (model uploads, 100 MB default).
+        self.body_limits = dict(body_limits or {})
         self.body_timeout_s = limits.body_timeout_s
         self.budget = budget
 
@@ -152,10 +156,12 @@ class RequestContextMiddleware:
         status = 500
         method = scope["method"]
 
+        max_body, too_large = self.body_limits.get(
+            scope["path"], (self.max_body_bytes, self.limits.upload_too_large_detail()))
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isdigit() and int(declared) > max_body:
             status = 413
-            await self._send_problem(send, 413, _too_large_body(self.limits), request_id)
+            await self._send_problem(send, 413, _too_large_body(too_large), request_id)
             self._finish(scope, method, status, started, request_id)
             return
 
@@ -176,7 +182,7 @@ class RequestContextMiddleware:
         try:
             if has_body:
                 if self.budget is not None:
-                    expected = int(declared) if declared.isdigit() else self.max_body_bytes
+                    expected = int(declared) if declared.isdigit() else max_body
                     admitted = await self._admit(self.budget, expected, receive, send,
                                                  request_id)
                     if isinstance(admitted, int):
@@ -185,7 +191,7 @@ class RequestContextMiddleware:
                     reservation = admitted
                     scope["state"]["admission"] = reservation
                     CURRENT.set(reservation)  # this task's context: the compute pool reads it
-                body = await self._read_body(receive, send, request_id)
+                body = await self._read_body(receive, send, request_id, max_body, too_large)
                 if isinstance(body, int):
                     status = body
                     return
@@ -225,8 +231,8 @@ class RequestContextMiddleware:
             if not message.get("more_body", False):
                 return True
 
-    async def _read_body(self, receive: Receive, send: Send,
-                         request_id: str) -> list[bytes] | int:
+    async def _read_body(self, receive: Receive, send: Send, request_id: str,
+                         max_body: int, too_large: str) -> list[bytes] | int:
         """The body as its chunks, or the status already answered (408, 413; 499: gone)."""
         chunks: list[bytes] = []
         received = 0
@@ -243,9 +249,8 @@ class RequestContextMiddleware:
                 return _CLIENT_CLOSED
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_body_bytes:  # a chunked body, or more than it declared
-                await self._send_problem(send, 413, _too_large_body(self.limits),
-                                         request_id)
+            if received > max_body:  # a chunked body, or more than it declared
+                await self._send_problem(send, 413, _too_large_body(too_large), request_id)
                 return 413
             if chunk:
                 chunks.append(chunk)

@@ -32,6 +32,7 @@ from convserve.api.schemas import ConvolveOptions, ExplainOptions, InputSpec
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 from convserve.flows import Source
 from convserve.limits import Limits
+from convserve.weightfiles import load_kernel_file
 
 __all__ = ["layer_options", "multipart_schema", "parse_body"]
 
@@ -116,7 +117,42 @@ def multipart_schema(
     branches = model.model_json_schema().get("oneOf", [])
     if branches:
         schema["oneOf"] = [{"required": branch["required"]} for branch in branches]
+    if "kernel" in model.model_fields:
+        props.update(KERNEL_FILE_FIELDS)
+        if "oneOf" in schema:  # a weight file is the third way to give the kernel
+            schema["oneOf"].append({"required": ["kernel_file"]})
     return schema
+
+
+KERNEL_FILE_FIELDS: dict[str, Any] = {
+    "kernel_file": {"type": "string", "format": "binary",
+                    "description": "Instead of kernel: a .npy, .npz or .safetensors weight file "
+                                   "(pickles such as .pt, .pth, .pkl are refused with 415)"},
+    "kernel_key": {"type": "string", "description": "The weight's name in an .npz or "
+                   ".safetensors file, e.g. features.0.weight (its bias: features.0.bias)"},
+    "bias_key": {"type": "string", "description": "The bias's name, when not the weight's "
+                 "prefix + bias"},
+    "layout": {"type": "string", "enum": ["OIHW", "HWIO"],
+               "description": "Of kernel_file's weight: OIHW (PyTorch, ONNX) or HWIO (Keras' "
+                              "get_weights())"},
+}
+"""The multipart fields of a kernel read from a weight file (see :mod:`convserve.weightfiles`)."""
+
+_KERNEL_FILE_TEXT = ("kernel_key", "bias_key", "layout")
+
+
+def _kernel_from_file(data: bytes, filename: str | None, fields: dict[str, Any],
+                      limits: Limits) -> dict[str, Any]:
+    """The ``kernel`` field built from a ``kernel_file`` part and its text fields."""
+    if "kernel" in fields:
+        raise InvalidArgumentError("give kernel (JSON) or kernel_file (a weight file), not both",
+                                   field="kernel_file")
+    options = {name: fields.pop(name) for name in _KERNEL_FILE_TEXT if name in fields}
+    loaded = load_kernel_file(data, filename, kernel_key=options.get("kernel_key"),
+                              bias_key=options.get("bias_key"), max_bytes=limits.max_output_bytes)
+    return {"weight": loaded.weight.tolist(),
+            "bias": None if loaded.bias is None else loaded.bias.reshape(-1).tolist(),
+            "layout": options.get("layout", "OIHW")}
 
 
 def _form_value(name: str, text: str, json_fields: Collection[str],
@@ -167,17 +203,29 @@ async def _parse_multipart(
             f"the multipart/form-data body could not be parsed ({exc.detail}); send an 'image' "
             "file part and text fields, separated by the boundary the Content-Type names",
         ) from None
+    files = ("image", "kernel_file") if "kernel" in model.model_fields else ("image",)
     try:
         image = form.get("image")
         fields: dict[str, Any] = {}
         for name, value in form.multi_items():
-            if name == "image":
+            if name in files:
                 continue
             if not isinstance(value, str):
                 raise InvalidArgumentError(
-                    f"form field {name!r} must be text; only 'image' is a file", field=name
+                    f"form field {name!r} must be text; only {' and '.join(files)} are files",
+                    field=name,
                 )
             fields[name] = _form_value(name, value, json_fields, model)
+        kernel_file = form.get("kernel_file") if "kernel_file" in files else None
+        if isinstance(kernel_file, UploadFile):
+            fields["kernel"] = _kernel_from_file(await kernel_file.read(), kernel_file.filename,
+                                                 fields, limits)
+        else:
+            stray = [name for name in _KERNEL_FILE_TEXT if name in fields]
+            if stray and "kernel" in model.model_fields:
+                raise InvalidArgumentError(
+                    f"{', '.join(stray)} describe a kernel_file, and no kernel_file part was "
+                    "sent", field=stray[0])
         if not isinstance(image, UploadFile):
             raise InvalidArgumentError(
                 f"multipart requests need an 'image' file part ({imaging.ACCEPTED_FORMATS})",

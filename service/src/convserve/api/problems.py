@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from convserve.admission import resource_exhaustion
 from convserve.errors import PROBLEM_BASE, ConvServeError, OverloadedError, ResourceExhaustedError
@@ -87,14 +88,28 @@ async def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(validation_problem([dict(e) for e in exc.errors()]))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     slug = _HTTP_TITLES.get(status, "error").lower().replace(" ", "-")
     body = {"type": PROBLEM_BASE + slug, "title": _HTTP_TITLES.get(status, "Error"),
             "status": status, "detail": detail}
-    return problem_response(body, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else None
+    if status == 405:
+        # Starlette names the methods of the first route whose path matched; a path served by
+        # several routes (GET and DELETE /v1/models/{id}) allows all of theirs.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem_response(body, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\0"})
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _exhaustion_or_unexpected(request: Request, exc: Exception) -> JSONResponse:

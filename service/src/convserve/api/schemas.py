@@ -612,6 +612,10 @@ class LimitsResponse(BaseModel):
     """Numbers in a JSON input array or a format=array answer."""
     max_output_bytes: int
     """float32 bytes of one output, feature map or weight tensor."""
+    max_model_bytes: int
+    """Largest ONNX model upload (POST /v1/models) in bytes (413 above)."""
+    model_store_bytes: int
+    """Bytes the model store may hold; least recently used models are evicted past it."""
     memory_budget_bytes: int
     """Bytes of requests in flight one server process admits (bodies before they are read,
     then their working memory); more wait, then get 503 with Retry-After. The effective value

@@ -12,7 +12,9 @@ thread and turn the :class:`Outcome` into a response, so this package is tested 
   that go with each source;
 - :mod:`.cost`: parameters, MACs, FLOPs and bytes of one layer;
 - :mod:`.render`: float32 maps -> the answer's formats;
-- :mod:`.convolve`, :mod:`.explain`, :mod:`.layers`: the three requests.
+- :mod:`.convolve`, :mod:`.explain`, :mod:`.layers`: the three requests;
+- :mod:`.models`: feature maps, explanations and kernels of uploaded ONNX models (the models
+  themselves: :mod:`convserve.models`).
 """
 
 from convserve.flows.context import FlowContext

@@ -35,6 +35,7 @@ from convserve_client.cli._commands import (
     cmd_preset,
     cmd_presets,
 )
+from convserve_client.cli._models import add_model_commands
 
 __all__ = ["build_parser"]
 
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("health", help="liveness and readiness (exit 1 when not ready)")
     p.set_defaults(run=cmd_health, parser=p)
+
+    add_model_commands(commands)
     return parser
 
 
