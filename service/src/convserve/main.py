@@ -39,7 +39,7 @@ from convserve.api.routes import (
 )
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
-from convserve.api.schemas_models import MODEL_BODY_MODELS
+from convserve.api.schemas.models import MODEL_BODY_MODELS
 from convserve.settings import Settings
 
 __all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)

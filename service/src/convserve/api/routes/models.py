@@ -19,7 +19,7 @@ from convserve.api.parsing import multipart_schema, parse_body
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.responses import respond
 from convserve.api.schemas import Problem
-from convserve.api.schemas_models import (
+from convserve.api.schemas.models import (
     FeaturesOptions,
     FeaturesRequest,
     FeaturesResponse,

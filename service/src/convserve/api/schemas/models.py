@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from convserve.api.schemas import ColorMode, ExplainAt, ExplainTerm, InputSpec, Normalize
+from convserve.api.schemas.common import ColorMode, InputSpec, Normalize
+from convserve.api.schemas.explain import ExplainAt, ExplainTerm
 
 __all__ = [
     "FeatureLayer",
