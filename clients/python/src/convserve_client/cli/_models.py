@@ -10,67 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from convserve_client._client import Client
 from convserve_client._model_types import ModelInfo
+from convserve_client.cli._args import EXIT_OK, UsageError, load_input, read_json
+from convserve_client.cli._text import print_json, write_output
 
 __all__ = ["add_model_commands"]
-
-EXIT_OK = 0
-
-
-class UsageError(ValueError):
-    """A bad argument found after parsing; ``convserve`` reports a ValueError as a usage
-    error (exit status 2)."""
-
 
 def _add_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="INPUT",
                         help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF) or .npy array")
-
-
-def _load_input(spec: str) -> Any:
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"cannot read input {spec!r}: no such file")
-    if path.suffix.lower() == ".json":
-        return np.asarray(json.loads(path.read_text()), dtype=np.float32)
-    return path
-
-
-def _print_json(data: Any) -> None:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "png_base64"}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    print(json.dumps(strip(data), indent=2))
-
-
-def _read_json(spec: str, what: str) -> Any:
-    text = spec if spec.lstrip().startswith(("[", "{")) else Path(spec).read_text()
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} {spec!r} is not valid JSON: {exc}") from None
-
-
-def _write(out: str, content: bytes) -> None:
-    if out == "-":
-        sys.stdout.buffer.write(content)
-        sys.stdout.buffer.flush()
-        return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    print(f"wrote {path} ({len(content)} bytes)", file=sys.stderr)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -102,7 +54,7 @@ def cmd_upload(cs: Client, args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read model {args.file!r}: no such file")
     info = cs.upload_model(args.file, input_size=args.input_size)
     if args.json:
-        _print_json(info.raw)
+        print_json(info.raw)
     else:
         print(_table(info))
         print("stored" if info.created_now else "already stored (same id)")
@@ -112,7 +64,7 @@ def cmd_upload(cs: Client, args: argparse.Namespace) -> int:
 def cmd_list(cs: Client, args: argparse.Namespace) -> int:
     models = cs.models()
     if args.json:
-        _print_json({"models": [m.raw for m in models]})
+        print_json({"models": [m.raw for m in models]})
         return EXIT_OK
     for m in models:
         print(f"{m.id}  {m.filename or '-'}  {list(m.input.shape)} {m.input.layout}  "
@@ -123,7 +75,7 @@ def cmd_list(cs: Client, args: argparse.Namespace) -> int:
 def cmd_show(cs: Client, args: argparse.Namespace) -> int:
     info = cs.model(args.id)
     if args.json:
-        _print_json(info.raw)
+        print_json(info.raw)
     else:
         print(_table(info))
     return EXIT_OK
@@ -138,7 +90,7 @@ def cmd_delete(cs: Client, args: argparse.Namespace) -> int:
 def _preprocess(text: str | None) -> str | dict[str, Any] | None:
     if text is None or text in ("none", "imagenet"):
         return text
-    value = _read_json(text, "preprocess")
+    value = read_json(text, "preprocess")
     if not isinstance(value, dict):
         raise UsageError("--preprocess is none, imagenet or a JSON object")
     return value
@@ -149,17 +101,17 @@ def _layers(text: str) -> list[str | int]:
 
 
 def cmd_features(cs: Client, args: argparse.Namespace) -> int:
-    maps = cs.features(args.id, _load_input(args.image), _layers(args.layers),
+    maps = cs.features(args.id, load_input(args.image), _layers(args.layers),
                        preprocess=_preprocess(args.preprocess), format=args.format,
                        normalize=args.normalize, color_mode=args.color_mode)
     if args.format != "json":
         if args.output is None:
             raise UsageError(f"--format {args.format} needs -o FILE (or - for stdout)")
         assert maps.content is not None
-        _write(args.output, maps.content)
+        write_output(args.output, maps.content)
         return EXIT_OK
     if args.json:
-        _print_json(maps.raw)
+        print_json(maps.raw)
     for layer in maps.layers:
         print(f"{layer.index:>4} {layer.name} ({layer.op}) {'x'.join(map(str, layer.shape))}")
         for channel in layer.channels:
@@ -170,14 +122,14 @@ def cmd_features(cs: Client, args: argparse.Namespace) -> int:
             folder = Path(args.output) / f"{layer.index:03d}"
             for channel in layer.channels:
                 if channel.png is not None:
-                    _write(str(folder / f"channel_{channel.index:03d}.png"), channel.png)
+                    write_output(str(folder / f"channel_{channel.index:03d}.png"), channel.png)
     return EXIT_OK
 
 
 def cmd_kernel(cs: Client, args: argparse.Namespace) -> int:
     kernel = cs.model_kernel(args.id, args.layer)
     if args.json:
-        _print_json(kernel.raw)
+        print_json(kernel.raw)
     else:
         print(f"layer     {kernel.layer.name} (index {kernel.layer.index}) reads {kernel.input}")
         print(f"weight    {' x '.join(map(str, kernel.weight.shape))} (OIHW)"
@@ -186,7 +138,7 @@ def cmd_kernel(cs: Client, args: argparse.Namespace) -> int:
               f"right)  dilation {list(kernel.dilation)}  groups {kernel.groups}")
     if args.output is not None:
         spec = {"weight": kernel.raw["weight"], "bias": kernel.raw["bias"], "layout": "OIHW"}
-        _write(args.output, json.dumps(spec).encode())
+        write_output(args.output, json.dumps(spec).encode())
     return EXIT_OK
 
 
