@@ -44,6 +44,14 @@ def restricted_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def models_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with a model store of its own (one per test module)."""
+    store = tmp_path_factory.mktemp("store")
+    with run_server({"CONVSERVE_MODEL_DIR": str(store)}) as url:
+        yield url
+
+
 @pytest.fixture
 def client(server_url: str) -> Iterator[Client]:
     with Client(server_url, max_retries=0) as cs:
