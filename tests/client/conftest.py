@@ -30,9 +30,11 @@ D2L_Y = np.array([[56, 72], [104, 120]], dtype=np.float32)
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """A server with default settings."""
-    with run_server() as url:
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with default settings, but its model store in the test's temporary folders
+    (the README uploads a model)."""
+    store = tmp_path_factory.mktemp("readme-store")
+    with run_server({"CONVSERVE_MODEL_DIR": str(store)}) as url:
         yield url
 
 
