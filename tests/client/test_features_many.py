@@ -9,7 +9,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -99,7 +99,8 @@ def test_a_batch_of_npy_files_resumes(models_url: str, model_id: str, photos: Pa
 
 
 def test_a_batch_of_grids_and_zips(models_url: str, model_id: str, photos: Path) -> None:
-    for fmt, suffix in (("grid", ".png"), ("zip", ".zip")):
+    formats: list[tuple[Literal["grid", "zip"], str]] = [("grid", ".png"), ("zip", ".zip")]
+    for fmt, suffix in formats:
         done = convserve("model", "features", model_id, "photos/a.png", "photos/c.png",
                          "--layers", "conv", "--format", fmt, "-o", fmt, "--quiet",
                          url=models_url, cwd=photos)
