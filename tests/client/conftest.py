@@ -30,9 +30,11 @@ D2L_Y = np.array([[56, 72], [104, 120]], dtype=np.float32)
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """A server with default settings."""
-    with run_server() as url:
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with default settings, but its model store in the test's temporary folders
+    (the README uploads a model)."""
+    store = tmp_path_factory.mktemp("readme-store")
+    with run_server({"CONVSERVE_MODEL_DIR": str(store)}) as url:
         yield url
 
 
@@ -41,6 +43,14 @@ def restricted_url() -> Iterator[str]:
     """A server that wants an API key and takes at most ``UPLOAD_LIMIT`` bytes a request."""
     with run_server({"CONVSERVE_API_KEYS": API_KEY,
                      "CONVSERVE_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def models_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with a model store of its own (one per test module)."""
+    store = tmp_path_factory.mktemp("store")
+    with run_server({"CONVSERVE_MODEL_DIR": str(store)}) as url:
         yield url
 
 

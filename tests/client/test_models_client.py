@@ -25,17 +25,8 @@ from convserve_client import (
 from convserve_client.cli import main
 from tests import onnx_models as m
 from tests.client.test_client import Blocking
-from tests.server import run_server
 
 pytestmark = pytest.mark.e2e  # a real uvicorn process over loopback
-
-
-@pytest.fixture(scope="module")
-def models_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server with a model store of its own."""
-    store = tmp_path_factory.mktemp("store")
-    with run_server({"CONVSERVE_MODEL_DIR": str(store)}) as url:
-        yield url
 
 
 @pytest.fixture(params=["sync", "async"])

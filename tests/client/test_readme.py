@@ -45,6 +45,9 @@ def test_readme_examples_run_as_written(server_url: str, workdir: Path,
             exec(compile(source, f"README.md python block {number}", "exec"), {})
     assert (workdir / "sobel" / "channel_001.png").is_file()
     assert (workdir / "model" / "model.onnx").is_file()
+    assert sorted(p.name for p in (workdir / "features").iterdir()) == [
+        "cat_0", "cat_180", "cat_90"]
+    assert (workdir / "features" / "cat_90" / "005" / "channel_001.png").is_file()
 
     commands = [line[2:] for block in blocks("console") for line in block.splitlines()
                 if line.startswith("$ convserve ")]

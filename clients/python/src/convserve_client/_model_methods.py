@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from convserve_client._batch import DEFAULT_CONCURRENCY, map_tasks, map_threads
 from convserve_client._model_calls import (
     ModelFile,
     delete_model_call,
@@ -18,6 +19,7 @@ from convserve_client._types import NOT_GIVEN, NotGiven
 
 if TYPE_CHECKING:
     from convserve_client._base_client import Call
+    from convserve_client._batch import ItemError
     from convserve_client._inputs import Transport
     from convserve_client._model_types import FeatureMaps, ModelInfo, ModelKernel
     from convserve_client._types import ImageInput, TimeoutTypes
@@ -76,6 +78,28 @@ class ModelMethods:
             model_id, image, layers=layers, preprocess=preprocess, format=format,
             normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout))
 
+    def features_many(self, model_id: str, inputs: Iterable[ImageInput],
+                      layers: Sequence[str | int], *, concurrency: int = DEFAULT_CONCURRENCY,
+                      preprocess: str | Mapping[str, Any] | None = None,
+                      format: FeaturesFormat = "json", normalize: Normalize | None = None,
+                      color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                      timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+                      ) -> Iterator[tuple[ImageInput, FeatureMaps | ItemError]]:
+        """:meth:`features` with the same model, layers and options over many inputs,
+        ``concurrency`` calls at a time on threads sharing this client's connections.
+
+        Yields ``(input, FeatureMaps or error)`` in the order the calls end, as
+        :meth:`Client.convolve_many` does: each call has the client's retries, and one that
+        still fails yields its error (an ``APIError`` with the server's ``problem``, or the
+        ``OSError`` of an input that cannot be read) while the rest go on.
+        """
+        def one(image: ImageInput) -> FeatureMaps:
+            return self.features(model_id, image, layers, preprocess=preprocess, format=format,
+                                 normalize=normalize, color_mode=color_mode,
+                                 transport=transport, timeout=timeout)
+
+        return map_threads(one, inputs, concurrency)
+
     def model_kernel(self, model_id: str, layer: str | int, *,
                      timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> ModelKernel:
         """A Conv layer's weight, bias and geometry: ``GET /v1/models/{id}/layers/{name}/kernel``
@@ -128,6 +152,27 @@ class AsyncModelMethods:
         return await self._request(features_call(
             model_id, image, layers=layers, preprocess=preprocess, format=format,
             normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout))
+
+    def features_many(self, model_id: str, inputs: Iterable[ImageInput],
+                      layers: Sequence[str | int], *, concurrency: int = DEFAULT_CONCURRENCY,
+                      preprocess: str | Mapping[str, Any] | None = None,
+                      format: FeaturesFormat = "json", normalize: Normalize | None = None,
+                      color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                      timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+                      ) -> AsyncIterator[tuple[ImageInput, FeatureMaps | ItemError]]:
+        """:meth:`features` over many inputs, ``concurrency`` tasks at a time (see
+        :meth:`Client.features_many`); iterate with ``async for``.
+
+        Wrap it in ``contextlib.aclosing`` when you may leave the loop early: closing it
+        cancels the calls in flight.
+        """
+        async def one(image: ImageInput) -> FeatureMaps:
+            return await self.features(model_id, image, layers, preprocess=preprocess,
+                                       format=format, normalize=normalize,
+                                       color_mode=color_mode, transport=transport,
+                                       timeout=timeout)
+
+        return map_tasks(one, inputs, concurrency)
 
     async def model_kernel(self, model_id: str, layer: str | int, *,
                      timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> ModelKernel:

@@ -11,12 +11,14 @@ import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from convserve_client._models import Channel
+from convserve_client._models._shared import npy_bytes, write_files
 
 __all__ = ["FeatureLayer", "FeatureMaps", "ModelInfo", "ModelInput", "ModelKernel",
            "ModelLayer"]
@@ -172,6 +174,32 @@ class FeatureMaps:
         if self.grid is None:
             raise ValueError("only format='grid' answers hold a grid")
         return _open_png(self.grid)
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write the answer into ``directory`` (created if missing); returns the paths.
+
+        ``<index>/channel_<k>.png`` per layer (its row index, three digits) and channel for
+        ``json``; the same plus ``<index>/features.npy`` for ``zip``; ``features.npy`` for
+        ``npy`` and ``grid.png`` for ``grid``.
+        """
+        return write_files(directory, self.files())
+
+    def files(self) -> dict[str, bytes]:
+        """What :meth:`save` writes: file name (``/`` between folders) -> content."""
+        if self.format == "grid" and self.grid is not None:
+            return {"grid.png": self.grid}
+        if self.format == "npy" and self.content is not None:
+            return {"features.npy": self.content}
+        files: dict[str, bytes] = {}
+        for layer in self.layers:
+            folder = f"{layer.index:03d}"
+            files.update((f"{folder}/channel_{c.index:03d}.png", c.png)
+                         for c in layer.channels if c.png is not None)
+            if layer.array is not None:
+                files[f"{folder}/features.npy"] = npy_bytes(layer.array)
+        if not files:
+            raise ValueError(f"this format={self.format!r} answer carries no feature maps")
+        return files
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureMaps:

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convserve_client._async_client import AsyncClient
-from convserve_client._batch import ItemError, map_tasks
+from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_tasks
 from convserve_client._constants import URL_ENV
 from convserve_client._exceptions import (
     APIConnectionError,
@@ -51,11 +51,13 @@ from convserve_client.cli._args import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
+    positive_int,
     read_stdin,
 )
 from convserve_client.cli._text import print_error, status_message
 
-__all__ = ["IMAGE_SUFFIXES", "Batch", "Job", "batch_sources", "run_batch"]
+__all__ = ["IMAGE_SUFFIXES", "Batch", "Job", "add_batch_options", "add_inputs",
+           "batch_sources", "run_batch"]
 
 ResultT = TypeVar("ResultT")
 
@@ -99,6 +101,36 @@ class Job:
 
     source: Path
     target: Path
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def add_inputs(parser: argparse.ArgumentParser) -> None:
+    """The INPUT... of a command that takes a batch."""
+    parser.add_argument("image", metavar="INPUT", nargs="+",
+                        help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF), .npy array (C, H, W) "
+                             "or (H, W), .json nested lists, or - for stdin (a file, or a list "
+                             "of paths one per line); several inputs, a directory or a glob "
+                             "('photos/*.jpg') make a batch")
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """--recursive, --jobs, --resume and --quiet."""
+    batch = parser.add_argument_group(
+        "batch (several inputs, a directory or a glob; -o DIR receives one output per input, "
+        "named after it)")
+    batch.add_argument("-r", "--recursive", action="store_true",
+                       help="take the images of directories' subdirectories too (and ** in "
+                            "globs); outputs mirror the subdirectories")
+    batch.add_argument("-j", "--jobs", type=positive_int, default=DEFAULT_CONCURRENCY,
+                       metavar="N", help=f"requests in flight at once "
+                                         f"(default {DEFAULT_CONCURRENCY})")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip inputs whose output already exists")
+    batch.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar or per-input lines (failures and the summary "
+                            "still print)")
 
 
 # --- inputs ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     convserve model upload cnn.onnx [--input-size 224,224]
     convserve model list | show ID | delete ID
     convserve model features ID cat.png --layers conv1,relu1 [--preprocess imagenet] -o maps/
+    convserve model features ID photos/ -r --layers conv1 --format npy -o maps/  (a batch)
     convserve model kernel ID conv1 [-o kernel.json]
 """
 
@@ -13,16 +14,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convserve_client._async_client import AsyncClient
 from convserve_client._client import Client
-from convserve_client._model_types import ModelInfo
+from convserve_client._model_types import FeatureMaps, ModelInfo
 from convserve_client.cli._args import EXIT_OK, UsageError, load_input, read_json
+from convserve_client.cli._batch import (
+    Batch,
+    add_batch_options,
+    add_inputs,
+    batch_sources,
+    run_batch,
+    single_file,
+)
 from convserve_client.cli._text import print_json, write_output
 
 __all__ = ["add_model_commands"]
 
-def _add_input(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="INPUT",
-                        help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF) or .npy array")
+FEATURES_SUFFIXES: dict[str, str | None] = {"json": None, "npy": ".npy", "zip": ".zip",
+                                            "grid": ".png"}
+"""A batch's output per input: a folder of channel PNGs per layer (json), or one file."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -101,9 +111,22 @@ def _layers(text: str) -> list[str | int]:
 
 
 def cmd_features(cs: Client, args: argparse.Namespace) -> int:
-    maps = cs.features(args.id, load_input(args.image), _layers(args.layers),
-                       preprocess=_preprocess(args.preprocess), format=args.format,
-                       normalize=args.normalize, color_mode=args.color_mode)
+    layers = _layers(args.layers)
+    preprocess = _preprocess(args.preprocess)
+    sources = batch_sources(args.image, args.recursive)
+    if sources is not None:
+        suffix = FEATURES_SUFFIXES[args.format]
+
+        async def send(client: AsyncClient, image: Any) -> FeatureMaps:
+            return await client.features(args.id, image, layers, preprocess=preprocess,
+                                         format=args.format, normalize=args.normalize,
+                                         color_mode=args.color_mode)
+
+        files = FeatureMaps.files if suffix is None else single_file
+        return run_batch(args, Batch(send, files, suffix), sources)
+    maps = cs.features(args.id, load_input(args.image[0]), layers, preprocess=preprocess,
+                       format=args.format, normalize=args.normalize,
+                       color_mode=args.color_mode)
     if args.format != "json":
         if args.output is None:
             raise UsageError(f"--format {args.format} needs -o FILE (or - for stdout)")
@@ -169,9 +192,11 @@ def add_model_commands(commands: Any) -> None:
     p.add_argument("id")
     p.set_defaults(run=cmd_delete, parser=p)
 
-    p = sub.add_parser("features", help="feature maps of some layers for one image")
+    p = sub.add_parser("features", help="feature maps of some layers for an image, or many",
+                       description="Feature maps of some layers of a stored model for an "
+                                   "image, or for many (a batch: give -o DIR).")
     p.add_argument("id")
-    _add_input(p)
+    add_inputs(p)
     p.add_argument("--layers", required=True, metavar="NAME,INDEX,...",
                    help="node output names or row indices, comma-separated")
     p.add_argument("--preprocess", metavar="SPEC",
@@ -180,8 +205,11 @@ def add_model_commands(commands: Any) -> None:
     p.add_argument("--normalize", choices=("auto", "clip", "minmax", "abs", "symmetric"))
     p.add_argument("--color-mode", choices=("rgb", "gray", "rgba", "keep"))
     p.add_argument("-o", "--output", metavar="PATH",
-                   help="directory for the PNGs (json), or file (npy, zip, grid); - for stdout")
+                   help="directory for the PNGs (json), or file (npy, zip, grid); - for "
+                        "stdout; a batch's directory (<input>/<layer>/channel_<k>.png for "
+                        "json, <input>.npy, .zip or .png)")
     p.add_argument("--json", action="store_true", help="print the JSON answer")
+    add_batch_options(p)
     p.set_defaults(run=cmd_features, parser=p)
 
     p = sub.add_parser("kernel", help="a Conv layer's weights and geometry")

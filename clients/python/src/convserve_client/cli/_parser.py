@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from convserve_client._batch import DEFAULT_CONCURRENCY
 from convserve_client._constants import API_KEY_ENV, DEFAULT_BASE_URL, URL_ENV
 from convserve_client._types import (
     COLOR_MODES,
@@ -24,8 +23,8 @@ from convserve_client.cli._args import (
     pair_arg,
     param_arg,
     position_arg,
-    positive_int,
 )
+from convserve_client.cli._batch import add_batch_options, add_inputs
 from convserve_client.cli._commands import (
     cmd_convolve,
     cmd_engines,
@@ -44,31 +43,6 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="INPUT",
                         help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF), .npy array (C, H, W) "
                              "or (H, W), .json nested lists, or - for stdin")
-
-
-def _add_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="INPUT", nargs="+",
-                        help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF), .npy array (C, H, W) "
-                             "or (H, W), .json nested lists, or - for stdin (a file, or a list "
-                             "of paths one per line); several inputs, a directory or a glob "
-                             "('photos/*.jpg') make a batch")
-
-
-def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    batch = parser.add_argument_group(
-        "batch (several inputs, a directory or a glob; -o DIR receives one output per input, "
-        "named after it)")
-    batch.add_argument("-r", "--recursive", action="store_true",
-                       help="take the images of directories' subdirectories too (and ** in "
-                            "globs); outputs mirror the subdirectories")
-    batch.add_argument("-j", "--jobs", type=positive_int, default=DEFAULT_CONCURRENCY,
-                       metavar="N", help=f"requests in flight at once "
-                                         f"(default {DEFAULT_CONCURRENCY})")
-    batch.add_argument("--resume", action="store_true",
-                       help="skip inputs whose output already exists")
-    batch.add_argument("-q", "--quiet", action="store_true",
-                       help="no progress bar or per-input lines (failures and the summary "
-                            "still print)")
 
 
 def _add_conv_options(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("convolve", help="apply one convolution layer",
                             description="Apply one convolution layer to an image or array, "
                                         "or to many (a batch: give -o DIR).")
-    _add_inputs(p)
+    add_inputs(p)
     _add_conv_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--format", default="json",
@@ -135,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "- for stdout")
     out.add_argument("--dry-run", action="store_true", help="shapes and cost only")
     out.add_argument("--json", action="store_true", help="print the JSON answer")
-    _add_batch_options(p)
+    add_batch_options(p)
     p.set_defaults(run=cmd_convolve, parser=p)
 
     p = commands.add_parser("explain", help="show the arithmetic of one output element",
@@ -150,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("layers", help="run a stack of layers",
                             description="Run a stack of layers (conv2d, activations, pooling) "
                                         "over an image, or over many (a batch: give -o DIR).")
-    _add_inputs(p)
+    add_inputs(p)
     p.add_argument("--layers", required=True, metavar="FILE",
                    help='JSON file (or inline JSON) with the list of layers, e.g. '
                         '[{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}]')
@@ -163,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for the feature maps, or file (npy, zip, onnx); - for stdout")
     p.add_argument("--dry-run", action="store_true", help="shapes and cost only")
     p.add_argument("--json", action="store_true", help="print the JSON answer")
-    _add_batch_options(p)
+    add_batch_options(p)
     p.set_defaults(run=cmd_layers, parser=p)
 
     p = commands.add_parser("presets", help="list the named kernels")
