@@ -338,3 +338,20 @@ def test_model_limits_are_published(app: TestClient) -> None:
                                                                         1_000_000_000)
     assert limits["env"]["max_model_bytes"] == "CONVSERVE_MAX_MODEL_BYTES"
     assert limits["env"]["model_store_bytes"] == "CONVSERVE_MODEL_STORE_BYTES"
+
+
+def test_model_requests_reserve_working_memory_and_give_it_back(
+        make_client: ClientFactory, tmp_path: Path) -> None:
+    client = make_client(model_dir=tmp_path, memory_budget_bytes=64_000_000, warmup=False)
+    meta = upload(client, m.bn_cnn())
+    ident, (_, c, h, w) = meta["id"], meta["inputs"][0]["shape"]
+    x = np.random.default_rng(3).random((c, h, w)).tolist()
+    response = client.post(f"/v1/models/{ident}/features",
+                           json={"input": {"array": x}, "layers": [0], "format": "npy"})
+    assert response.status_code == 200, response.text
+    unknown = client.post("/v1/models/" + "0" * len(ident) + "/features",
+                          json={"input": {"array": x}, "layers": [0]})
+    assert unknown.status_code == 404
+    metrics = client.get("/metrics").text
+    assert 'convserve_memory_reserved_bytes{pool="work"} 0.0' in metrics
+    assert 'convserve_memory_reserved_bytes{pool="intake"} 0.0' in metrics

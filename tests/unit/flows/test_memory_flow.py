@@ -11,7 +11,7 @@ from PIL import Image
 
 from convserve.admission import estimate_working_bytes
 from convserve.flows.inputs import Source
-from convserve.flows.memory import input_shape, working_bytes
+from convserve.flows.memory import input_shape, model_working_bytes, working_bytes
 
 
 def png(height: int, width: int, mode: str = "RGB") -> bytes:
@@ -62,3 +62,18 @@ def test_what_the_flow_will_refuse_is_left_to_it() -> None:
     data = png(10, 10)
     assert working_bytes(Source(data=data), [bad_kernel], "json") == estimate_working_bytes(
         10, 10, 3, 3, "json", body_bytes=len(data), padding=1)
+
+
+def test_a_model_request_counts_its_graph_weights_and_the_maps_asked_for() -> None:
+    meta = {"total_params": 1000, "layers": [
+        {"name": "conv1", "output_shape": [4, 10, 10]},
+        {"name": "relu1", "output_shape": [4, 10, 10]},
+        {"name": "dyn", "output_shape": [4, "h", 10]},  # unknown size: not counted
+    ]}
+    source = Source(array=np.zeros((3, 12, 12)).tolist())
+    graph, weights, body, values_in = 4 * 800, 4 * 1000, 32 * 432, 432
+    base = body + 12 * values_in + graph + weights
+    assert model_working_bytes(meta, source, [], "npy") == base
+    assert model_working_bytes(meta, source, ["conv1"], "npy") == base + 8 * 400
+    assert model_working_bytes(meta, source, ["conv1", 1], "json") == base + 9 * 800
+    assert model_working_bytes(meta, source, ["nope"], "json") == base

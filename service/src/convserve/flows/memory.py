@@ -16,11 +16,16 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from convserve.admission import BANDED_ABOVE_BYTES, estimate_working_bytes, probe_image
+from convserve.admission import (
+    BANDED_ABOVE_BYTES,
+    answer_bytes_per_value,
+    estimate_working_bytes,
+    probe_image,
+)
 from convserve.flows.inputs import Source
 from convserve.flows.kernels import layer_kernel
 
-__all__ = ["input_shape", "working_bytes"]
+__all__ = ["input_shape", "model_working_bytes", "working_bytes"]
 
 _BASE64_PREFIX = 1 << 20
 """Characters of a base64 image decoded to read its header (768 KB of image: any PNG, JPEG,
@@ -128,3 +133,49 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
               and 4 * channels * height * width > BANDED_ABOVE_BYTES)
     return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
                                   body_bytes=body, padding=side, banded=banded)
+
+
+def model_working_bytes(meta: Mapping[str, Any], source: Source,
+                        layers: Sequence[str | int], fmt: str) -> int:
+    """Bytes a stored model's ``features`` or ``explain`` request will need at its peak.
+
+    Conservative, from what is known before decoding: the body; the input as float32 three
+    times (decoded, preprocessed, in the model's layout); every node output of the graph held
+    at once (ONNX Runtime frees them as it goes, but not in any order this can know); the
+    model's weights, as a new session holds them; and the maps asked for, with their answer.
+
+    Parameters
+    ----------
+    meta : mapping
+        The stored model's description (``GET /v1/models/{id}``): its ``layers`` rows with
+        ``output_shape`` (batchless) and ``total_params``.
+    layers : sequence of str or int
+        The rows asked for, by name or index (unknown ones are the flow's 422 to give).
+    """
+    shape = input_shape(source)
+    values_in = 0 if shape is None else shape[0] * shape[1] * shape[2]
+    if source.array is not None:
+        body = _PYTHON_NUMBER_BYTES * values_in
+    else:
+        body = len(source.data or b"") + len(source.image_base64 or "")
+    rows = list(meta.get("layers", []))
+    sizes = [_values(row.get("output_shape")) for row in rows]
+    by_key: dict[str | int, int] = {}
+    for index, (row, size) in enumerate(zip(rows, sizes, strict=True)):
+        by_key[index] = by_key[str(index)] = by_key[str(row.get("name"))] = size
+    wanted = sum(by_key.get(key, 0) for key in layers)
+    answer = answer_bytes_per_value(fmt)
+    return int(body + 12 * values_in + 4 * sum(sizes) + 4 * int(meta.get("total_params", 0))
+               + (4 + answer) * wanted)
+
+
+def _values(shape: Any) -> int:
+    """Values of a batchless output shape (0 when a dimension is not a number)."""
+    if not isinstance(shape, list | tuple):
+        return 0
+    total = 1
+    for dim in shape:
+        if not isinstance(dim, int) or dim < 0:
+            return 0
+        total *= dim
+    return total

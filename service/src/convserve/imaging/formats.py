@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 ColorMode: TypeAlias = Literal["rgb", "gray", "rgba", "keep"]
-COLOR_MODES: tuple[ColorMode, ...] = ("rgb", "gray", "rgba", "keep")
+COLOR_MODES: tuple[ColorMode, ...] = get_args(ColorMode)
 
 # Pillow format ids that Image.open may try; JPEG's opener also yields MPO (camera JPEGs).
 _PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast, get_args
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from convserve.errors import InvalidArgumentError
 __all__ = ["NORMALIZE_MODES", "NormalizeMode", "resolved_normalize", "to_pixels"]
 
 NormalizeMode: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
-NORMALIZE_MODES: tuple[NormalizeMode, ...] = ("auto", "clip", "minmax", "abs", "symmetric")
+NORMALIZE_MODES: tuple[NormalizeMode, ...] = get_args(NormalizeMode)
 
 # Values scaled at a time: the float32 working memory of to_pixels (1 MiB), whatever the size
 # of the maps.

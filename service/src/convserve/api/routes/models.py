@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convserve import jsonbody
 from convserve.api.deps import RuntimeDep, require_api_key
+from convserve.api.middleware import reserve_work
 from convserve.api.parsing import multipart_schema, parse_body
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.responses import respond
@@ -32,6 +33,7 @@ from convserve.api.schemas.models import (
 )
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 from convserve.flows import models as flows
+from convserve.flows.memory import model_working_bytes
 from convserve.models import ModelService, Preprocess
 from convserve.models.sample import SAMPLE_FILENAME, sample_model_bytes
 
@@ -268,6 +270,8 @@ async def model_features(model_id: ModelId, request: Request, runtime: RuntimeDe
                                        FeaturesRequest, ())
     wanted = flows.FeatureOptions(layers=list(options.layers), preprocess=_steps(options),
                                   format=options.format, normalize=options.normalize)
+    meta = models.get(model_id).meta  # 404 for an unknown model, before any work
+    await reserve_work(request, model_working_bytes(meta, source, wanted.layers, wanted.format))
     outcome = await runtime.pool.run(
         lambda: flows.features(runtime.context, models, model_id, source, wanted))
     return respond(outcome)
@@ -299,6 +303,8 @@ async def model_explain(model_id: ModelId, request: Request, runtime: RuntimeDep
     options, source = await parse_body(request, runtime.limits, ModelExplainOptions,
                                        ModelExplainRequest, ("at",))
     at = (options.at.channel, options.at.y, options.at.x)
+    meta = models.get(model_id).meta  # 404 for an unknown model, before any work
+    await reserve_work(request, model_working_bytes(meta, source, [options.layer], "npy"))
     outcome = await runtime.pool.run(lambda: flows.layer_explanation(
         runtime.context, models, model_id, source, options.layer, at, _steps(options)))
     return respond(outcome)

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
+from convserve.imaging import ColorMode, NormalizeMode
+
 __all__ = [
     "ColorMode",
     "DeviceName",
@@ -66,8 +68,7 @@ IntPair = Annotated[
 ]
 PaddingValue = JsonInt | list[JsonInt] | Literal["same", "valid"]
 Format = Literal["json", "array", "npy", "png", "image", "grid", "zip"]
-Normalize = Literal["auto", "clip", "minmax", "abs", "symmetric"]
-ColorMode = Literal["rgb", "gray", "rgba", "keep"]
+Normalize = NormalizeMode
 EngineName = Literal["auto", "numpy", "onnxruntime"]
 DeviceName = Literal["cpu", "cuda"]
 
