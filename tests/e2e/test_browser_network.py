@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.onnx_models import dynamic_cnn, serialize
 from tests.server import run_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -93,3 +94,36 @@ def test_a_layers_stack_shows_its_table_and_maps(page: Any) -> None:
     page.wait_for_selector(".net-map[data-channel='15']")
     assert page.locator(".net-map").count() == 16
     assert "uploaded model" in page.inner_text("#net-maps-hint")
+
+
+def test_an_uploaded_model_with_a_dynamic_input_and_the_errors_it_shows(
+        page: Any, server: str) -> None:
+    """Uploads go through the page's client: an input size as "HxW", the server's 422 detail for
+    a file that is not ONNX, and the client's own refusal of a malformed input size."""
+    page.click("label[for='mode-network']")
+    not_onnx = b"these bytes are not an ONNX model"
+    page.set_input_files("#net-model-file", files=[
+        {"name": "notes.onnx", "mimeType": "application/octet-stream", "buffer": not_onnx}])
+    page.wait_for_selector("#net-error:not([hidden])")
+    with httpx.Client(base_url=server, timeout=60) as api:
+        refused = api.post("/v1/models", files={"model": ("notes.onnx", not_onnx)})
+    assert refused.status_code == 422
+    assert page.inner_text("#net-error") == refused.json()["detail"]
+
+    page.fill("#net-input-size", "0x9")
+    page.set_input_files("#net-model-file", files=[
+        {"name": "dynamic.onnx", "mimeType": "application/octet-stream",
+         "buffer": serialize(dynamic_cnn())}])
+    page.wait_for_function(
+        "() => document.querySelector('#net-error').textContent.includes('inputSize')")
+    assert "[0, 9]" in page.inner_text("#net-error")
+
+    page.fill("#net-input-size", "12x10")
+    # A different file name so that the input's change event fires again.
+    page.set_input_files("#net-model-file", files=[
+        {"name": "dynamic2.onnx", "mimeType": "application/octet-stream",
+         "buffer": serialize(dynamic_cnn())}])
+    page.wait_for_selector("#net-layers .layer-pick[data-name='gap']")
+    assert page.is_hidden("#net-error")
+    assert page.locator("#net-layers tr").count() == 3
+    assert page.inner_text("#net-layers tr:first-child td:nth-child(4)") == "(2, 12, 10)"

@@ -33,6 +33,20 @@ export async function demo(photo: Blob, signal: AbortSignal): Promise<string[]> 
   const stack = await cs.layers({ image: photo, layers: [{ type: 'conv2d', preset: 'sobel' }, { type: 'relu' }] });
   lines.push(`layers out ${stack.output_shape.join('x')}, ${stack.total_macs} MACs`);
 
+  const model = await cs.sampleModel({ signal });
+  const listed = await cs.models();
+  const conv = (await cs.model(model.id)).layers.find((layer) => layer.op === 'Conv');
+  lines.push(`model ${model.id} (${model.created_now ? 'new' : 'stored already'}), ${listed.length} stored, `
+    + `${model.total_params} parameters, first Conv ${conv?.name ?? '-'}`);
+  const features = await cs.features(model.id, { image: photo, layers: ['conv1', 0], preprocess: { resize: 'stretch' } });
+  const firstMap: Blob | null = features.layers[0].channels[0].png();
+  const raw: NDArray = await cs.features(model.id, { image: photo, layers: 'conv1', format: 'npy', preprocess: 'none' });
+  const kernel = await cs.modelKernel(model.id, 'conv1');
+  const sum = await cs.modelExplain(model.id, { image: photo, layer: 0, at: [0, 1, 1], preprocess: { resize: 'fit' } });
+  lines.push(`${features.layers[0].name} ${features.layers[0].shape.join('x')} (${firstMap?.size ?? 0} bytes), `
+    + `npy ${raw.shape.join('x')}, kernel stride ${kernel.stride.join('x')}, value ${sum.value} = ${sum.total}`);
+  await cs.deleteModel(model.id);
+
   const [presets, resolved, engines, ready] = await Promise.all([
     cs.presets(), cs.preset('gaussian_blur', { channels: 1, params: { sigma: 2 } }), cs.engines(), cs.ready(),
   ]);

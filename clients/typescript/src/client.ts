@@ -11,12 +11,19 @@ import {
   APIConnectionError, APIResponseValidationError, APITimeoutError, parseProblem, statusError,
   type RequestInfo,
 } from './errors.js';
+import { withPng, type Call } from './calls.js';
 import { kernelJson, requestBody } from './inputs.js';
+import {
+  deleteModelCall, featuresCall, modelCall, modelExplainCall, modelKernelCall, modelsCall,
+  sampleModelCall, uploadModelCall,
+} from './models.js';
 import { decodeNpy } from './npy.js';
 import type {
-  Channel, ChannelResult, ConvOptions, ConvolveFormat, ConvolveParams, ConvolveResponse, ConvolveResult,
-  EnginesResponse, ExplainParams, LimitsResponse, ExplainResponse, HealthResponse, LayersFormat, LayersParams,
-  LayersResult, PresetInfo, Readiness, RequestOptions, ResolvedPreset,
+  ConvOptions, ConvolveFormat, ConvolveParams, ConvolveResponse, ConvolveResult, EnginesResponse,
+  ExplainParams, ExplainResponse, FeaturesFormat, FeaturesParams, FeaturesResult, HealthResponse,
+  LayerKey, LayersFormat, LayersParams, LayersResult, LimitsResponse, ModelExplainResponse, ModelInfo,
+  ModelExplainParams, ModelKernelResponse, ModelListItem, ModelSource, PresetInfo, Readiness,
+  RequestOptions, ResolvedPreset, UploadedModel, UploadModelOptions,
 } from './types.js';
 
 /** Defaults, in one place: where to connect, how long to wait, how to retry. */
@@ -35,6 +42,7 @@ export const RETRY_JITTER = 0.25;
 export const MAX_RETRY_AFTER_MS = 60_000;
 /** Statuses that say "try again later": rate limited, overloaded, or a gateway in between. */
 export const RETRY_STATUSES: ReadonlySet<number> = new Set([408, 429, 502, 503, 504]);
+const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 204, 205, 304]);
 
 export interface ClientOptions {
   /** The server, e.g. `http://localhost:8000` or `https://host/prefix`; default
@@ -99,46 +107,6 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-function base64ToBytes(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-/** A format=json channel with `png()` and `objectURL()` added (not enumerable: JSON stays JSON). */
-function withPng(channel: ChannelResult): Channel {
-  let blob: Blob | null | undefined;
-  const png = (): Blob | null => {
-    if (blob === undefined) {
-      blob = channel.png_base64 ? new Blob([base64ToBytes(channel.png_base64)], { type: 'image/png' }) : null;
-    }
-    return blob;
-  };
-  Object.defineProperties(channel, {
-    png: { value: png },
-    objectURL: {
-      value: (): string | null => {
-        const file = png();
-        return file ? URL.createObjectURL(file) : null;
-      },
-    },
-  });
-  return channel as Channel;
-}
-
-interface Call<T> {
-  method: 'GET' | 'POST';
-  path: string;
-  query?: Record<string, string>;
-  body?: { body: BodyInit; contentType?: string };
-  parse: (response: Response) => Promise<T>;
-  /** Statuses read by `parse` instead of thrown (`/readyz`'s 503). */
-  accept?: ReadonlySet<number>;
-  retry?: boolean;
-  options?: RequestOptions;
 }
 
 /** The convolution options as request fields (`kernel` converted to nested lists). */
@@ -337,11 +305,64 @@ export class ConvServe {
     });
   }
 
+  // --- models ------------------------------------------------------------------------------
+
+  /**
+   * Upload an ONNX model (multipart): `POST /v1/models`. Resolves with the model and its layer
+   * table; `created_now` says whether this upload stored it (the same file has the same id).
+   */
+  uploadModel(file: ModelSource, options: UploadModelOptions = {}): Promise<UploadedModel> {
+    return this.send(uploadModelCall(file, options));
+  }
+
+  /** Store the demo page's sample network (the Keras reference CNN): `POST /v1/models/sample`. */
+  sampleModel(options: RequestOptions = {}): Promise<UploadedModel> {
+    return this.send(sampleModelCall(options));
+  }
+
+  /** Every stored model, without layer tables, oldest first: `GET /v1/models`. */
+  models(options: RequestOptions = {}): Promise<ModelListItem[]> {
+    return this.send(modelsCall(options));
+  }
+
+  /** A stored model with its layer table: `GET /v1/models/{id}`. */
+  model(id: string, options: RequestOptions = {}): Promise<ModelInfo> {
+    return this.send(modelCall(id, options));
+  }
+
+  /** Delete a stored model: `DELETE /v1/models/{id}` (a `NotFoundError` when there is none). */
+  deleteModel(id: string, options: RequestOptions = {}): Promise<void> {
+    return this.send(deleteModelCall(id, options));
+  }
+
+  /**
+   * Feature maps of layers of a model for one input: `POST /v1/models/{id}/features`. format
+   * json (default) answers the generated `FeaturesResponse` with `png()` per channel; npy one
+   * layer's (C, H, W) maps as `{ data, shape }`; zip and grid a `Blob`.
+   */
+  features<F extends FeaturesFormat = 'json'>(id: string, params: FeaturesParams<F>): Promise<FeaturesResult<F>> {
+    return this.send(featuresCall(id, params));
+  }
+
+  /** The arithmetic of one output element of a model's Conv layer: `POST /v1/models/{id}/explain`. */
+  modelExplain(id: string, params: ModelExplainParams): Promise<ModelExplainResponse> {
+    return this.send(modelExplainCall(id, params));
+  }
+
+  /**
+   * A Conv layer's weights and geometry, ready for `convolve`: `GET
+   * /v1/models/{id}/layers/{name}/kernel`. `layer` is its output name (sent percent-encoded)
+   * or its row index.
+   */
+  modelKernel(id: string, layer: LayerKey, options: RequestOptions = {}): Promise<ModelKernelResponse> {
+    return this.send(modelKernelCall(id, layer, options));
+  }
+
   /**
    * Any request this client does not wrap, with its retries and errors: resolves with the
    * `Response` of a 2xx answer, throws the `APIStatusError` subclass otherwise.
    */
-  request(method: 'GET' | 'POST', path: string, init: { body?: BodyInit; contentType?: string;
+  request(method: 'GET' | 'POST' | 'DELETE', path: string, init: { body?: BodyInit; contentType?: string;
     query?: Record<string, string> } & RequestOptions = {}): Promise<Response> {
     const { body, contentType, query, ...options } = init;
     return this.send({
@@ -444,7 +465,8 @@ export class ConvServe {
         return { ok: false, error, retryable: RETRY_STATUSES.has(response.status) && !computeTimeout };
       }
       const { status, statusText, headers } = response;
-      const read = new Response(body, { status, statusText, headers });
+      // A Response with a body may not have a null-body status (DELETE's 204).
+      const read = new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, statusText, headers });
       try {
         return { ok: true, value: await call.parse(read) };
       } catch (cause) {

@@ -5,6 +5,8 @@
  *     import { ConvServe } from "convserve-client";
  *     const cs = new ConvServe({ baseURL: "http://localhost:8000" });
  *     const a = await cs.convolve({ input: { array: X }, kernel: { weight: [K] }, format: "array" });
+ *     const m = await cs.sampleModel();
+ *     const f = await cs.features(m.id, { image: png, layers: ["conv1"], preprocess: { resize: "stretch" } });
  */
 
 export {
@@ -12,6 +14,7 @@ export {
   MAX_RETRY_AFTER_MS, MAX_RETRY_DELAY_MS, RETRY_JITTER, RETRY_STATUSES, retryAfterSeconds, retryDelayMs,
 } from './client.js';
 export type { ClientOptions } from './client.js';
+export { modelPath } from './models.js';
 export {
   APIConnectionError, APIError, APIResponseValidationError, APIStatusError, APITimeoutError,
   AuthenticationError, BadRequestError, ConvServeError, GatewayTimeoutError, InternalServerError,

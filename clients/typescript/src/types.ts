@@ -16,6 +16,17 @@ export type LayersResponse = Schemas['LayersResponse'];
 export type EnginesResponse = Schemas['EnginesResponse'];
 export type LimitsResponse = Schemas['LimitsResponse'];
 export type LayerSpec = Schemas['LayersRequest']['layers'][number];
+export type ModelInfo = Schemas['ModelInfo'];
+export type ModelListItem = Schemas['ModelListItem'];
+export type ModelLayer = Schemas['ModelLayer'];
+export type ModelInput = Schemas['ModelInput'];
+export type FeaturesResponse = Schemas['FeaturesResponse'];
+export type FeatureLayer = Schemas['FeatureLayer'];
+export type FeatureChannel = Schemas['FeatureChannel'];
+export type ModelExplainResponse = Schemas['ModelExplainResponse'];
+export type ModelKernelResponse = Schemas['ModelKernelResponse'];
+export type PreprocessSpec = Schemas['PreprocessSpec'];
+export type FeaturesFormat = NonNullable<Schemas['FeaturesRequest']['format']>;
 export type ConvolveFormat = NonNullable<Schemas['ConvolveRequest']['format']>;
 export type LayersFormat = NonNullable<Schemas['LayersRequest']['format']>;
 
@@ -65,13 +76,16 @@ export type LayersParams<F extends LayersFormat = LayersFormat> = InputParams & 
     format?: F;
   };
 
-/** A format=json channel: the generated fields, plus its picture as a PNG `Blob`. */
-export type Channel = ChannelResult & {
+/** What a format=json channel gains: its picture as a PNG `Blob`. */
+export interface PngMethods {
   /** This channel's PNG (null when the answer carried none). */
   png(): Blob | null;
   /** An object URL of `png()` for an `<img src>`; revoke it with `URL.revokeObjectURL`. */
   objectURL(): string | null;
-};
+}
+
+/** A format=json channel: the generated fields, plus its picture as a PNG `Blob`. */
+export type Channel = ChannelResult & PngMethods;
 
 /** The format=json answer of `convolve`. */
 export type ConvolveJson = Omit<ConvolveResponse, 'channels'> & { channels: Channel[] };
@@ -146,3 +160,57 @@ export type HealthResponse = JsonOf<'healthz_healthz_get'>;
 export type Readiness =
   | { ready: true; status: string; engine?: string; device?: string; [key: string]: unknown }
   | { ready: false; status: string; detail: string; retryAfter: number | null };
+
+// --- models ------------------------------------------------------------------------------
+
+/** An .onnx file's bytes: a `Blob`/`File`, an `ArrayBuffer` or a `Uint8Array`. */
+export type ModelSource = Blob | ArrayBuffer | Uint8Array;
+
+export type UploadModelOptions = RequestOptions & {
+  /** `[H, W]` for a model whose input height or width is dynamic. */
+  inputSize?: readonly [number, number] | readonly number[];
+  /** The file name sent with the model (a `File`'s own name, else `model.onnx`). */
+  filename?: string;
+};
+
+/** A stored model with its layer table; `created_now` is true when this upload stored it (201),
+ *  false when the same file was stored already (200). Not enumerable: JSON stays the server's. */
+export type UploadedModel = ModelInfo & { readonly created_now: boolean };
+
+/** A layer of a model: its node output name (e.g. `/features/features.0/Conv_output_0`) or
+ *  its row index in the layer table. */
+export type LayerKey = string | number;
+
+/** How the input becomes the model's input: `none`, `imagenet` or explicit steps. */
+export type Preprocess = 'none' | 'imagenet' | Partial<PreprocessSpec>;
+
+type ModelRunFields = InputParams & RequestOptions & {
+  /** Default none (the input as it is; decoded images are in [0, 1]). */
+  preprocess?: Preprocess;
+  color_mode?: Schemas['FeaturesRequest']['color_mode'];
+};
+
+export type FeaturesParams<F extends FeaturesFormat = FeaturesFormat> = ModelRunFields & {
+  /** The layers whose maps to return (npy and grid: exactly one). */
+  layers: readonly LayerKey[] | LayerKey;
+  format?: F;
+  normalize?: Schemas['FeaturesRequest']['normalize'];
+};
+
+export type ModelExplainParams = ModelRunFields & {
+  /** A Conv layer: its output name or row index. */
+  layer: LayerKey;
+  /** The output element to explain: `{ channel, y, x }` or `[channel, y, x]`. */
+  at: Schemas['ExplainAt'] | readonly [number, number, number];
+};
+
+/** A format=json layer of `features`: the generated fields, each channel with `png()`. */
+export type FeatureMaps = Omit<FeatureLayer, 'channels'> & { channels: Array<FeatureChannel & PngMethods> };
+
+/** The format=json answer of `features`. */
+export type FeaturesJson = Omit<FeaturesResponse, 'layers'> & { layers: FeatureMaps[] };
+
+/** What `features` resolves to for each format: json the typed answer, npy one layer's
+ *  (C, H, W) maps, zip and grid a `Blob`. */
+export type FeaturesResult<F extends FeaturesFormat> =
+  F extends 'json' ? FeaturesJson : F extends 'npy' ? NDArray : Blob;

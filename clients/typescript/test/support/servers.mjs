@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const REPO_ROOT = resolve(PACKAGE_DIR, '..', '..');
-const PYTHON = process.env.CONVSERVE_PYTHON ?? resolve(REPO_ROOT, '.venv', 'bin', 'python');
+export const PYTHON = process.env.CONVSERVE_PYTHON ?? resolve(REPO_ROOT, '.venv', 'bin', 'python');
 // A cold start of Python, NumPy, ONNX Runtime and the warm-up on a busy 2-core machine.
 const START_TIMEOUT_MS = 90_000;
 

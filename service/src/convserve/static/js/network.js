@@ -1,43 +1,13 @@
 // The page's "Network" mode: upload an ONNX model (or store the sample network), read its layer
 // table, pick a layer, see its feature maps for a photo, and click a pixel of a Conv layer's
 // map to see the sum behind it (/v1/models/{id}/explain). A /v1/layers stack (JSON) is shown
-// the same way: its table and each layer's maps.
+// the same way: its table and each layer's maps. Every API call goes through the page's one
+// client (`cs`, the compiled convserve-client), so errors are its classes with the problem body.
 
+import { APIStatusError } from './convserve-client/index.js';
 import { clear, fmt, fmtCount, h, shapeText } from './dom.js';
 import { renderExplanation } from './explain.js';
-
-/** A failed request: `problem` is the RFC 9457 body ({type, title, status, detail, errors}). */
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem.detail || problem.title || `HTTP ${status}`);
-    this.name = 'ApiError';
-    this.problem = problem;
-  }
-}
-
-/** fetch() a relative path; an error answer becomes ApiError with its problem. */
-async function request(path, { method = 'GET', body } = {}) {
-  let response;
-  try {
-    response = await fetch(path, { method, body });
-  } catch (err) {
-    throw new ApiError(0, { title: 'Network error', detail: `could not reach the service (${err.message})` });
-  }
-  if (!response.ok) {
-    let problem;
-    try {
-      problem = await response.json();
-    } catch {
-      problem = { detail: `HTTP ${response.status} ${response.statusText}` };
-    }
-    throw new ApiError(response.status, problem);
-  }
-  return response;
-}
-
-async function requestJson(path, options) {
-  return (await request(path, options)).json();
-}
+import { cs } from './page.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -70,7 +40,9 @@ function showError(err) {
     box.textContent = '';
     return;
   }
-  const problem = err instanceof ApiError ? err.problem : { detail: err.message };
+  // A status error carries the server's problem (RFC 9457); a connection error, a timeout or a
+  // refused argument (RangeError) its own message.
+  const problem = err instanceof APIStatusError ? err.problem : { detail: err.message };
   box.textContent = problem.detail || problem.title || String(err);
   box.hidden = false;
 }
@@ -140,12 +112,9 @@ async function showStack() {
   }
   if (!state.image) await loadImage($('net-sample').value);
   await busy('Running the stack…', async () => {
-    const form = new FormData();
-    form.append('image', state.image.blob, state.image.name);
-    form.append('layers', JSON.stringify(layers));
-    form.append('return', 'all');
-    form.append('format', 'json');
-    state.stack = await requestJson('v1/layers', { method: 'POST', body: form });
+    state.stack = await cs.layers({
+      image: state.image.blob, filename: state.image.name, layers, return: 'all', format: 'json',
+    });
     state.source = 'stack';
     state.model = null;
     state.layer = null;
@@ -157,7 +126,7 @@ async function showStack() {
 }
 
 async function useModel(answer) {
-  state.model = await requestJson(`v1/models/${answer.id}`);
+  state.model = await cs.model(answer.id);
   state.source = 'model';
   state.layer = null;
   renderTable(state.model.layers, modelSummary(state.model));
@@ -166,22 +135,22 @@ async function useModel(answer) {
 
 async function uploadModel(file) {
   await busy(`Uploading ${file.name}…`, async () => {
-    const form = new FormData();
-    form.append('model', file, file.name);
-    const size = $('net-input-size').value.trim();
-    if (size) form.append('input_size', size);
-    await useModel(await requestJson('v1/models', { method: 'POST', body: form }));
+    // "224,224", "224x224" or "[224, 224]"; the client refuses anything but two positive integers.
+    const size = $('net-input-size').value.split(/[\s,x[\]]+/).filter(Boolean).map(Number);
+    await useModel(await cs.uploadModel(file, { inputSize: size.length ? size : undefined }));
   });
 }
 
 async function useSample() {
   await busy('Building the sample network…', async () => {
-    await useModel(await requestJson('v1/models/sample', { method: 'POST' }));
+    await useModel(await cs.sampleModel());
   });
 }
 
+/** A sample photo of the page (a static file, not an API call). */
 async function loadImage(name) {
-  const response = await request(`static/samples/${name}`);
+  const response = await fetch(new URL(`static/samples/${name}`, document.baseURI));
+  if (!response.ok) throw new Error(`could not load the sample ${name} (HTTP ${response.status})`);
   state.image = { blob: await response.blob(), name };
 }
 
@@ -191,15 +160,12 @@ function preprocessValue() {
     value.mean = [0.485, 0.456, 0.406];
     value.std = [0.229, 0.224, 0.225];
   }
-  return JSON.stringify(value);
+  return value;
 }
 
-function inputForm(fields) {
-  const form = new FormData();
-  form.append('image', state.image.blob, state.image.name);
-  form.append('preprocess', preprocessValue());
-  for (const [name, value] of fields) form.append(name, value);
-  return form;
+/** The fields every model call sends: the photo (multipart) and its preprocessing. */
+function modelInput() {
+  return { image: state.image.blob, filename: state.image.name, preprocess: preprocessValue() };
 }
 
 async function pickLayer(row) {
@@ -214,8 +180,7 @@ async function pickLayer(row) {
   }
   if (!state.image) await loadImage($('net-sample').value);
   await busy(`Computing the feature maps of ${row.name}…`, async () => {
-    const body = inputForm([['layers', JSON.stringify([row.name])], ['format', 'json']]);
-    state.maps = await requestJson(`v1/models/${state.model.id}/features`, { method: 'POST', body });
+    state.maps = await cs.features(state.model.id, { ...modelInput(), layers: [row.name], format: 'json' });
     renderMaps(state.maps.layers[0]);
     status(`${row.name} (${row.op}): ${state.maps.layers[0].channels.length} channel(s).`);
   });
@@ -252,8 +217,7 @@ function renderMaps(layer) {
 async function explainPixel(channel, y, x) {
   const layer = state.layer;
   await busy(`Explaining ${layer.name}[${channel}, ${y}, ${x}]…`, async () => {
-    const body = inputForm([['layer', layer.name], ['at', JSON.stringify({ channel, y, x })]]);
-    const data = await requestJson(`v1/models/${state.model.id}/explain`, { method: 'POST', body });
+    const data = await cs.modelExplain(state.model.id, { ...modelInput(), layer: layer.name, at: { channel, y, x } });
     renderExplanation($('net-explain-body'), data, {
       channel, y, x, outputName: layer.name, inputNames: [],
       stride: data.stride, dilation: data.dilation, paddingMode: 'zeros',

@@ -7,7 +7,9 @@
  * is the server's `Retry-After` when it sends one, else exponential backoff with jitter.
  */
 import { APIConnectionError, APIResponseValidationError, APITimeoutError, parseProblem, statusError, } from './errors.js';
+import { withPng } from './calls.js';
 import { kernelJson, requestBody } from './inputs.js';
+import { deleteModelCall, featuresCall, modelCall, modelExplainCall, modelKernelCall, modelsCall, sampleModelCall, uploadModelCall, } from './models.js';
 import { decodeNpy } from './npy.js';
 /** Defaults, in one place: where to connect, how long to wait, how to retry. */
 export const DEFAULT_BASE_URL = 'http://localhost:8000';
@@ -25,6 +27,7 @@ export const RETRY_JITTER = 0.25;
 export const MAX_RETRY_AFTER_MS = 60_000;
 /** Statuses that say "try again later": rate limited, overloaded, or a gateway in between. */
 export const RETRY_STATUSES = new Set([408, 429, 502, 503, 504]);
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 /** Seconds a `Retry-After` (delay or HTTP date) or `Retry-After-Ms` header asks for, or null. */
 export function retryAfterSeconds(headers, now = Date.now()) {
     const millis = headers.get('retry-after-ms');
@@ -70,33 +73,6 @@ function sleep(ms, signal) {
         }, ms);
         signal?.addEventListener('abort', onAbort, { once: true });
     });
-}
-function base64ToBytes(text) {
-    const binary = atob(text);
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i += 1)
-        bytes[i] = binary.charCodeAt(i);
-    return bytes;
-}
-/** A format=json channel with `png()` and `objectURL()` added (not enumerable: JSON stays JSON). */
-function withPng(channel) {
-    let blob;
-    const png = () => {
-        if (blob === undefined) {
-            blob = channel.png_base64 ? new Blob([base64ToBytes(channel.png_base64)], { type: 'image/png' }) : null;
-        }
-        return blob;
-    };
-    Object.defineProperties(channel, {
-        png: { value: png },
-        objectURL: {
-            value: () => {
-                const file = png();
-                return file ? URL.createObjectURL(file) : null;
-            },
-        },
-    });
-    return channel;
 }
 /** The convolution options as request fields (`kernel` converted to nested lists). */
 function convFields(options) {
@@ -286,6 +262,50 @@ export class ConvServe {
             },
         });
     }
+    // --- models ------------------------------------------------------------------------------
+    /**
+     * Upload an ONNX model (multipart): `POST /v1/models`. Resolves with the model and its layer
+     * table; `created_now` says whether this upload stored it (the same file has the same id).
+     */
+    uploadModel(file, options = {}) {
+        return this.send(uploadModelCall(file, options));
+    }
+    /** Store the demo page's sample network (the Keras reference CNN): `POST /v1/models/sample`. */
+    sampleModel(options = {}) {
+        return this.send(sampleModelCall(options));
+    }
+    /** Every stored model, without layer tables, oldest first: `GET /v1/models`. */
+    models(options = {}) {
+        return this.send(modelsCall(options));
+    }
+    /** A stored model with its layer table: `GET /v1/models/{id}`. */
+    model(id, options = {}) {
+        return this.send(modelCall(id, options));
+    }
+    /** Delete a stored model: `DELETE /v1/models/{id}` (a `NotFoundError` when there is none). */
+    deleteModel(id, options = {}) {
+        return this.send(deleteModelCall(id, options));
+    }
+    /**
+     * Feature maps of layers of a model for one input: `POST /v1/models/{id}/features`. format
+     * json (default) answers the generated `FeaturesResponse` with `png()` per channel; npy one
+     * layer's (C, H, W) maps as `{ data, shape }`; zip and grid a `Blob`.
+     */
+    features(id, params) {
+        return this.send(featuresCall(id, params));
+    }
+    /** The arithmetic of one output element of a model's Conv layer: `POST /v1/models/{id}/explain`. */
+    modelExplain(id, params) {
+        return this.send(modelExplainCall(id, params));
+    }
+    /**
+     * A Conv layer's weights and geometry, ready for `convolve`: `GET
+     * /v1/models/{id}/layers/{name}/kernel`. `layer` is its output name (sent percent-encoded)
+     * or its row index.
+     */
+    modelKernel(id, layer, options = {}) {
+        return this.send(modelKernelCall(id, layer, options));
+    }
     /**
      * Any request this client does not wrap, with its retries and errors: resolves with the
      * `Response` of a 2xx answer, throws the `APIStatusError` subclass otherwise.
@@ -392,7 +412,8 @@ export class ConvServe {
                 return { ok: false, error, retryable: RETRY_STATUSES.has(response.status) && !computeTimeout };
             }
             const { status, statusText, headers } = response;
-            const read = new Response(body, { status, statusText, headers });
+            // A Response with a body may not have a null-body status (DELETE's 204).
+            const read = new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, statusText, headers });
             try {
                 return { ok: true, value: await call.parse(read) };
             }
