@@ -72,7 +72,7 @@ class Plan:
     abort_clients: int = 300
     kill_side: int = 2000
     env: dict[str, str] = field(default_factory=lambda: {
-        "CONVSERVE_MAX_PIXELS": "16000000",
+        "CONVSERVE_MAX_PIXELS": "50000000",  # as compose
         "CONVSERVE_MEMORY_BUDGET_BYTES": str(768 * MiB),
     })
 
