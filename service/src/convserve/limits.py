@@ -28,7 +28,7 @@ from convserve.errors import LimitExceededError, PayloadTooLargeError
 if TYPE_CHECKING:
     from convserve.settings import Settings
 
-__all__ = ["ENV_PREFIX", "Limits"]
+__all__ = ["ENV_PREFIX", "Limits", "env_name"]
 
 ENV_PREFIX = "CONVSERVE_"
 
@@ -36,8 +36,12 @@ _FIXED = frozenset({"max_preset_channels", "max_explain_products"})
 """Limits of the core itself, not settings: they have no environment variable."""
 
 
-def _env(name: str) -> str:
-    return ENV_PREFIX + name.upper()
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: ``max_pixels`` -> ``CONVSERVE_MAX_PIXELS``."""
+    return ENV_PREFIX + setting.upper()
+
+
+_env = env_name
 
 
 @dataclass(frozen=True)

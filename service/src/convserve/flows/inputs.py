@@ -56,10 +56,9 @@ def decode_source(source: Source, limits: Limits) -> imaging.DecodedInput:
             field="image",
         )
     try:
-        return imaging.decode_input(
-            data, color_mode=source.color_mode, max_pixels=limits.max_pixels,
-            max_values=limits.max_output_bytes // 4,
-        )
+        # A .npy's values are bounded by the upload's bytes; its H x W by max_pixels.
+        return imaging.decode_input(data, color_mode=source.color_mode,
+                                    max_pixels=limits.max_pixels)
     except ConvServeError as exc:
         if exc.field is not None:  # an option such as color_mode, already named
             raise

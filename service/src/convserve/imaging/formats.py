@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 
+from convserve.limits import env_name
+
 __all__ = [
     "ACCEPTED_FORMATS",
     "COLOR_MODES",
@@ -30,8 +32,8 @@ ACCEPTED_FORMATS = "PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .np
 _ACCEPTED = f"Accepted formats: {ACCEPTED_FORMATS}."
 
 NPY_MAGIC = b"\x93NUMPY"
-_PIXELS_ENV = "CONVSERVE_MAX_PIXELS"
-_VALUES_ENV = "CONVSERVE_MAX_ARRAY_VALUES"
+_PIXELS_ENV = env_name("max_pixels")
+_VALUES_ENV = env_name("max_array_values")
 
 # Magic numbers, only to say what an unusable upload is (Pillow still decides what decodes).
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
