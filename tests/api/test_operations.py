@@ -282,3 +282,16 @@ def test_session_caches_are_on_metrics(make_client: ClientFactory) -> None:
     assert _sample(metrics, 'convserve_session_cache_misses_total{cache="convolve"}') == 1
     assert _sample(metrics, 'convserve_session_cache_hits_total{cache="convolve"}') == 1
     assert _sample(metrics, 'convserve_session_cache_size{cache="layers"}') == 0
+
+
+def test_problems_the_middleware_answers_carry_cors_headers(make_client: ClientFactory) -> None:
+    client = make_client(max_upload_bytes=1000, warmup=False)
+    response = client.post("/v1/convolve", content=b"x" * 2000,
+                           headers={"content-type": "application/json",
+                                    "origin": "http://frontend.example"})
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == "*"
+    preflight = client.options("/v1/convolve", headers={
+        "origin": "http://frontend.example", "access-control-request-method": "POST"})
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]

@@ -113,6 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
+    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
+                       limits=runtime.limits, budget=runtime.budget,
+                       body_limits={"/v1/models": (runtime.limits.max_model_bytes,
+                                                   runtime.limits.model_too_large_detail())})
+    # CORS outermost (added last): the problems the request middleware answers by itself
+    # (413 over the upload limit, 408, 503 when the budget is full) carry CORS headers too, so
+    # a browser reads them instead of a network error.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -124,10 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "Retry-After"],
         max_age=600,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics,
-                       limits=runtime.limits, budget=runtime.budget,
-                       body_limits={"/v1/models": (runtime.limits.max_model_bytes,
-                                                   runtime.limits.model_too_large_detail())})
     # Model uploads too: their bodies are admitted against the budget like any other.
     keep_uploads_in_memory(max(settings.max_upload_bytes, settings.max_model_bytes))
     return app
