@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +23,6 @@ from convserve.conv.onnx_engine import (
     run_options,
 )
 from convserve.errors import EngineUnavailableError, ShapeError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["LayerRunner"]
 
