@@ -117,3 +117,13 @@ def test_a_resolved_preset_larger_than_a_json_answer_may_be_is_refused(
     assert response.json()["detail"] == (
         "preset 'gaussian_blur' for 8 channels would return 200 numbers, more than the limit of "
         "100 (CONVSERVE_MAX_ARRAY_VALUES); ask for fewer channels")
+
+
+def test_query_parameters_are_checked_by_the_preset_itself(client: TestClient) -> None:
+    for text, reason in (("abc", "is not a number"), ("nan", "is not finite")):
+        response = client.get(f"/v1/presets/gaussian_blur?sigma={text}")
+        assert response.status_code == 422
+        detail = (f"gaussian_blur parameter sigma={text!r} {reason}; allowed: a number with "
+                  "min 0.1 and max 10")
+        assert response.json()["detail"] == detail
+        assert response.json()["errors"] == [{"field": "preset_params.sigma", "message": detail}]

@@ -10,7 +10,6 @@ from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.problems import PROBLEM_MEDIA_TYPE
 from convserve.api.schemas import Problem
 from convserve.conv.presets import MAX_PRESET_CHANNELS, PRESETS, resolve_preset
-from convserve.errors import InvalidArgumentError
 
 router = APIRouter(prefix="/v1", tags=["presets"], dependencies=[Depends(require_api_key)])
 
@@ -19,24 +18,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}},
           "description": "Bad channels or parameter"},
 }
-
-
-def _number(name: str, text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"parameter {name}={text!r} is not a number", field=f"preset_params.{name}"
-        ) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidArgumentError(
-            f"parameter {name}={text!r} must be a finite number", field=f"preset_params.{name}"
-        )
-    return value
 
 
 @router.get("/presets", summary="Every named kernel")
@@ -60,7 +41,8 @@ def get_preset(
     becomes for ``channels`` inputs. Any other query parameter is a preset parameter
     (``?size=5&sigma=1.5``). A plain ``def``: resolving a bank for thousands of channels is
     CPU work, kept off the event loop."""
-    params = {k: _number(k, v) for k, v in request.query_params.items() if k != "channels"}
+    # Query values are text; the preset's parameters parse and check them (PresetParam).
+    params = {k: v for k, v in request.query_params.items() if k != "channels"}
     resolved = resolve_preset(name, channels, params)
     runtime.limits.check_array_answer(
         resolved.weight.size, what=f"preset {resolved.name!r} for {channels} channels",
