@@ -89,7 +89,9 @@ def test_bad_uploads_never_take_the_server_down(server: str) -> None:
     assert httpx.get(server + "/healthz", timeout=10).status_code == 200
 
 
-HEAVY_KERNEL = np.ones((48, 1, 15, 15), np.float32)
+# Full rank on purpose: an all-ones kernel is rank 1, which the NumPy engine runs as two 1-D
+# passes (30 instead of 225 multiply-adds per output) and can finish inside a short timeout.
+HEAVY_KERNEL = np.random.default_rng(0).standard_normal((48, 1, 15, 15)).astype(np.float32)
 
 
 def heavy_request(base_url: str) -> httpx.Response:
@@ -128,7 +130,8 @@ def test_overload_gets_503_at_once_and_the_slow_request_still_completes() -> Non
 
 
 def test_compute_timeout_answers_504_and_the_server_lives_on() -> None:
-    env = {"CONVSERVE_COMPUTE_TIMEOUT_S": "0.2", "CONVSERVE_WORKER_THREADS": "2"}
+    # 0.05 s against about 0.2 s of work on an idle machine (more under load): always 504.
+    env = {"CONVSERVE_COMPUTE_TIMEOUT_S": "0.05", "CONVSERVE_WORKER_THREADS": "2"}
     with run_server(env) as base_url:
         response = heavy_request(base_url)
         assert response.status_code == 504, response.text
