@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
+import pyspng  # type: ignore[import-untyped]
 import pytest
 from PIL import Image
 
@@ -188,3 +190,91 @@ def test_fast_path_declines_what_only_pillow_decodes_exactly() -> None:
     for name in declined:
         with Image.open(io.BytesIO(FILES[name])) as im:
             assert fastpath.decode_pixels(FILES[name], im) is None, name
+
+
+def _with_idat(data: bytes, change: Callable[[bytes], bytes], *, fix_crc: bool) -> bytes:
+    """``data`` with its (single) IDAT chunk's data changed; its CRC recomputed or kept."""
+    chunks = fastpath._png_chunks(data)
+    assert chunks is not None
+    kind, start, length = next(chunk for chunk in chunks if chunk[0] == b"IDAT")
+    body = change(data[start:start + length])
+    crc = zlib.crc32(body, zlib.crc32(kind)) if fix_crc else struct.unpack_from(
+        ">I", data, start + length)[0]
+    return (data[:start - 8] + struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", crc) + data[start + length + 4:])
+
+
+REWRAPPED = sorted(name for name in FAST if name.endswith(".png") and "interlaced" not in name)
+
+
+@pytest.mark.parametrize("name", REWRAPPED)
+def test_isal_inflates_for_libspng_which_gives_the_same_pixels(name: str) -> None:
+    data = FILES[name]
+    chunks = fastpath._png_chunks(data)
+    assert chunks is not None
+    rewrapped = fastpath._rewrapped(data, chunks)
+    assert rewrapped is not None
+    assert [kind for kind, _, _ in fastpath._png_chunks(rewrapped) or []] == [
+        kind for i, (kind, _, _) in enumerate(chunks)
+        if kind != b"IDAT" or chunks[i - 1][0] != b"IDAT"]
+    np.testing.assert_array_equal(pyspng.load(rewrapped), pyspng.load(data))
+
+
+def test_an_image_in_many_idat_chunks_is_one_stored_stream() -> None:
+    data = encode(Image.fromarray(rgb_pixels(300, 280, seed=9)), "PNG", compress_level=1)
+    chunks = fastpath._png_chunks(data)
+    assert chunks is not None and [kind for kind, _, _ in chunks].count(b"IDAT") > 2
+    rewrapped = fastpath._rewrapped(data, chunks)
+    assert rewrapped is not None
+    np.testing.assert_array_equal(pyspng.load(rewrapped), pyspng.load(data))
+    fast, pillow = _outcome(data, "rgb", True), _outcome(data, "rgb", False)
+    assert isinstance(fast, imaging.DecodedInput) and fast.decoder == "libspng"
+    assert isinstance(pillow, imaging.DecodedInput)
+    assert np.array_equal(fast.array, pillow.array)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        # rgb.png ends with its IDAT chunk's CRC, then IEND (12 bytes).
+        ("wrong IDAT CRC", FILES["rgb.png"][:-16] + bytes([FILES["rgb.png"][-16] ^ 1])
+         + FILES["rgb.png"][-15:]),
+        ("wrong Adler-32", _with_idat(FILES["rgb.png"], lambda b: b[:-1] + bytes([b[-1] ^ 1]),
+                                      fix_crc=True)),
+        ("data after the stream", _with_idat(FILES["rgb.png"], lambda b: b + b"\x00\x01",
+                                             fix_crc=True)),
+        ("stream cut short", _with_idat(FILES["rgb.png"], lambda b: b[: len(b) // 2],
+                                        fix_crc=True)),
+        ("interlaced", FILES["interlaced_rgb.png"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_anything_unexpected_goes_to_libspng_as_uploaded(name: str, data: bytes) -> None:
+    chunks = fastpath._png_chunks(data)
+    assert chunks is not None
+    if name in ("wrong IDAT CRC", "interlaced"):
+        assert fastpath._rewrapped(data, chunks) is None  # libspng reads the upload
+    else:
+        with pytest.raises(fastpath._BrokenStream):  # Pillow decides
+            fastpath._rewrapped(data, chunks)
+    for color_mode in ("rgb", "keep"):
+        fast, pillow = _outcome(data, color_mode, True), _outcome(data, color_mode, False)
+        if isinstance(pillow, imaging.DecodedInput):
+            assert isinstance(fast, imaging.DecodedInput)
+            assert np.array_equal(fast.array, pillow.array)
+        else:
+            assert fast == pillow
+
+
+def test_images_over_the_rewrap_bound_go_to_libspng_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = FILES["rgb.png"]
+    chunks = fastpath._png_chunks(data)
+    assert chunks is not None
+    monkeypatch.setattr(fastpath, "_REWRAP_MAX_BYTES", 100)
+    assert fastpath._rewrapped(data, chunks) is None
+    fast, pillow = _outcome(data, "rgb", True), _outcome(data, "rgb", False)
+    assert isinstance(fast, imaging.DecodedInput) and fast.decoder == "libspng"
+    assert isinstance(pillow, imaging.DecodedInput)
+    assert np.array_equal(fast.array, pillow.array)

@@ -192,8 +192,9 @@ def render(
 ) -> EncodedResult | dict[str, Any]:
     """Encode float32 (C_out, H, W) as ``fmt``: a file, or a JSON payload (carrying
     :func:`describe`) that :func:`~convserve.flows.render.finish` serialises once the request's
-    timings are complete. With ``owned`` the caller gives ``y`` up: it is quantised in place
-    (no full-size pixel array besides it) and must not be read afterwards."""
+    timings are complete. PNGs are written from ``y`` band by band (no full-size pixel array);
+    with ``owned`` the caller gives ``y`` up, and a grid quantises it in place (it must not be
+    read afterwards)."""
     started = time.perf_counter()
     level = ctx.settings.png_compress_level
     c_out = y.shape[0]
@@ -213,18 +214,21 @@ def render(
         payload = {**describe(prepared, normalize), "dtype": "float32", "data": y.tolist()}
     elif fmt == "png":
         index = 0 if channel is None else channel
-        pixels = imaging.to_pixels(y[index:index + 1], mode,
-                                   range_preserving=prepared.range_preserving, overwrite=owned)
-        result = EncodedResult("image/png", imaging.encode_png(pixels[0], level=level),
-                               imaging.channel_png_name(index))
-    elif fmt in ("image", "grid"):
+        body = imaging.maps_pngs(y[index:index + 1], mode,
+                                 range_preserving=prepared.range_preserving, level=level,
+                                 executor=ctx.encoder)[0]
+        result = EncodedResult("image/png", body, imaging.channel_png_name(index))
+    elif fmt == "image":
+        # Each band of rows is quantised, filtered and deflated where it is needed.
+        body = imaging.maps_png(y, mode, range_preserving=prepared.range_preserving,
+                                level=level, executor=ctx.encoder)
+        result = EncodedResult("image/png", body, "image.png")
+    elif fmt == "grid":
         pixels = imaging.to_pixels(y, mode, range_preserving=prepared.range_preserving,
                                    overwrite=owned)
-        encode = imaging.compose_png if fmt == "image" else imaging.grid_png
-        result = EncodedResult("image/png", encode(pixels, level=level), f"{fmt}.png")
+        result = EncodedResult("image/png", imaging.grid_png(pixels, level=level), "grid.png")
     else:  # json or zip: one PNG per channel
-        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder,
-                                 overwrite=owned)
+        channels, pngs = pngs_of(y, mode, prepared.range_preserving, level, ctx.encoder)
         del y  # freed here when the caller handed it over: base64 and JSON need only the PNGs
         names = [prepared.output_names[i] if i < len(prepared.output_names) else str(i)
                  for i in range(c_out)]

@@ -7,6 +7,7 @@ and returns an :class:`Outcome`: the encoded body plus the numbers the response 
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from convserve import imaging, jsonbody
+from convserve import imaging, jsonbody, png
 from convserve.imaging import resolved_normalize  # the auto rule, defined once in imaging
 
 __all__ = [
@@ -67,29 +68,28 @@ def finish(rendered: EncodedResult | dict[str, Any], timing_ms: dict[str, float]
                                                              "timing_ms": timing_ms}))
 
 
-def channel_stats(y: np.ndarray) -> list[dict[str, float]]:
-    """min, max and mean of each channel of float32 (C, H, W), the mean in float64."""
-    flat = y.reshape(y.shape[0], -1)
-    mins, maxs = flat.min(axis=1), flat.max(axis=1)
-    means = flat.mean(axis=1, dtype=np.float64)
-    return [
-        {"min": float(lo), "max": float(hi), "mean": float(m)}
-        for lo, hi, m in zip(mins, maxs, means, strict=True)
-    ]
+def channel_stats(y: np.ndarray, executor: Executor | None = None) -> list[dict[str, float]]:
+    """min, max and mean of each channel of float32 (C, H, W), the mean in float64; the
+    channels in parallel on ``executor`` (besides the calling thread) when one is given."""
+
+    def stats(plane: np.ndarray) -> dict[str, float]:
+        return {"min": float(plane.min()), "max": float(plane.max()),
+                "mean": float(plane.mean(dtype=np.float64))}
+
+    return png.run_jobs([functools.partial(stats, plane) for plane in y], executor)
 
 
 def pngs_of(
     y: np.ndarray, mode: imaging.NormalizeMode, range_preserving: bool, level: int,
-    executor: Executor | None, *, overwrite: bool = False,
+    executor: Executor | None,
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG.
-
-    With ``overwrite`` the caller gives ``y`` up: it is quantised in place (see
-    :func:`~convserve.imaging.to_pixels`) and holds garbage afterwards.
-    """
-    channels = [{"index": i, **stats} for i, stats in enumerate(channel_stats(y))]
-    pixels = imaging.to_pixels(y, mode, range_preserving=range_preserving, overwrite=overwrite)
-    pngs = imaging.encode_pngs(pixels, level=level, executor=executor)
+    """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG (made
+    from ``y`` band by band, which stays as it is; the statistics' range is reused)."""
+    stats = channel_stats(y, executor)
+    channels = [{"index": i, **entry} for i, entry in enumerate(stats)]
+    pngs = imaging.maps_pngs(y, mode, range_preserving=range_preserving, level=level,
+                             executor=executor,
+                             ranges=[(entry["min"], entry["max"]) for entry in stats])
     return channels, pngs
 
 

@@ -4,8 +4,9 @@
   ``(C, H, W)``, with the header checked against the pixel limit before decoding, EXIF
   orientation and colour modes (its docstring has the full table);
 - :mod:`~convserve.imaging.arrays`: ``.npy`` uploads and JSON arrays;
-- :mod:`~convserve.imaging.tone`: float maps to 8-bit pixels (``to_pixels``);
-- :mod:`~convserve.imaging.encode`: PNG, ZIP and ``.npy`` response bodies;
+- :mod:`~convserve.imaging.tone`: float maps to 8-bit pixels (``to_pixels``, ``ChannelTone``);
+- :mod:`~convserve.imaging.encode`: PNG (from pixels or straight from float maps), ZIP and
+  ``.npy`` response bodies;
 - :mod:`~convserve.imaging.formats`: what is accepted, ``DecodedInput``, and the messages that
   describe a bad upload.
 
@@ -21,6 +22,8 @@ from convserve.imaging.encode import (
     encode_png,
     encode_pngs,
     grid_png,
+    maps_png,
+    maps_pngs,
     zip_files,
     zip_pngs,
 )
@@ -44,6 +47,8 @@ __all__ = [
     "encode_png",
     "encode_pngs",
     "grid_png",
+    "maps_png",
+    "maps_pngs",
     "probe_input",
     "resolved_normalize",
     "to_pixels",

@@ -1,11 +1,14 @@
 """8-bit pixels to response bodies: PNG (one, per channel, composed, grid), ZIP and ``.npy``.
 
-Encoding: ``to_pixels`` maps float maps to 8-bit pixels; ``encode_png``, ``encode_pngs``,
-``compose_png``, ``grid_png``, ``zip_pngs`` (``zip_files``) and ``encode_npy`` make the
-response bodies. PNGs are written by :mod:`convserve.png` (filter *Up* band by band, ISA-L
-deflate), several times faster than Pillow's writer at its fastest level for a few % more
-bytes; ``bench/bench_encode.py`` measures both. The deflate releases the GIL, so the channels
-of one response are encoded in parallel threads.
+Encoding: ``maps_pngs`` and ``maps_png`` write float feature maps as PNGs directly, each
+band of rows quantised (:class:`~convserve.imaging.tone.ChannelTone`, the arithmetic of
+``to_pixels``), filtered and deflated where it is needed, so no full-size pixel array is made;
+``encode_png``, ``encode_pngs``, ``compose_png`` and ``grid_png`` write 8-bit pixels;
+``zip_pngs`` (``zip_files``) and ``encode_npy`` make the other response bodies. PNGs are
+written by :mod:`convserve.png` (a row filter chosen per segment, ISA-L deflate), several times
+faster than Pillow's writer at its fastest level; ``bench/bench_encode.py`` measures both. The
+deflate and NumPy release the GIL, so the segments of every PNG of one response are deflated in
+parallel threads (a process-wide pool of one thread per core, or the executor given).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import math
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from convserve import jsonbody, png
 from convserve.cores import available_cores
 from convserve.errors import InvalidArgumentError
+from convserve.imaging.tone import ChannelTone, NormalizeMode, resolved_normalize
 
 __all__ = [
     "channel_png_name",
@@ -32,12 +37,16 @@ __all__ = [
     "encode_png",
     "encode_pngs",
     "grid_png",
+    "maps_png",
+    "maps_pngs",
     "zip_files",
     "zip_pngs",
 ]
 
 
-def encode_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
+def encode_png(
+    pixels: np.ndarray, *, level: int = 1, executor: concurrent.futures.Executor | None = None
+) -> bytes:
     """Encode 8-bit pixels as one PNG.
 
     Parameters
@@ -47,6 +56,9 @@ def encode_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
     level : int, 0-9
         0 stores the pixels uncompressed; 1-3 compress them fast, 4-9 smaller and slower
         (see :mod:`convserve.png`).
+    executor : concurrent.futures.Executor, optional
+        Where the segments of a large image are deflated besides the calling thread (see
+        :func:`encode_pngs`); the process-wide pool without one.
 
     Returns
     -------
@@ -61,7 +73,7 @@ def encode_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
             f"encode_png needs uint8 pixels of shape (H, W), (H, W, 3) or (H, W, 4), got "
             f"shape {pixels.shape} of {pixels.dtype}"
         )
-    return png.encode(pixels, level)
+    return png.encode(pixels, level, executor=_pool(executor))
 
 
 def _check_level(level: int) -> None:
@@ -85,6 +97,10 @@ def _default_pool() -> concurrent.futures.ThreadPoolExecutor:
     )
 
 
+def _pool(executor: concurrent.futures.Executor | None) -> concurrent.futures.Executor:
+    return _default_pool() if executor is None else executor
+
+
 def encode_pngs(
     planes: np.ndarray,
     *,
@@ -98,10 +114,10 @@ def encode_pngs(
     planes : ndarray of uint8, shape (C, H, W)
     level : int, 0-9
     executor : concurrent.futures.Executor, optional
-        Where to encode (:mod:`convserve.png`'s deflate releases the GIL). Without one, a
-        process-wide pool of one thread per core is used when C > 1. Never pass an executor
-        whose threads may be waiting on this call (a worker encoding into its own pool can
-        deadlock when every worker does so).
+        Where the PNGs' segments are deflated besides the calling thread; a process-wide pool
+        of one thread per core without one. The calling thread takes back the jobs the pool
+        has not started (:func:`convserve.png.run_jobs`), so any executor is safe, even one
+        whose threads call this function.
 
     Returns
     -------
@@ -110,12 +126,8 @@ def encode_pngs(
     """
     _check_planes(planes, "encode_pngs")
     _check_level(level)
-    encode = functools.partial(encode_png, level=level)
-    if executor is None:
-        if planes.shape[0] == 1:
-            return [encode(planes[0])]
-        executor = _default_pool()
-    return list(executor.map(encode, planes))
+    writers = [png.Writer(png.PixelRows(plane), level) for plane in planes]
+    return png.write(writers, _pool(executor))
 
 
 def compose_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
@@ -134,15 +146,19 @@ def compose_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
     _check_planes(pixels, "compose_png")
     _check_level(level)
     channels = pixels.shape[0]
-    modes = {1: "L", 3: "RGB", 4: "RGBA"}
-    if channels not in modes:
+    _check_composable(channels)
+    return png.encode(pixels[0] if channels == 1 else np.moveaxis(pixels, 0, -1), level,
+                      executor=_default_pool())
+
+
+def _check_composable(channels: int) -> None:
+    if channels not in (1, 3, 4):
         raise InvalidArgumentError(
             f"format=image composes 1, 3 or 4 channels into one PNG (L, RGB or RGBA), but this "
             f"output has {channels} channels; use format=grid for one montage of all channels, "
             "format=zip for one PNG per channel, or format=png with channel=k for one.",
             field="format",
         )
-    return png.encode(pixels[0] if channels == 1 else np.moveaxis(pixels, 0, -1), level)
 
 
 def grid_png(
@@ -199,7 +215,113 @@ def grid_png(
         if labels:
             tile = _label(tile, str(index))
         canvas[top : top + height, left : left + width] = tile
-    return png.encode(canvas, level)
+    return png.encode(canvas, level, executor=_default_pool())
+
+
+def maps_pngs(
+    maps: np.ndarray,
+    mode: NormalizeMode,
+    *,
+    range_preserving: bool,
+    level: int = 1,
+    executor: concurrent.futures.Executor | None = None,
+    ranges: Sequence[tuple[float, float]] | None = None,
+) -> list[bytes]:
+    """One grey PNG per channel of float maps, quantised as :func:`~convserve.imaging.to_pixels`
+    does, band by band inside the PNG writer (no pixel array is made).
+
+    Parameters
+    ----------
+    maps : ndarray of float32, shape (C, H, W)
+        Read only; any strides.
+    mode : {"auto", "clip", "minmax", "abs", "symmetric"}
+    range_preserving : bool
+        What ``auto`` resolves by (see ``to_pixels``).
+    level : int, 0-9
+    executor : concurrent.futures.Executor, optional
+        As for :func:`encode_pngs`.
+    ranges : sequence of (float, float), optional
+        ``(min, max)`` of each channel when the caller has computed them (NaN when a channel
+        holds one), so that they are not computed again.
+
+    Returns
+    -------
+    list of bytes, length C
+        The PNG files, in channel order; each decodes to ``to_pixels(maps, mode)[c]``.
+    """
+    values = _float_maps(maps, "maps_pngs")
+    _check_level(level)
+    resolved = resolved_normalize(mode, range_preserving)
+    tones = _tones(values, resolved, ranges)
+    writers = [png.Writer(_ToneRows((tone,)), level) for tone in tones]
+    return png.write(writers, _pool(executor))
+
+
+def maps_png(
+    maps: np.ndarray,
+    mode: NormalizeMode,
+    *,
+    range_preserving: bool,
+    level: int = 1,
+    executor: concurrent.futures.Executor | None = None,
+) -> bytes:
+    """Float maps (C, H, W) with C in (1, 3, 4) as one L, RGB or RGBA PNG (``format=image``):
+    :func:`compose_png` of ``to_pixels(maps, mode)``, without the pixel array.
+
+    Parameters and errors as for :func:`maps_pngs` and :func:`compose_png`.
+    """
+    values = _float_maps(maps, "maps_png")
+    _check_level(level)
+    _check_composable(values.shape[0])
+    tones = _tones(values, resolved_normalize(mode, range_preserving), None)
+    return png.write([png.Writer(_ToneRows(tuple(tones)), level)], _pool(executor))[0]
+
+
+def _float_maps(maps: np.ndarray, what: str) -> np.ndarray:
+    values = np.asarray(maps)
+    if values.ndim != 3 or values.dtype.kind not in "biuf" or min(values.shape) < 1:
+        raise InvalidArgumentError(
+            f"{what} needs real maps of shape (C, H, W), got shape {values.shape} of "
+            f"{values.dtype}"
+        )
+    if values.dtype != np.float32:
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
+            values = values.astype(np.float32)
+    return values
+
+
+def _tones(
+    values: np.ndarray, mode: str, ranges: Sequence[tuple[float, float]] | None
+) -> list[ChannelTone]:
+    if ranges is not None and len(ranges) != values.shape[0]:
+        raise InvalidArgumentError(
+            f"ranges has {len(ranges)} entries for {values.shape[0]} channel(s)")
+    return [ChannelTone.of(values[c], mode, None if ranges is None else ranges[c])
+            for c in range(values.shape[0])]
+
+
+@dataclass(frozen=True)
+class _ToneRows:
+    """Rows of pixels made from float maps by their channels' tones (a ``png.RowSource``)."""
+
+    tones: tuple[ChannelTone, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        height, width = self.tones[0].values.shape
+        return int(height), int(width), len(self.tones)
+
+    def reader(self) -> png.Fill:
+        width = self.shape[1]
+        scratch = [np.empty(0, np.float32)]  # one job's working memory, grown as needed
+
+        def fill(top: int, stop: int, out: np.ndarray) -> None:
+            if scratch[0].size < (stop - top) * width:
+                scratch[0] = np.empty((stop - top) * width, np.float32)
+            for sample, tone in enumerate(self.tones):
+                tone.rows(top, stop, out[:, :, sample], scratch[0])
+
+        return fill
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:

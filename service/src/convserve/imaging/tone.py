@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, cast, get_args
+from typing import Literal, TypeAlias, cast, get_args
 
 import numpy as np
 
 from convserve.errors import InvalidArgumentError
 
-__all__ = ["NORMALIZE_MODES", "NormalizeMode", "resolved_normalize", "to_pixels"]
+__all__ = ["NORMALIZE_MODES", "ChannelTone", "NormalizeMode", "resolved_normalize", "to_pixels"]
 
 NormalizeMode: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 NORMALIZE_MODES: tuple[NormalizeMode, ...] = get_args(NormalizeMode)
@@ -101,62 +101,116 @@ def _bands(v: np.ndarray) -> range:
 
 
 def _channel_pixels(v: np.ndarray, mode: str, out: np.ndarray) -> None:
-    """One channel (H, W) of float32 into its 8-bit pixels ``out`` (H, W), band by band.
+    """One channel (H, W) of float32 into its 8-bit pixels ``out`` (H, W), band by band."""
+    tone = ChannelTone.of(v, mode)
+    bands = _bands(v)
+    scratch = np.empty(bands.step * v.shape[1], np.float32)
+    for top in bands:
+        stop = min(top + bands.step, v.shape[0])
+        tone.rows(top, stop, out[top:stop], scratch)
 
-    The range comes from one pass of min and max over ``v`` (NaN and infinities show there,
-    and only then is finiteness checked, band by band); then each band of rows is scaled,
-    rounded and written, so the working memory is a band, not a channel.
+
+class ChannelTone:
+    """How one channel (H, W) of float32 becomes 8-bit pixels, a band of rows at a time.
+
+    :meth:`of` reads the channel's range once (one pass of min and max, in which NaN and
+    infinities show; only then is the range of the finite values searched, band by band);
+    :meth:`rows` then scales, rounds and writes any band of rows with the same arithmetic as
+    :func:`to_pixels`, so a PNG writer can make its rows where it needs them and no full-size
+    pixel array exists.
     """
-    step = _bands(v).step
-    lo, hi = float(v.min()), float(v.max())
-    all_finite = math.isfinite(lo) and math.isfinite(hi)
-    if not all_finite:
-        lo, hi = math.inf, -math.inf  # the range of the finite values only
-        for top in range(0, v.shape[0], step):
-            band = v[top : top + step]
-            finite = np.isfinite(band)
-            if finite.any():
-                lo = min(lo, float(np.min(band, where=finite, initial=np.inf)))
-                hi = max(hi, float(np.max(band, where=finite, initial=-np.inf)))
-    transform = _transform(mode, lo, hi)
-    for top in range(0, v.shape[0], step):
-        band, target = v[top : top + step], out[top : top + step]
-        if all_finite:
-            target[...] = transform(band)
-            continue
-        # Masks first: with overwrite, writing target may overwrite this very band.
+
+    def __init__(self, values: np.ndarray, mode: str, lo: float, hi: float, finite: bool):
+        self.values, self.mode, self.finite = values, mode, finite
+        self._transform = _transform(mode, lo, hi)
+
+    @classmethod
+    def of(cls, values: np.ndarray, mode: str,
+           value_range: tuple[float, float] | None = None) -> ChannelTone:
+        """The tone of ``values`` (H, W) float32 under a resolved ``mode``.
+
+        ``value_range`` is ``(values.min(), values.max())`` when the caller has it already
+        (NaN when the channel holds one), so it is not computed again.
+        """
+        if mode == "clip":  # needs no range; _clip_into maps non-finite values band by band
+            return cls(values, mode, 0.0, 1.0, True)
+        lo, hi = value_range if value_range is not None else (float(values.min()),
+                                                               float(values.max()))
+        finite = math.isfinite(lo) and math.isfinite(hi)
+        if not finite:
+            lo, hi = math.inf, -math.inf  # the range of the finite values only
+            bands = _bands(values)
+            for top in bands:
+                band = values[top : top + bands.step]
+                mask = np.isfinite(band)
+                if mask.any():
+                    lo = min(lo, float(np.min(band, where=mask, initial=np.inf)))
+                    hi = max(hi, float(np.max(band, where=mask, initial=-np.inf)))
+        return cls(values, mode, lo, hi, finite)
+
+    def rows(self, top: int, stop: int, out: np.ndarray, scratch: np.ndarray) -> None:
+        """Write the pixels of rows ``[top, stop)`` into ``out`` (uint8, stop - top by W, any
+        strides), using ``scratch`` (float32, at least (stop - top) * W values)."""
+        band = self.values[top:stop]
+        work = scratch[: band.size].reshape(band.shape)
+        if self.mode == "clip":
+            _clip_into(band, work)
+            out[...] = work
+            return
+        if self.finite:
+            out[...] = self._transform(band, work)
+            return
+        # Masks first: with to_pixels' overwrite, writing out may overwrite this very band.
         finite, high = np.isfinite(band), np.isposinf(band)
         low = ~finite & ~high
-        target[...] = transform(np.where(finite, band, np.float32(0)))
-        target[high] = 255
-        target[low] = 0
+        out[...] = self._transform(np.where(finite, band, np.float32(0)), work)
+        out[high] = 255
+        out[low] = 0
 
 
-def _transform(mode: str, lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Values (float32, finite) to rounded pixel values in [0, 255] (float32), for a channel
-    whose finite values span ``[lo, hi]`` (``lo > hi`` when it has none)."""
-    if mode == "clip":
-        return _clip_pixels
+Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _transform(mode: str, lo: float, hi: float) -> Transform:
+    """Values (float32, finite) to rounded pixel values in [0, 255], for a channel whose
+    finite values span ``[lo, hi]`` (``lo > hi`` when it has none). The transform may use its
+    second argument (float32, the band's shape) as working memory and return it."""
     if lo > hi:
-        return lambda band: np.zeros(band.shape, np.float32)
+        return _fill(0)
     if mode == "minmax":
         if not hi > lo:
-            return lambda band: np.zeros(band.shape, np.float32)
-        return lambda band: _rounded(_affine(band, -lo, 255.0 / (hi - lo), 0.0, bound=hi - lo))
+            return _fill(0)
+        return lambda band, work: _rounded(_affine(band, -lo, 255.0 / (hi - lo), 0.0,
+                                                   bound=hi - lo, work=work))
     peak = max(abs(lo), abs(hi))
     if peak == 0.0:
-        fill = 128 if mode == "symmetric" else 0
-        return lambda band: np.full(band.shape, fill, np.float32)
+        return _fill(128 if mode == "symmetric" else 0)
     if mode == "abs":
-        return lambda band: _rounded(_affine(np.abs(band), 0.0, 255.0 / peak, 0.0, bound=peak))
-    return lambda band: _rounded(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak))
+        return lambda band, work: _rounded(_affine(np.abs(band, out=work), 0.0, 255.0 / peak,
+                                                   0.0, bound=peak, work=work))
+    return lambda band, work: _rounded(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak,
+                                               work=work))
 
 
-def _clip_pixels(band: np.ndarray) -> np.ndarray:
-    """``round(255 * clip(v, 0, 1))``, computed as ``clip(round(255 * v), 0, 255)`` (equal, and
-    one pass fewer); values beyond float32 / 255 overflow to infinity and clip to 0 or 255."""
+def _fill(value: int) -> Transform:
+    def fill(band: np.ndarray, work: np.ndarray) -> np.ndarray:
+        work.fill(value)
+        return work
+
+    return fill
+
+
+def _clip_into(band: np.ndarray, work: np.ndarray) -> None:
+    """``round(255 * clip(v, 0, 1))`` into ``work``, computed as ``clip(round(255 * v), 0,
+    255)`` (equal, and one pass fewer). Infinities clip to 255 and 0 as they are, and so do
+    values beyond float32 / 255 (they become infinite); NaN, the one value left that is not
+    a pixel, shows in the band's sum and is then set to 0."""
     with np.errstate(over="ignore"):
-        return _rounded(np.multiply(band, np.float32(255)))
+        np.multiply(band, np.float32(255), out=work)
+    np.rint(work, out=work)
+    np.clip(work, 0, 255, out=work)
+    if math.isnan(float(np.add.reduce(work, axis=None))):
+        np.copyto(work, np.float32(0), where=np.isnan(work))
 
 
 def _rounded(scaled: np.ndarray) -> np.ndarray:
@@ -166,16 +220,22 @@ def _rounded(scaled: np.ndarray) -> np.ndarray:
 
 
 def _affine(
-    v: np.ndarray, shift: float, scale: float, offset: float, *, bound: float
+    v: np.ndarray, shift: float, scale: float, offset: float, *, bound: float, work: np.ndarray
 ) -> np.ndarray:
-    """``(v + shift) * scale + offset`` as float32; ``bound`` >= ``max|v + shift|``.
+    """``(v + shift) * scale + offset`` as float32 (in ``work`` where float32 suffices);
+    ``bound`` >= ``max|v + shift|``.
 
     Shifting first keeps a narrow range far from zero precise; float64 is used only where
     float32 would overflow.
     """
-    work: type[np.floating[Any]] = np.float32 if bound < 1e38 else np.float64
-    result: np.ndarray = np.add(v, work(shift), dtype=work)
-    result *= work(scale)
+    if bound < 1e38:
+        np.add(v, np.float32(shift), out=work)
+        work *= np.float32(scale)
+        if offset:
+            work += np.float32(offset)
+        return work
+    result: np.ndarray = np.add(v, np.float64(shift), dtype=np.float64)
+    result *= np.float64(scale)
     if offset:
-        result += work(offset)
-    return result.astype(np.float32, copy=False)
+        result += np.float64(offset)
+    return result.astype(np.float32)
