@@ -160,16 +160,19 @@ export function activationOf(options) {
 }
 
 /**
- * What a stack layer's explanation adds to the terms: where the window's rows and columns
- * count when the layer pads by reflection (its Conv reads the padded input), and the
+ * What a stack layer's explanation adds to the terms: `before` them, where the window's rows
+ * and columns count when the layer pads by reflection, replication or wrapping (the export
+ * pads in a node of its own, so the Conv reads the padded input); `after` them, the
  * activation that turns the sum into the map's value.
+ * @returns {{before: HTMLElement[], after: HTMLElement[]}}
  */
 export function stackNotes(layer, data, at) {
   const options = layer.options || {};
-  const notes = [];
+  const before = [];
+  const after = [];
   const [top, bottom, left, right] = options.padding || [0, 0, 0, 0];
   if (options.padding_mode && options.padding_mode !== 'zeros' && (top || bottom || left || right)) {
-    notes.push(h('p', { class: 'explain-note' },
+    before.push(h('p', { class: 'explain-note' },
       `This layer pads its input with ${options.padding_mode} (top ${top}, bottom ${bottom}, left ${left}, `
       + `right ${right}) before the convolution, so the window's rows and columns count in the padded `
       + `input: padded row r is input row r − ${top}, padded column c is input column c − ${left}.`));
@@ -177,10 +180,10 @@ export function stackNotes(layer, data, at) {
   const activation = activationOf(options);
   if (activation) {
     const shown = activation.apply(data.value);
-    notes.push(h('p', { class: 'explain-value explain-activated' },
+    after.push(h('p', { class: 'explain-value explain-activated' },
       `The layer's map shows ${activation.name} of this sum, ${activation.formula}: `
       + `map[${at.channel}, ${at.y}, ${at.x}] = `,
       h('output', { class: 'mono activated-output', dataset: { value: String(shown) } }, fmt(shown, 7))));
   }
-  return notes;
+  return { before, after };
 }

@@ -336,7 +336,11 @@ async function explainPixel(channel, y, x) {
     stride: data.stride, dilation: data.dilation, paddingMode: 'zeros',
     groupStart: data.terms.length ? data.terms[0].input_channel : 0,
   });
-  if (stack) body.append(...stackNotes(layer.layer, data, at));
+  if (stack) {
+    const notes = stackNotes(layer.layer, data, at);
+    body.querySelector('.explain-lead').after(...notes.before);
+    body.append(...notes.after);
+  }
   $('net-explain').hidden = false;
   status(`${layer.name}[${channel}, ${y}, ${x}] = ${fmt(data.value, 7)}`);
 }
