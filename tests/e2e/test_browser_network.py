@@ -130,12 +130,19 @@ def test_a_layers_stack_shows_its_maps_and_explains_a_conv2d_pixel(page: Any, se
     assert page.locator(".net-map").count() == 16
     assert page.locator("#net-maps .map-button").count() == 0
     assert "conv2d layer" in page.inner_text("#net-maps-hint")
+    assert page.inner_text("#net-layer-info") == (
+        "maxpool2d (16, 300, 451) → (16, 150, 225): window 2 × 2, stride 2 × 2, padding 0 × 0: "
+        "the largest value of each window.")
 
     with httpx.Client(base_url=server, timeout=60) as api:
         photo = api.get("/static/samples/chelsea.jpg").content
         for index, channel, (y, x) in [(0, 5, (120, 200)), (2, 7, (40, 61))]:
             page.click(f"#net-layers .layer-pick[data-index='{index}']")
             page.wait_for_selector(f"#net-maps .map-button .net-map[data-channel='{channel}']")
+            info = page.inner_text("#net-layer-info")
+            assert info.endswith("then relu.")
+            assert ("from the preset gabor (luminance)" in info) == (index == 0)
+            assert ("from seeded he_normal weights (seed 1) with a bias" in info) == (index == 2)
             height, width = page.eval_on_selector(f".net-map[data-channel='{channel}']",
                                                   "img => [img.naturalHeight, img.naturalWidth]")
             click_pixel(page, channel, y, x, height, width)

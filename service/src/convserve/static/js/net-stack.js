@@ -187,3 +187,30 @@ export function stackNotes(layer, data, at) {
   }
   return { before, after };
 }
+
+/** One sentence on what a stack layer does, from the /v1/layers answer's options and kernel. */
+export function describeStackLayer(layer) {
+  const o = layer.options || {};
+  const io = `${shape(layer.input_shape)} → ${shape(layer.output_shape)}`;
+  if (layer.type === 'conv2d') {
+    const k = layer.kernel || {};
+    const source = k.source === 'preset' ? `the preset ${k.name} (${k.rule})`
+      : k.source === 'init' ? `seeded ${k.init} weights (seed ${k.seed})`
+        : 'the given kernel';
+    const activation = activationOf(o);
+    return `conv2d ${io}: weight ${shape(o.weight_shape)} from ${source}${o.bias ? ' with a bias' : ''}, `
+      + `stride ${o.stride.join(' × ')}, padding ${shape(o.padding)} ${o.padding_mode}, dilation `
+      + `${o.dilation.join(' × ')}, groups ${o.groups}${activation ? `, then ${activation.name}` : ''}.`;
+  }
+  if (layer.type === 'maxpool2d' || layer.type === 'avgpool2d') {
+    return `${layer.type} ${io}: window ${o.kernel_size.join(' × ')}, stride ${o.stride.join(' × ')}, `
+      + `padding ${o.padding.join(' × ')}${layer.type === 'maxpool2d' ? ': the largest value of each window.'
+        : ': the mean of each window.'}`;
+  }
+  const activation = activationOf({ activation: { type: layer.type, ...o } });
+  return `${activation.name} ${io}: ${activation.formula} for every value.`;
+}
+
+function shape(values) {
+  return `(${values.join(', ')})`;
+}

@@ -10,7 +10,7 @@ import { APIStatusError } from './convserve-client/index.js';
 import { clear, fmt, fmtCount, h, shapeText } from './dom.js';
 import { renderExplanation } from './explain.js';
 import { LatestRequest } from './lifetimes.js';
-import { EXAMPLE_STACKS, StackRun, stackNotes } from './net-stack.js';
+import { describeStackLayer, EXAMPLE_STACKS, StackRun, stackNotes } from './net-stack.js';
 import { cs } from './page.js';
 
 const $ = (id) => document.getElementById(id);
@@ -223,6 +223,7 @@ async function pickLayer(row) {
   }
   explaining.abort();
   $('net-explain').hidden = true;
+  $('net-layer-info').textContent = state.source === 'stack' ? describeStackLayer(row.layer) : '';
   if (state.source === 'stack') {
     renderMaps({ name: row.name, op: row.op, shape: row.output_shape, channels: row.channels },
       row.op === 'conv2d');
