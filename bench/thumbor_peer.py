@@ -17,9 +17,11 @@ Used by :mod:`bench.bench_http`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -177,11 +179,13 @@ def r2_against_thumbor(thumbor: Path, png: bytes, requests: int) -> bool:
         try:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "convserve.launcher"], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True))
             processes.append(subprocess.Popen(
                 [str(thumbor), "-i", "127.0.0.1", "-p", str(theirs), "-c", str(conf),
                  "-l", "error", "--processes", str(WORKERS)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True))  # its forked processes outlive a terminated parent
             wait_http(processes[0], f"http://127.0.0.1:{ours}/readyz", 90)
             wait_http(processes[1], f"http://127.0.0.1:{theirs}/healthcheck", 60)
             sides = {"convserve": (ours, convserve_request(ours, png)),
@@ -190,8 +194,9 @@ def r2_against_thumbor(thumbor: Path, png: bytes, requests: int) -> bool:
                 check(port, request, expected, name)
             rates = alternating(sides, requests)
         finally:
-            for process in processes:
-                process.terminate()
+            for process in processes:  # each leads its own process group: stop them all
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
                 process.wait(15)
     version = subprocess.run([str(thumbor), "--version"], capture_output=True, text=True,
                              check=False).stdout.strip() or "thumbor"
