@@ -101,6 +101,8 @@ function renderTable(rows, summary) {
   }
   $('net-summary').textContent = summary;
   $('net-table-card').hidden = false;
+  // A pixel of the previous model or stack still being explained no longer belongs here.
+  explaining.abort();
   $('net-maps-card').hidden = true;
   $('net-explain').hidden = true;
 }
