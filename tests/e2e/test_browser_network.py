@@ -1,4 +1,5 @@
-"""The page's Network mode in Chromium: the sample network, its table, maps and a pixel's sum."""
+"""The page's Network mode in Chromium: the sample network and layer stacks, their tables, maps,
+explained pixels (by click and by keyboard), problems shown as such, and unique ids."""
 
 from __future__ import annotations
 
@@ -291,3 +292,15 @@ def test_no_id_is_used_twice_after_explaining_in_both_modes(page: Any) -> None:
     assert page.evaluate(DUPLICATE_IDS) == []
     page.click("label[for='mode-layer']")
     assert page.is_visible("#explain .explain-output")
+
+
+def test_a_phone_sized_network_mode_does_not_scroll_sideways(page: Any) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click("label[for='mode-network']")
+    page.click("#network details.json-box summary")
+    page.click("#net-show-stack")
+    page.click("#net-layers .layer-pick[data-index='2']")
+    page.focus("#net-maps .map-button[data-channel='0']")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#net-explain-body .activated-output")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
