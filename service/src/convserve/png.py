@@ -69,8 +69,10 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # samples per pixel -> PNG colour type (grey, RGB, RGBA)
 _NONE, _SUB, _UP = 0, 1, 2  # PNG filter types
 _MAX_CHUNK = (1 << 31) - 1  # PNG's limit on a chunk's length; IDAT may be split anywhere
-# Raw bytes of rows filtered and deflated at a time: a band stays in the L2 cache while it is
-# made, filtered and compressed, and is the working memory of a job besides its output.
+# Raw bytes of rows filtered and deflated at a time: a band (and the float32 rows it is made
+# from, 4x as many bytes) stays in a core's L2 cache while it is made, filtered and
+# compressed; bands much smaller cost more in NumPy's per-call overhead than they save. With
+# its scratch, this is the working memory of a job besides its output.
 _BAND_BYTES = 1 << 18
 # Filtered bytes per independently deflated segment. Each segment restarts the compressor's
 # history, which costs well under 1 % of the size at this length.
