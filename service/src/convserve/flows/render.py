@@ -84,7 +84,9 @@ def pngs_of(
     executor: Executor | None,
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG (made
-    from ``y`` band by band, which stays as it is; the statistics' range is reused)."""
+    from ``y`` band by band, which stays as it is; the statistics' range is reused). Both run
+    on ``executor``, or on :func:`~convserve.imaging.default_pool` without one."""
+    executor = imaging.default_pool() if executor is None else executor
     stats = channel_stats(y, executor)
     channels = [{"index": i, **entry} for i, entry in enumerate(stats)]
     pngs = imaging.maps_pngs(y, mode, range_preserving=range_preserving, level=level,

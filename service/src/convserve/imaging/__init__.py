@@ -18,6 +18,7 @@ from convserve.imaging.decode import decode_image, decode_input, probe_input
 from convserve.imaging.encode import (
     channel_png_name,
     compose_png,
+    default_pool,
     encode_npy,
     encode_png,
     encode_pngs,
@@ -43,6 +44,7 @@ __all__ = [
     "decode_image",
     "decode_input",
     "decode_npy",
+    "default_pool",
     "encode_npy",
     "encode_png",
     "encode_pngs",

@@ -33,6 +33,7 @@ from convserve.imaging.tone import ChannelTone, NormalizeMode, resolved_normaliz
 __all__ = [
     "channel_png_name",
     "compose_png",
+    "default_pool",
     "encode_npy",
     "encode_png",
     "encode_pngs",
@@ -90,15 +91,16 @@ def _check_planes(pixels: np.ndarray, what: str) -> None:
 
 
 @functools.cache
-def _default_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """A process-wide pool for PNG encoding, one thread per available core."""
+def default_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process-wide pool for PNG encoding, one thread per available core: where the PNG
+    functions here run their jobs when given no executor."""
     return concurrent.futures.ThreadPoolExecutor(
         max_workers=available_cores(), thread_name_prefix="convserve-png"
     )
 
 
 def _pool(executor: concurrent.futures.Executor | None) -> concurrent.futures.Executor:
-    return _default_pool() if executor is None else executor
+    return default_pool() if executor is None else executor
 
 
 def encode_pngs(
@@ -148,7 +150,7 @@ def compose_png(pixels: np.ndarray, *, level: int = 1) -> bytes:
     channels = pixels.shape[0]
     _check_composable(channels)
     return png.encode(pixels[0] if channels == 1 else np.moveaxis(pixels, 0, -1), level,
-                      executor=_default_pool())
+                      executor=default_pool())
 
 
 def _check_composable(channels: int) -> None:
@@ -215,7 +217,7 @@ def grid_png(
         if labels:
             tile = _label(tile, str(index))
         canvas[top : top + height, left : left + width] = tile
-    return png.encode(canvas, level, executor=_default_pool())
+    return png.encode(canvas, level, executor=default_pool())
 
 
 def maps_pngs(
