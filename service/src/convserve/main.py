@@ -81,15 +81,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.open()
         # Warm up in the background: the server answers /healthz at once and /readyz turns
         # 200 when the engines have run one convolution.
+        loop = asyncio.get_running_loop()
         if settings.warmup:
-            warmup = asyncio.get_running_loop().run_in_executor(None, runtime.warm_up)
+            warmup = loop.run_in_executor(None, runtime.warm_up)
         else:
             runtime.ready.set()
+        # The sample network goes into the model store in the background too (about a second
+        # to build or read and validate); /readyz does not wait for it, since POST
+        # /v1/models/sample stores it on demand all the same.
+        if settings.sample_model:
+            sample = loop.run_in_executor(None, runtime.store_sample)
+        else:
+            runtime.sample_done.set()
         try:
             yield
         finally:
             if settings.warmup:
                 await warmup
+            if settings.sample_model:
+                await sample
             runtime.close()
 
     app = FastAPI(
