@@ -237,11 +237,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The sample network's id and whether it is stored
+         * @description The id of the demo page's sample network, whether it is in the store now (GET /v1/models/{id} then describes it) and whether the server stores it at start-up (CONVSERVE_SAMPLE_MODEL). Nothing is stored here: POST /v1/models/sample does that.
+         */
+        get: operations["sample_status_v1_models_sample_get"];
         put?: never;
         /**
          * Store the sample network
-         * @description Build and store the demo page's sample network: the Keras reference CNN (150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's 16 orientations at 3x3 and whose later layers hold seeded weights (untrained). 201 when stored now, 200 with the same id when it was stored already.
+         * @description Build and store the demo page's sample network: the Keras reference CNN (150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's 16 orientations at 3x3 and whose later layers hold seeded weights (untrained). The server stores it at start-up unless CONVSERVE_SAMPLE_MODEL=0; this stores it again after an eviction or deletion. 201 when stored now, 200 with the same id when it was stored already.
          */
         post: operations["store_sample_v1_models_sample_post"];
         delete?: never;
@@ -1099,6 +1103,13 @@ export interface components {
              */
             color_mode?: "rgb" | "gray" | "rgba" | "keep";
             /**
+             * Device
+             * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+             *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+             * @default null
+             */
+            device?: ("cpu" | "cuda") | null;
+            /**
              * Format
              * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
              *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).
@@ -1139,6 +1150,16 @@ export interface components {
          * @description The format=json answer of /v1/models/{id}/features.
          */
         FeaturesResponse: {
+            /**
+             * Device
+             * @enum {string}
+             */
+            device: "cpu" | "cuda";
+            /**
+             * Engine
+             * @constant
+             */
+            engine: "onnxruntime";
             /** Input */
             input: {
                 [key: string]: unknown;
@@ -1153,6 +1174,8 @@ export interface components {
             preprocess: {
                 [key: string]: unknown;
             };
+            /** Provider */
+            provider: string;
             /** Timing Ms */
             timing_ms: {
                 [key: string]: number;
@@ -1493,6 +1516,13 @@ export interface components {
              * @enum {string}
              */
             color_mode?: "rgb" | "gray" | "rgba" | "keep";
+            /**
+             * Device
+             * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+             *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+             * @default null
+             */
+            device?: ("cpu" | "cuda") | null;
             input: components["schemas"]["InputSpec"];
             /**
              * Layer
@@ -1518,8 +1548,18 @@ export interface components {
             bias: number | null;
             /** Cols */
             cols: number[];
+            /**
+             * Device
+             * @enum {string}
+             */
+            device: "cpu" | "cuda";
             /** Dilation */
             dilation: number[];
+            /**
+             * Engine
+             * @constant
+             */
+            engine: "onnxruntime";
             /** Expression */
             expression: string;
             /** Groups */
@@ -1535,6 +1575,8 @@ export interface components {
             preprocess: {
                 [key: string]: unknown;
             };
+            /** Provider */
+            provider: string;
             /** Rows */
             rows: number[];
             /** Stride */
@@ -1757,6 +1799,18 @@ export interface components {
              * @enum {string}
              */
             type: "relu";
+        };
+        /**
+         * SampleModelStatus
+         * @description Where the demo page's sample network stands (GET /v1/models/sample).
+         */
+        SampleModelStatus: {
+            /** Id */
+            id: string;
+            /** Store At Start */
+            store_at_start: boolean;
+            /** Stored */
+            stored: boolean;
         };
         /**
          * SigmoidLayerSpec
@@ -2600,6 +2654,46 @@ export interface operations {
             };
         };
     };
+    sample_status_v1_models_sample_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SampleModelStatus"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     store_sample_v1_models_sample_post: {
         parameters: {
             query?: never;
@@ -2647,7 +2741,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, or the store cannot be written (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2783,6 +2877,12 @@ export interface operations {
                      */
                     color_mode?: "rgb" | "gray" | "rgba" | "keep";
                     /**
+                     * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+                     *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
+                    /**
                      * Format: binary
                      * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
@@ -2908,6 +3008,12 @@ export interface operations {
                      * @enum {string}
                      */
                     color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+                     *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
                     /**
                      * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
                      *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).

@@ -188,6 +188,8 @@ type ModelRunFields = InputParams & RequestOptions & {
   /** Default none (the input as it is; decoded images are in [0, 1]). */
   preprocess?: Preprocess;
   color_mode?: Schemas['FeaturesRequest']['color_mode'];
+  /** cpu or cuda; default the server's CONVSERVE_DEVICE. The answer's `device` and `provider` say where it ran. */
+  device?: Schemas['FeaturesRequest']['device'];
 };
 
 export type FeaturesParams<F extends FeaturesFormat = FeaturesFormat> = ModelRunFields & {
