@@ -106,8 +106,8 @@ class Settings(BaseSettings):
     """ONNX Runtime sessions of uploaded models kept per process (LRU; each holds weights)."""
     sample_model: bool = True
     """Store the demo page's sample network in the model store at start-up, in the background
-    (once for every worker and replica sharing CONVSERVE_MODEL_DIR; /readyz does not wait for
-    it); 0 leaves it to POST /v1/models/sample."""
+    after the warm-up (once for every worker and replica sharing CONVSERVE_MODEL_DIR; /readyz
+    does not wait for it); 0 leaves it to POST /v1/models/sample."""
     sample_model_file: Path | None = None
     """The sample network built ahead of time (``python -m convserve.models.sample --out
     FILE``; the Docker images set it); unset or unreadable, the sample is built in the process
