@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import struct
 import zipfile
 
 import numpy as np
@@ -15,33 +14,13 @@ from fastapi.testclient import TestClient
 from convserve.errors import InvalidArgumentError, InvalidInputError
 from convserve.weightfiles import PickleRefusedError, load_kernel_file
 from tests.api.conftest import load_npy, npy_bytes
+from tests.weightfiles import npz_bytes, safetensors_bytes
 
 # Dive into Deep Learning: X (2, 3, 3), K (1, 2, 2, 2) -> [[56, 72], [104, 120]]
 X = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]], np.float32)
 K = np.array([[[[0, 1], [2, 3]], [[1, 2], [3, 4]]]], np.float32)
 D2L = [[56.0, 72.0], [104.0, 120.0]]
 MB = 1 << 20
-
-
-def safetensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    """The safetensors format, written here from its specification (8-byte header length,
-    JSON header with dtype, shape and data_offsets, raw little-endian bytes)."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    chunks, offset = [], 0
-    for name, array in tensors.items():
-        raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
 
 
 def convolve(client: TestClient, name: str, data: bytes, **fields: str) -> np.ndarray:

@@ -358,8 +358,9 @@ def test_conv_layer_needs_exactly_one_weight_source(client: TestClient) -> None:
     })
     assert response.status_code == 422
     message = ("Value error, give exactly one of kernel (an explicit weight tensor), preset (a "
-               "name from GET /v1/presets) and filters (+ kernel_size, seeded weights); got "
-               "preset, filters")
+               "name from GET /v1/presets), filters (+ kernel_size, seeded weights), kernel_key "
+               "(a tensor of the request's kernel_file part) and kernel_file: true (its only "
+               "tensor); got preset, filters")
     assert response.json() == {
         "type": "/problems/validation-error", "title": "Request validation failed",
         "status": 422, "detail": f"layers.0.conv2d: {message}",

@@ -22,10 +22,12 @@ from convserve.admission import (
     estimate_working_bytes,
     probe_image,
 )
+from convserve.errors import ConvServeError
 from convserve.flows.inputs import Source
-from convserve.flows.kernels import layer_kernel
+from convserve.flows.kernels import layer_kernel, uses_weight_file
+from convserve.weightfiles import WeightArchive
 
-__all__ = ["input_shape", "model_working_bytes", "working_bytes"]
+__all__ = ["input_shape", "model_working_bytes", "weight_file_bytes", "working_bytes"]
 
 _BASE64_PREFIX = 1 << 20
 """Characters of a base64 image decoded to read its header (768 KB of image: any PNG, JPEG,
@@ -133,6 +135,26 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
               and 4 * channels * height * width > BANDED_ABOVE_BYTES)
     return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
                                   body_bytes=body, padding=side, banded=banded)
+
+
+def weight_file_bytes(weights: WeightArchive | None,
+                      layers: Sequence[Mapping[str, Any]]) -> int:
+    """Bytes the tensors that ``layers`` name in the weight file take as float32 once read,
+    from the file's headers (0 for a name the flow will refuse)."""
+    if weights is None:
+        return 0
+    values = 0
+    for options in layers:
+        if not uses_weight_file(options):
+            continue
+        try:
+            keys = weights.pick(options.get("kernel_key"), options.get("bias_key"))
+        except ConvServeError:  # the flow refuses this layer, and says why
+            continue
+        for key in keys[:1] if keys[1] is None else keys:
+            shape = weights.shape(key)
+            values += 0 if shape is None else _values(shape)
+    return 4 * values
 
 
 def model_working_bytes(meta: Mapping[str, Any], source: Source,
