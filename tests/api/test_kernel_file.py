@@ -119,3 +119,25 @@ def test_kernel_and_kernel_file_together_or_stray_keys_are_422(client: TestClien
                         data={"preset": "sobel", "kernel_key": "w"})
     assert stray.status_code == 422
     assert stray.json()["errors"][0]["field"] == "kernel_key"
+
+
+def test_the_answer_reports_the_kernels_file_and_keys(client: TestClient) -> None:
+    data = npz_bytes(**{"features.0.weight": K, "features.0.bias": np.array([1.0], np.float32)})
+    response = client.post("/v1/convolve", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("w.npz", data)},
+                           data={"kernel_key": "features.0.weight", "dry_run": "true"})
+    assert response.status_code == 200, response.text
+    assert response.json()["kernel"] == {
+        "source": "kernel_file", "format": "npz", "weight_key": "features.0.weight",
+        "bias_key": "features.0.bias", "layout": "OIHW", "weight_shape": [1, 2, 2, 2],
+        "bias": [1.0], "groups": 1}
+    explained = client.post("/v1/explain", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("k.npy", npy_bytes(K))},
+                            data={"at": '{"channel": 0, "y": 0, "x": 0}'})
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["kernel"]["source"] == "kernel_file"
+    assert explained.json()["kernel"]["format"] == "npy"
+    typed = client.post("/v1/convolve", json={"input": {"array": X.tolist()},
+                                              "kernel": {"weight": K.tolist()},
+                                              "dry_run": True})
+    assert typed.json()["kernel"]["source"] == "kernel"

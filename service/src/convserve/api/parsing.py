@@ -43,9 +43,16 @@ from convserve.flows import Source
 from convserve.limits import Limits
 from convserve.weightfiles import WeightArchive, load_kernel_file, open_weight_file
 
-__all__ = ["layer_options", "multipart_schema", "parse_body", "parse_layers_body"]
+__all__ = [
+    "layer_options",
+    "multipart_schema",
+    "parse_body",
+    "parse_conv_body",
+    "parse_layers_body",
+]
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+ConvOptionsT = TypeVar("ConvOptionsT", ConvolveOptions, ExplainOptions)
 
 _PAIR_FIELDS = frozenset({"stride", "dilation", "padding"})
 _NUMBERS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
@@ -151,17 +158,18 @@ _KERNEL_FILE_TEXT = ("kernel_key", "bias_key", "layout")
 
 
 def _kernel_from_file(data: bytes, filename: str | None, fields: dict[str, Any],
-                      limits: Limits) -> dict[str, Any]:
-    """The ``kernel`` field built from a ``kernel_file`` part and its text fields."""
+                      limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``kernel`` field built from a ``kernel_file`` part and its text fields, and where
+    it came from (:meth:`~convserve.weightfiles.WeightFile.describe`)."""
     if "kernel" in fields:
         raise InvalidArgumentError("give kernel (JSON) or kernel_file (a weight file), not both",
                                    field="kernel_file")
     options = {name: fields.pop(name) for name in _KERNEL_FILE_TEXT if name in fields}
     loaded = load_kernel_file(data, filename, kernel_key=options.get("kernel_key"),
                               bias_key=options.get("bias_key"), max_bytes=limits.max_output_bytes)
-    return {"weight": loaded.weight.tolist(),
-            "bias": None if loaded.bias is None else loaded.bias.reshape(-1).tolist(),
-            "layout": options.get("layout", "OIHW")}
+    return ({"weight": loaded.weight.tolist(),
+             "bias": None if loaded.bias is None else loaded.bias.reshape(-1).tolist(),
+             "layout": options.get("layout", "OIHW")}, loaded.describe())
 
 
 def _form_value(name: str, text: str, json_fields: Collection[str],
@@ -201,17 +209,20 @@ def _validation_error(exc: ValidationError) -> RequestValidationError:
 
 
 @dataclass(frozen=True)
-class _WeightUpload:
-    """A ``kernel_file`` part kept as a file (``/v1/layers``: its layers read its tensors)."""
+class _KernelFilePart:
+    """The request's ``kernel_file`` part: kept whole for ``/v1/layers`` (whose layers read its
+    tensors), or read into the ``kernel`` field (convolve, explain) and described."""
 
     data: bytes
     filename: str | None
+    described: dict[str, Any] | None = None
+    """Where the ``kernel`` field came from, once it is read into it."""
 
 
 async def _parse_multipart(
     request: Request, limits: Limits, model: type[OptionsT], json_fields: Collection[str],
     *, keep_weight_file: bool = False,
-) -> tuple[OptionsT, bytes, _WeightUpload | None]:
+) -> tuple[OptionsT, bytes, _KernelFilePart | None]:
     try:
         form = await request.form(max_files=2, max_fields=64,
                                   max_part_size=limits.max_upload_bytes)
@@ -240,10 +251,11 @@ async def _parse_multipart(
         if keep_weight_file:
             _refuse_form_file_keys(fields)
             if isinstance(kernel_file, UploadFile):
-                upload = _WeightUpload(await kernel_file.read(), kernel_file.filename)
+                upload = _KernelFilePart(await kernel_file.read(), kernel_file.filename)
         elif isinstance(kernel_file, UploadFile):
-            fields["kernel"] = _kernel_from_file(await kernel_file.read(), kernel_file.filename,
-                                                 fields, limits)
+            fields["kernel"], described = _kernel_from_file(
+                await kernel_file.read(), kernel_file.filename, fields, limits)
+            upload = _KernelFilePart(b"", kernel_file.filename, described)
         else:
             stray = [name for name in _KERNEL_FILE_TEXT if name in fields]
             if stray and "kernel" in model.model_fields:
@@ -290,6 +302,22 @@ async def parse_body(
     return options, source
 
 
+async def parse_conv_body(
+    request: Request,
+    limits: Limits,
+    form_model: type[ConvOptionsT],
+    json_model: type[ConvOptionsT],
+    json_fields: Collection[str],
+) -> tuple[ConvOptionsT, Source, dict[str, Any]]:
+    """:func:`parse_body` for ``/v1/convolve`` and ``/v1/explain``, plus the layer's options
+    as :mod:`convserve.flows` takes them (:func:`layer_options`), with ``kernel_source``, the
+    description of a ``kernel_file`` the kernel was read from (None without one)."""
+    options, source, part = await _parse_any(request, limits, form_model, json_model,
+                                             json_fields)
+    return options, source, layer_options(
+        options, kernel_source=None if part is None else part.described)
+
+
 def _is_multipart(request: Request) -> bool:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return content_type == "multipart/form-data"
@@ -303,7 +331,7 @@ async def _parse_any(
     json_fields: Collection[str],
     *,
     keep_weight_file: bool = False,
-) -> tuple[OptionsT, Source, _WeightUpload | None]:
+) -> tuple[OptionsT, Source, _KernelFilePart | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         options, data, upload = await _parse_multipart(request, limits, form_model,
@@ -373,10 +401,13 @@ async def parse_layers_body(
     return options, source, weights
 
 
-def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
-    """The layer and engine fields of a request, as :mod:`convserve.flows` takes them."""
+def layer_options(options: ConvolveOptions | ExplainOptions, *,
+                  kernel_source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The layer and engine fields of a request, as :mod:`convserve.flows` takes them
+    (``kernel_source``: where a ``kernel`` read from a weight file came from)."""
     return {
         "kernel": None if options.kernel is None else options.kernel.model_dump(),
+        "kernel_source": kernel_source,
         "preset": options.preset,
         "preset_params": dict(options.preset_params),
         "stride": options.stride,

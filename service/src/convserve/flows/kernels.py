@@ -81,7 +81,8 @@ def layer_kernel(
     options : mapping
         The layer's fields as the request schema dumps them: ``kernel`` (``weight``, ``bias``,
         ``layout``) or ``preset`` (+ ``preset_params``), and ``padding``, ``padding_mode`` and
-        ``groups`` (None when not sent).
+        ``groups`` (None when not sent); optionally ``kernel_source``, what the answer reports
+        as the kernel's source when it was read from a weight file.
     c_in : int
         Input channels the layer receives.
     channel_names : sequence of str, optional
@@ -116,7 +117,8 @@ def layer_kernel(
         weight=weight, bias=bias, groups=1 if groups is None else groups,
         padding=0 if padding is None else padding,
         padding_mode="zeros" if mode is None else mode,
-        info={"source": "kernel", "layout": layout},
+        # A kernel read from a weight file (convolve's kernel_file) says so.
+        info={**(options.get("kernel_source") or {"source": "kernel"}), "layout": layout},
         output_names=tuple(str(i) for i in range(weight.shape[0])),
     )
 
