@@ -8,6 +8,11 @@ Two body types are accepted by ``/v1/convolve``, ``/v1/explain`` and ``/v1/layer
 - ``application/json``: the same fields as one object, with ``input`` (``array`` or
   ``image_base64``).
 
+A multipart body may carry a ``kernel_file`` part too (see :mod:`convserve.weightfiles`): on
+convolve and explain it becomes the ``kernel`` field (:func:`parse_conv_body` says where it came
+from); on layers it is kept whole and its tensors are named per conv2d entry
+(:func:`parse_layers_body`). A JSON body cannot carry a file.
+
 :func:`multipart_schema` documents the multipart form in the OpenAPI document.
 """
 
