@@ -324,6 +324,14 @@ def test_a_file_no_layer_reads_and_top_level_keys_are_422(client: TestClient) ->
                                      "layers")
 
 
+def test_a_kernel_file_sent_as_text_is_a_422(client: TestClient) -> None:
+    response = client.post("/v1/layers", files={"image": ("x.npy", npy_bytes(X))}, data={
+        "layers": json.dumps(FILE_STACK), "kernel_file": "model.safetensors"})
+    body = problem(response, 422, "kernel_file")
+    assert body["detail"] == ("kernel_file must be a file part (curl -F "
+                              "kernel_file=@net.safetensors), not text")
+
+
 def test_limits_apply_to_the_file_and_to_each_tensor(make_client: ClientFactory) -> None:
     small = make_client(max_kernel_size=2, max_upload_bytes=20_000)
     body = problem(post(small, FILE_STACK, FILES["safetensors"]), 422, "layers.0.kernel_key")

@@ -253,6 +253,10 @@ async def _parse_multipart(
                 )
             fields[name] = _form_value(name, value, json_fields, model)
         kernel_file = form.get("kernel_file") if "kernel_file" in files else None
+        if isinstance(kernel_file, str):
+            raise InvalidArgumentError(
+                "kernel_file must be a file part (curl -F kernel_file=@net.safetensors), not "
+                "text", field="kernel_file")
         if keep_weight_file:
             _refuse_form_file_keys(fields)
             if isinstance(kernel_file, UploadFile):
