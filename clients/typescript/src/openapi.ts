@@ -635,25 +635,31 @@ export interface components {
              */
             type: "conv2d";
         } & ({
+            bias_key?: null;
             filters?: null;
             kernel: Record<string, never>;
             kernel_file?: null;
             kernel_key?: null;
             kernel_size?: null;
+            layout?: null;
             preset?: null;
         } | {
+            bias_key?: null;
             filters?: null;
             kernel?: null;
             kernel_file?: null;
             kernel_key?: null;
             kernel_size?: null;
+            layout?: null;
             preset: string;
         } | {
+            bias_key?: null;
             filters: number;
             kernel?: null;
             kernel_file?: null;
             kernel_key?: null;
             kernel_size: unknown;
+            layout?: null;
             preset?: null;
         } | {
             filters?: null;

@@ -83,6 +83,16 @@ ActivationSpec = Annotated[
 ]
 
 
+def _only_with_file(schema: dict[str, Any], file_fields: tuple[str, ...],
+                    dependent: tuple[str, ...]) -> dict[str, Any]:
+    """``schema``'s ``oneOf`` branches with ``dependent`` fields null or absent wherever the
+    branch is not one of ``file_fields``, as the validator checks."""
+    for branch in schema["oneOf"]:
+        if not set(branch["required"]) & set(file_fields):
+            branch["properties"].update({name: {"type": "null"} for name in dependent})
+    return schema
+
+
 class Conv2dLayerSpec(ConvLayerOptions):
     """A convolution layer: give exactly one of ``kernel``, ``preset``, ``filters`` (with
     ``kernel_size``, for seeded initial weights), ``kernel_key`` (a tensor of the request's
@@ -90,11 +100,11 @@ class Conv2dLayerSpec(ConvLayerOptions):
     ``kernel_file: true`` (that file's only tensor, e.g. a .npy). Padding defaults to 0 and
     zeros with a kernel, filters or a file's tensor, to 'same' and reflect with a preset."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one(
+    model_config = ConfigDict(json_schema_extra=_only_with_file(exactly_one(
         {"kernel": {"type": "object"}}, {"preset": {"type": "string"}},
         {"filters": {"type": "integer", "minimum": 1}, "kernel_size": {"not": {"type": "null"}}},
         {"kernel_key": {"type": "string"}}, {"kernel_file": {"const": True}},
-    ))
+    ), ("kernel_key", "kernel_file"), ("bias_key", "layout")))
 
     type: Literal["conv2d"]
     kernel_key: Annotated[str, Field(min_length=1)] | None = Field(
