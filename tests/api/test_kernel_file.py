@@ -141,3 +141,14 @@ def test_the_answer_reports_the_kernels_file_and_keys(client: TestClient) -> Non
                                               "kernel": {"weight": K.tolist()},
                                               "dry_run": True})
     assert typed.json()["kernel"]["source"] == "kernel"
+
+
+def test_a_corrupt_npz_member_is_a_422(client: TestClient) -> None:
+    data = bytearray(npz_bytes(w=np.random.default_rng(0).random((4, 2, 3, 3))))
+    start = data.index(b"w.npy") + 100  # inside the member's deflate stream
+    data[start:start + 40] = bytes(b ^ 0x5A for b in data[start:start + 40])
+    response = client.post("/v1/convolve", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("w.npz", bytes(data))})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(
+        "kernel_file member 'w' cannot be read from the .npz (ZIP) file: ")

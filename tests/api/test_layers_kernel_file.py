@@ -324,6 +324,18 @@ def test_a_file_no_layer_reads_and_top_level_keys_are_422(client: TestClient) ->
                                      "layers")
 
 
+def test_a_corrupt_npz_member_is_a_422_not_a_500(client: TestClient) -> None:
+    data = bytearray(FILES["npz"][1])
+    start = data.index(b"features.0.weight.npy") + 200  # inside that member's deflate stream
+    data[start:start + 40] = bytes(b ^ 0x5A for b in data[start:start + 40])
+    response = post(client, FILE_STACK, ("model.npz", bytes(data)))
+    body = problem(response, 422, "layers.0.kernel_file")
+    assert body["type"] == "/problems/invalid-input"
+    assert body["detail"].startswith("layers.0.kernel_file: kernel_file member "
+                                     "'features.0.weight' cannot be read from the .npz (ZIP) "
+                                     "file: ")
+
+
 def test_a_kernel_file_sent_as_text_is_a_422(client: TestClient) -> None:
     response = client.post("/v1/layers", files={"image": ("x.npy", npy_bytes(X))}, data={
         "layers": json.dumps(FILE_STACK), "kernel_file": "model.safetensors"})

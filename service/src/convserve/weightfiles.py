@@ -23,11 +23,13 @@ network's ``state_dict`` serves every layer of a ``/v1/layers`` stack;
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +210,16 @@ def _pick(keys: list[str], kernel_key: str | None, bias_key: str | None,
     return kernel_key, None
 
 
+@contextlib.contextmanager
+def _member_errors(key: str) -> Iterator[None]:
+    """A member of an .npz that cannot be inflated (a corrupt stream, a CRC mismatch) as a 422."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        raise InvalidInputError(f"kernel_file member {key!r} cannot be read from the .npz "
+                                f"(ZIP) file: {exc}", field="kernel_file") from None
+
+
 def _npy_shape(stream: Any) -> tuple[int, ...] | None:
     """The shape in a .npy header (read from ``stream``), or None when it cannot be read."""
     try:
@@ -230,27 +242,34 @@ class WeightArchive:
     ----------
     format : str
         ``npy``, ``npz`` or ``safetensors``.
-    shapes : dict of str to tuple of int or None
-        Every tensor's shape as its header states it (None where an .npz member's header is of
-        a version only a full read understands); an .npy's one tensor is under ``""``.
+    names : list of str
+        The tensors' names; an .npy's one tensor is ``""``.
+    shape_of : callable
+        A tensor's shape as its header states it, by name (None where an .npz member's header
+        is of a version only a full read understands); read only for the tensors asked for.
     reader : callable
         Reads one tensor by name as float32.
     """
 
-    def __init__(self, format: str, shapes: dict[str, tuple[int, ...] | None],
+    def __init__(self, format: str, names: list[str],
+                 shape_of: Callable[[str], tuple[int, ...] | None],
                  reader: Callable[[str], np.ndarray]) -> None:
         self.format = format
-        self.shapes = shapes
+        self._names = names
+        self._known = frozenset(names)
+        self._shape_of = shape_of
         self._reader = reader
 
     @property
     def keys(self) -> list[str]:
         """The tensors' names (none for an .npy, whose one tensor has no name)."""
-        return [] if self.format == "npy" else list(self.shapes)
+        return [] if self.format == "npy" else list(self._names)
 
     def shape(self, key: str | None) -> tuple[int, ...] | None:
-        """The shape of tensor ``key`` (None: the .npy's) from its header, before it is read."""
-        return self.shapes.get("" if key is None else key)
+        """The shape of tensor ``key`` (None: the .npy's) from its header, before it is read;
+        None for a name the file does not hold."""
+        name = "" if key is None else key
+        return self._shape_of(name) if name in self._known else None
 
     def pick(self, kernel_key: str | None = None,
              bias_key: str | None = None) -> tuple[str | None, str | None]:
@@ -316,26 +335,28 @@ def open_weight_file(data: bytes, filename: str | None, *, max_bytes: int) -> We
                 f"kernel_file holds {array.size:,} values, more than the limit of "
                 f"{max_bytes:,} bytes as float32 (CONVSERVE_MAX_OUTPUT_BYTES)",
                 field="kernel_file")
-        return WeightArchive("npy", {"": array.shape}, lambda _key: array)
+        return WeightArchive("npy", [""], lambda _key: array.shape, lambda _key: array)
     if data[:4] == b"PK\x03\x04":
         members = _npz(data, max_bytes)
-        shapes: dict[str, tuple[int, ...] | None] = {}
-        for key in sorted(members):
+
+        def shape_of(key: str) -> tuple[int, ...] | None:
             archive, info = members[key]
-            with archive.open(info) as stream:
-                shapes[key] = _npy_shape(stream)
+            with _member_errors(key), archive.open(info) as stream:  # inflates the header only
+                return _npy_shape(stream)
 
         def read(key: str) -> np.ndarray:
             archive, info = members[key]
-            return _load_npy(archive.read(info), f"kernel_file member {key!r}")
+            with _member_errors(key):
+                data = archive.read(info)
+            return _load_npy(data, f"kernel_file member {key!r}")
 
-        return WeightArchive("npz", shapes, read)
+        return WeightArchive("npz", sorted(members), shape_of, read)
     if name.endswith(".safetensors") or (len(data) > 9 and data[8:9] == b"{"):
         tensors = _safetensors(data, max_bytes)
         if not tensors:
             raise InvalidInputError("kernel_file's safetensors header lists no tensors",
                                     field="kernel_file")
-        return WeightArchive("safetensors", {k: v.shape for k, v in tensors.items()},
+        return WeightArchive("safetensors", list(tensors), lambda key: tensors[key].shape,
                              lambda key: _float32(tensors[key], key))
     raise InvalidInputError(
         f"kernel_file {filename or ''!r} is not a .npy, .npz or .safetensors file (it starts "

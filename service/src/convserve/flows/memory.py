@@ -149,11 +149,10 @@ def weight_file_bytes(weights: WeightArchive | None,
             continue
         try:
             keys = weights.pick(options.get("kernel_key"), options.get("bias_key"))
+            shapes = [weights.shape(key) for key in (keys[:1] if keys[1] is None else keys)]
         except ConvServeError:  # the flow refuses this layer, and says why
             continue
-        for key in keys[:1] if keys[1] is None else keys:
-            shape = weights.shape(key)
-            values += 0 if shape is None else _values(shape)
+        values += sum(0 if shape is None else _values(shape) for shape in shapes)
     return 4 * values
 
 
