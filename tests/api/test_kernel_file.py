@@ -152,3 +152,34 @@ def test_a_corrupt_npz_member_is_a_422(client: TestClient) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(
         "kernel_file member 'w' cannot be read from the .npz (ZIP) file: ")
+
+
+def npy_with_header(header: str, data: bytes = b"\0" * 16) -> bytes:
+    """A .npy (version 1.0) with ``header`` as its dictionary text."""
+    text = header.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + data
+
+
+def zip_version_129(data: bytes) -> bytes:
+    """``data`` (a ZIP) with its first central-directory entry needing ZIP version 12.9."""
+    edited = bytearray(data)
+    edited[edited.index(b"PK\x01\x02") + 6] = 129
+    return bytes(edited)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    pytest.param(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, "),
+                 "kernel_file is not a valid .npy array: ('EOF in multi-line statement'",
+                 id="npy-header-unbalanced"),
+    pytest.param(npy_with_header(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"),
+        "kernel_file's header claims shape (1000000000000,) of float32 (4,000,000,000,000 "
+        "bytes) and it holds 16 bytes of data", id="npy-header-claims-terabytes"),
+    pytest.param(zip_version_129(npz_bytes(w=K)),
+                 "kernel_file is not a valid .npz (ZIP) file: zip file version 12.9",
+                 id="zip-version"),
+])
+def test_mangled_headers_are_invalid_input_not_errors(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_kernel_file(data, "w", max_bytes=MB)
+    assert info.value.detail.startswith(message)

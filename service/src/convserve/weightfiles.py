@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -97,6 +99,17 @@ def _float32(array: np.ndarray, what: str) -> np.ndarray:
 
 
 def _load_npy(data: bytes, what: str) -> np.ndarray:
+    stream = io.BytesIO(data)
+    header = _npy_header(stream)
+    if header is not None and not header[1].hasobject:
+        # numpy allocates what the header claims before it reads: hold the claim to the bytes.
+        shape, dtype = header
+        claimed = math.prod(shape) * dtype.itemsize
+        held = len(data) - stream.tell()
+        if claimed > held:
+            raise InvalidInputError(
+                f"{what}'s header claims shape {shape} of {dtype} ({claimed:,} bytes) and it "
+                f"holds {held:,} bytes of data", field="kernel_file")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
@@ -105,7 +118,8 @@ def _load_npy(data: bytes, what: str) -> np.ndarray:
                                      field="kernel_file") from None
         raise InvalidInputError(f"{what} is not a valid .npy array: {exc}",
                                 field="kernel_file") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # A mangled header: numpy parses its dictionary with Python's tokenizer.
         raise InvalidInputError(f"{what} is not a valid .npy array: {exc}",
                                 field="kernel_file") from None
     if not isinstance(array, np.ndarray):  # pragma: no cover - np.load of .npy bytes
@@ -117,7 +131,7 @@ def _npz(data: bytes, max_bytes: int) -> dict[str, tuple[zipfile.ZipFile, zipfil
     """Member name (without .npy) -> its archive and entry, after size checks."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
         raise InvalidInputError(f"kernel_file is not a valid .npz (ZIP) file: {exc}",
                                 field="kernel_file") from None
     names = archive.namelist()
@@ -215,24 +229,32 @@ def _member_errors(key: str) -> Iterator[None]:
     """A member of an .npz that cannot be inflated (a corrupt stream, a CRC mismatch) as a 422."""
     try:
         yield
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError,
+            ValueError) as exc:
         raise InvalidInputError(f"kernel_file member {key!r} cannot be read from the .npz "
                                 f"(ZIP) file: {exc}", field="kernel_file") from None
 
 
-def _npy_shape(stream: Any) -> tuple[int, ...] | None:
-    """The shape in a .npy header (read from ``stream``), or None when it cannot be read."""
+def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+    """The shape and dtype in a .npy header (read from ``stream``), or None when it cannot be
+    read (then the full read names what is wrong)."""
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            shape = np.lib.format.read_array_header_1_0(stream)[0]
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version == (2, 0):
-            shape = np.lib.format.read_array_header_2_0(stream)[0]
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             return None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, tokenize.TokenError):
         return None
-    return tuple(int(n) for n in shape)
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def _npy_shape(stream: Any) -> tuple[int, ...] | None:
+    """The shape in a .npy header (read from ``stream``), or None when it cannot be read."""
+    header = _npy_header(stream)
+    return None if header is None else header[0]
 
 
 class WeightArchive:
