@@ -136,7 +136,7 @@ async def layers(request: Request, runtime: RuntimeDep) -> Response:
     """Run a layer stack; see :data:`_DESCRIPTION` (the OpenAPI description)."""
     options, source, weights = await parse_layers_body(request, runtime.limits, _JSON_FIELDS)
     entries = [entry.model_dump() for entry in options.layers]
-    await reserve_work(request, working_bytes(source, entries, options.format)
+    await reserve_work(request, working_bytes(source, entries, options.format, weights=weights)
                        + weight_file_bytes(weights, entries))
 
     def work() -> flows.Outcome:
