@@ -149,8 +149,9 @@ export interface paths {
         /**
          * A stack of layers over one image
          * @description Apply `layers` in order to one image (input as in `/v1/convolve`): `conv2d` (a `kernel`, a
-         *     `preset`, or `filters` + `kernel_size` with seeded initial weights; every conv option; `bias`;
-         *     an optional `activation` applied in the same layer), `relu`, `leaky_relu` (`slope`),
+         *     `preset`, `filters` + `kernel_size` with seeded initial weights, or a tensor of a weight file;
+         *     every conv option; `bias`; an optional `activation` applied in the same layer), `relu`,
+         *     `leaky_relu` (`slope`),
          *     `sigmoid`, `tanh`, `abs`, `maxpool2d` and `avgpool2d` (`kernel_size`, `stride` defaulting to
          *     `kernel_size`, symmetric `padding`; output `floor((H + 2p - k) / s) + 1`; average pooling
          *     counts padded zeros, PyTorch's `count_include_pad=true`, unless told otherwise).
@@ -161,6 +162,17 @@ export interface paths {
          *     with it (`all`, `last`, `none`). `format`: `json`, `npy` (the last layer's float32 maps),
          *     `zip` (every layer's PNGs and a manifest), `onnx` (the stack as a standalone ONNX model with
          *     its weights, input `input` of shape `(N, C, H, W)`, output `output`; not run).
+         *
+         *     Trained weights: a multipart request may carry one `kernel_file` part, an `.npz` or
+         *     `.safetensors` file such as a network's whole `state_dict` (or a `.npy` of one tensor), and
+         *     each conv2d entry names its tensor with `kernel_key` (`"features.0.weight"`; the bias
+         *     `features.0.bias` comes with it when the file has it, `bias_key` names another, `"bias": false`
+         *     drops it; `"layout": "HWIO"` for Keras' `get_weights()` order), or takes a one-tensor file with
+         *     `"kernel_file": true`. The answer's `kernel` of such a layer reports `source: "kernel_file"`,
+         *     `format`, `weight_key`, `bias_key` and `layout`. A JSON body cannot carry the file. Pickles are
+         *     refused with 415; the file counts towards `CONVSERVE_MAX_UPLOAD_BYTES` with the rest of the
+         *     body, and each tensor is checked against `CONVSERVE_MAX_OUTPUT_BYTES` and the kernel limits
+         *     (from the file's header, before it is read).
          *
          *     The `onnxruntime` engine runs the whole stack as one ONNX graph in one cached session; the
          *     `numpy` engine runs it layer by layer; they agree to 1e-4. `dry_run=true` validates and
@@ -465,9 +477,11 @@ export interface components {
         };
         /**
          * Conv2dLayerSpec
-         * @description A convolution layer: give exactly one of ``kernel``, ``preset`` or ``filters`` (with
-         *     ``kernel_size``, for seeded initial weights). Padding defaults to 0 and zeros with a kernel
-         *     or filters, to 'same' and reflect with a preset.
+         * @description A convolution layer: give exactly one of ``kernel``, ``preset``, ``filters`` (with
+         *     ``kernel_size``, for seeded initial weights), ``kernel_key`` (a tensor of the request's
+         *     ``kernel_file`` part, e.g. a ``state_dict`` saved as .safetensors or .npz) or
+         *     ``kernel_file: true`` (that file's only tensor, e.g. a .npy). Padding defaults to 0 and
+         *     zeros with a kernel, filters or a file's tensor, to 'same' and reflect with a preset.
          */
         Conv2dLayerSpec: {
             /**
@@ -488,6 +502,13 @@ export interface components {
              * @default true
              */
             bias?: boolean;
+            /**
+             * Bias Key
+             * @description With kernel_key or kernel_file: the bias's name in the file, when it is not the
+             *     weight's prefix + bias.
+             * @default null
+             */
+            bias_key?: string | null;
             /**
              * Dilation
              * @description an int or [h, w]
@@ -528,11 +549,34 @@ export interface components {
              */
             kernel?: components["schemas"]["KernelSpec"] | null;
             /**
+             * Kernel File
+             * @description multipart only: true takes the weight from the request's kernel_file part when it holds
+             *     one tensor (a .npy, or an .npz or .safetensors with one tensor).
+             * @default null
+             */
+            kernel_file?: true | null;
+            /**
+             * Kernel Key
+             * @description multipart only: the weight's name in the request's kernel_file part (.npz or
+             *     .safetensors), e.g. features.0.weight; when it ends in weight, the bias of the same prefix
+             *     (features.0.bias) is read with it if the file has one.
+             * @default null
+             * @example features.0.weight
+             */
+            kernel_key?: string | null;
+            /**
              * Kernel Size
              * @description k or [k_h, k_w] of seeded initial weights.
              * @default null
              */
             kernel_size?: (number | number[]) | null;
+            /**
+             * Layout
+             * @description With kernel_key or kernel_file: the order of the file's weight, OIHW (PyTorch, ONNX;
+             *     the default) or HWIO (Keras' get_weights()), converted to OIHW.
+             * @default null
+             */
+            layout?: ("OIHW" | "HWIO") | null;
             /**
              * Padding
              * @description An int, [p_h, p_w], [top, bottom, left, right], 'valid' or 'same' (stride 1 only;
@@ -595,19 +639,46 @@ export interface components {
              */
             type: "conv2d";
         } & ({
+            bias_key?: null;
             filters?: null;
             kernel: Record<string, never>;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size?: null;
+            layout?: null;
+            preset?: null;
+        } | {
+            bias_key?: null;
+            filters?: null;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size?: null;
+            layout?: null;
+            preset: string;
+        } | {
+            bias_key?: null;
+            filters: number;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size: unknown;
+            layout?: null;
+            preset?: null;
+        } | {
+            filters?: null;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key: string;
             kernel_size?: null;
             preset?: null;
         } | {
             filters?: null;
             kernel?: null;
+            /** @constant */
+            kernel_file: true;
+            kernel_key?: null;
             kernel_size?: null;
-            preset: string;
-        } | {
-            filters: number;
-            kernel?: null;
-            kernel_size: unknown;
             preset?: null;
         });
         /**
@@ -2381,7 +2452,15 @@ export interface operations {
                      * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
-                    /** @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}] */
+                    /**
+                     * Format: binary
+                     * @description A weight file whose tensors the conv2d entries of layers name with kernel_key: an .npz or .safetensors file (e.g. a PyTorch state_dict saved with safetensors.torch.save_file), or a .npy of one tensor (kernel_file: true). Pickles (.pt, .pth, .pkl) are refused with 415. Bounded with the rest of the body by CONVSERVE_MAX_UPLOAD_BYTES, each tensor by CONVSERVE_MAX_OUTPUT_BYTES and the kernel limits.
+                     */
+                    kernel_file?: string;
+                    /**
+                     * @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}]; a conv2d entry takes its weight from the kernel_file part with kernel_key (or kernel_file: true)
+                     * @example [{"type": "conv2d", "kernel_key": "features.0.weight", "padding": 1, "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}, {"type": "conv2d", "kernel_key": "features.3.weight", "padding": 1, "activation": "relu"}]
+                     */
                     layers: string;
                     /**
                      * @description Float to pixel mapping for the PNGs (as /v1/convolve), per layer.

@@ -74,6 +74,12 @@ export type LayersParams<F extends LayersFormat = LayersFormat> = InputParams & 
   & Partial<Omit<Schemas['LayersRequest'], 'input' | 'layers' | 'format'>> & {
     layers: LayerSpec[];
     format?: F;
+    /**
+     * A trained network's weights (an .npz or .safetensors file, or a .npy of one tensor),
+     * sent as the `kernel_file` part; conv2d entries name its tensors with `kernel_key` (or
+     * take a .npy with `kernel_file: true`). Needs `image` (multipart).
+     */
+    kernelFile?: ImageSource;
   };
 
 /** What a format=json channel gains: its picture as a PNG `Blob`. */
