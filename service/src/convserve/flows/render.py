@@ -84,15 +84,24 @@ def pngs_of(
     executor: Executor | None,
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Per channel of float32 (C, H, W): its ``index`` and statistics, and its PNG (made
-    from ``y`` band by band, which stays as it is; the statistics' range is reused). Both run
-    on ``executor``, or on :func:`~convserve.imaging.default_pool` without one."""
+    from ``y`` band by band, which stays as it is; the statistics' range is reused).
+
+    One job per channel computes its statistics, then writes its PNG (whose segments, for a
+    large channel, become jobs of their own), so no channel waits for the others' statistics.
+    The jobs run on ``executor``, or on :func:`~convserve.imaging.default_pool` without one.
+    """
     executor = imaging.default_pool() if executor is None else executor
-    stats = channel_stats(y, executor)
-    channels = [{"index": i, **entry} for i, entry in enumerate(stats)]
-    pngs = imaging.maps_pngs(y, mode, range_preserving=range_preserving, level=level,
-                             executor=executor,
-                             ranges=[(entry["min"], entry["max"]) for entry in stats])
-    return channels, pngs
+
+    def channel(index: int) -> tuple[dict[str, Any], bytes]:
+        entry: dict[str, Any] = {"index": index, **channel_stats(y[index:index + 1])[0]}
+        data = imaging.maps_pngs(y[index:index + 1], mode, range_preserving=range_preserving,
+                                 level=level, executor=executor,
+                                 ranges=[(entry["min"], entry["max"])])[0]
+        return entry, data
+
+    done = png.run_jobs([functools.partial(channel, index) for index in range(y.shape[0])],
+                        executor)
+    return [entry for entry, _ in done], [data for _, data in done]
 
 
 def channels_json(
