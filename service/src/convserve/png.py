@@ -26,7 +26,7 @@ does instead:
   strategy (``Z_RLE``) at the same level stands in; level 0 stores the data; levels 4-9 use
   zlib at that level with its default strategy, for callers who want fewer bytes.
 
-How the image is cut depends on its size and the level only, so equal pixels give equal bytes
+How the image is cut depends on its size only, so equal pixels give equal bytes
 whatever the pool. ``bench/bench_encode.py`` measures these choices against Pillow on real
 feature maps. The files are standard PNGs (8-bit grey, RGB or RGBA, no interlacing) that every
 decoder reads.
