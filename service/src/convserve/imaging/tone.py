@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Literal, TypeAlias, cast, get_args
 
@@ -155,15 +156,15 @@ class ChannelTone:
         work = scratch[: band.size].reshape(band.shape)
         if self.mode == "clip":
             _clip_into(band, work)
-            out[...] = work
+            _store(work, out)
             return
         if self.finite:
-            out[...] = self._transform(band, work)
+            _store(self._transform(band, work), out)
             return
         # Masks first: with to_pixels' overwrite, writing out may overwrite this very band.
         finite, high = np.isfinite(band), np.isposinf(band)
         low = ~finite & ~high
-        out[...] = self._transform(np.where(finite, band, np.float32(0)), work)
+        _store(self._transform(np.where(finite, band, np.float32(0)), work), out)
         out[high] = 255
         out[low] = 0
 
@@ -172,23 +173,24 @@ Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _transform(mode: str, lo: float, hi: float) -> Transform:
-    """Values (float32, finite) to rounded pixel values in [0, 255], for a channel whose
-    finite values span ``[lo, hi]`` (``lo > hi`` when it has none). The transform may use its
-    second argument (float32, the band's shape) as working memory and return it."""
+    """Values (float32, finite) to pixel values in [0, 255], not yet rounded (:func:`_store`
+    rounds), for a channel whose finite values span ``[lo, hi]`` (``lo > hi`` when it has
+    none). The transform may use its second argument (float32, the band's shape) as working
+    memory; it returns a C-contiguous float32 array."""
     if lo > hi:
         return _fill(0)
     if mode == "minmax":
         if not hi > lo:
             return _fill(0)
-        return lambda band, work: _rounded(_affine(band, -lo, 255.0 / (hi - lo), 0.0,
+        return lambda band, work: _clipped(_affine(band, -lo, 255.0 / (hi - lo), 0.0,
                                                    bound=hi - lo, work=work))
     peak = max(abs(lo), abs(hi))
     if peak == 0.0:
         return _fill(128 if mode == "symmetric" else 0)
     if mode == "abs":
-        return lambda band, work: _rounded(_affine(np.abs(band, out=work), 0.0, 255.0 / peak,
+        return lambda band, work: _clipped(_affine(np.abs(band, out=work), 0.0, 255.0 / peak,
                                                    0.0, bound=peak, work=work))
-    return lambda band, work: _rounded(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak,
+    return lambda band, work: _clipped(_affine(band, 0.0, 127.5 / peak, 127.5, bound=peak,
                                                work=work))
 
 
@@ -201,22 +203,35 @@ def _fill(value: int) -> Transform:
 
 
 def _clip_into(band: np.ndarray, work: np.ndarray) -> None:
-    """``round(255 * clip(v, 0, 1))`` into ``work``, computed as ``clip(round(255 * v), 0,
-    255)`` (equal, and one pass fewer). Infinities clip to 255 and 0 as they are, and so do
-    values beyond float32 / 255 (they become infinite); NaN, the one value left that is not
-    a pixel, shows in the band's sum and is then set to 0."""
+    """``255 * clip(v, 0, 1)`` into ``work``, computed as ``clip(255 * v, 0, 255)`` (equal,
+    and rounding, by :func:`_store`, commutes with clipping to integers). Infinities clip to
+    255 and 0 as they are, and so do values beyond float32 / 255 (they become infinite); NaN,
+    the one value left that is not a pixel, shows in the band's sum and is then set to 0."""
     with np.errstate(over="ignore"):
         np.multiply(band, np.float32(255), out=work)
-    np.rint(work, out=work)
     np.clip(work, 0, 255, out=work)
     if math.isnan(float(np.add.reduce(work, axis=None))):
         np.copyto(work, np.float32(0), where=np.isnan(work))
 
 
-def _rounded(scaled: np.ndarray) -> np.ndarray:
-    np.rint(scaled, out=scaled)
+def _clipped(scaled: np.ndarray) -> np.ndarray:
     np.clip(scaled, 0, 255, out=scaled)
     return scaled
+
+
+# Adding 1.5 * 2**23 to a float32 in [0, 255] rounds it to an integer k, half to even (the
+# rounding of every float addition, and of np.rint), and leaves k in the low byte of the
+# sum's bits (the sum is 2**23 + 2**22 + k, whose mantissa is 2**22 + k). Reading that byte
+# replaces a rounding pass and a float-to-integer conversion.
+_ROUNDER = np.float32(3 << 22)
+_LOW_BYTE = 0 if sys.byteorder == "little" else 3
+
+
+def _store(values: np.ndarray, out: np.ndarray) -> None:
+    """Round ``values`` (float32 in [0, 255], C-contiguous, overwritten) half to even and
+    write them into ``out`` (uint8, the same shape, any strides)."""
+    np.add(values, _ROUNDER, out=values)
+    out[...] = values.view(np.uint8).reshape(*values.shape, 4)[..., _LOW_BYTE]
 
 
 def _affine(
