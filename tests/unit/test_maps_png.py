@@ -120,3 +120,30 @@ def test_bad_arguments_are_invalid_argument_errors(
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         call()
+
+
+def test_rounding_is_numpys_rint_half_to_even_for_every_half_pixel() -> None:
+    # 255 * v lands on every k / 2 in [0, 255] (halves included) and just beside them.
+    halves = np.arange(511, dtype=np.float32) / np.float32(2)
+    near = np.concatenate([halves, np.nextafter(halves, np.float32(0)),
+                           np.nextafter(halves, np.float32(300))])
+    for scaled in (near, -near, near + np.float32(255)):
+        maps = (scaled / np.float32(255))[None, None, :].astype(np.float32)
+        with np.errstate(over="ignore"):
+            expected = np.clip(np.rint(maps * np.float32(255)), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(imaging.to_pixels(maps, "clip", range_preserving=True),
+                                      expected)
+        (png,) = imaging.maps_pngs(maps, "clip", range_preserving=True)
+        np.testing.assert_array_equal(decoded(png)[1], expected[0])
+
+
+def test_a_nan_with_a_payload_is_a_zero_pixel() -> None:
+    # Quiet NaNs whose low bits are not zero (arithmetic passes an input NaN's payload on).
+    payload_nan = np.array([0x7FC000AB, 0xFFC00017, 0x7FFFFFFF], np.uint32).view(np.float32)
+    values = np.array([0.5, np.inf, -np.inf], np.float32)
+    maps = np.concatenate([payload_nan, values])[None, None, :]
+    for mode in MODES:
+        pixels = imaging.to_pixels(maps, mode, range_preserving=False)[0, 0]
+        assert pixels[:3].tolist() == [0, 0, 0], mode
+        (png,) = imaging.maps_pngs(maps, mode, range_preserving=False)
+        np.testing.assert_array_equal(decoded(png)[1][0], pixels)
