@@ -399,6 +399,25 @@ def test_runs_ask_the_arena_to_shrink() -> None:
     assert run_options().get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
 
 
+def test_the_arena_shrinks_once_runs_have_drawn_its_budget() -> None:
+    from convserve.conv.onnx_engine import ArenaBudget
+
+    budget = ArenaBudget(100)
+    assert [budget.shrink_after(40) for _ in range(6)] == [False, False, True] * 2
+    assert budget.shrink_after(101) is True  # one run over the budget shrinks at once
+    assert budget.shrink_after(1, force=True) is True  # the last band of a layer
+    assert budget.shrink_after(100) is False  # the count started again
+
+
+def test_arena_bytes_count_the_output_and_the_padded_copy() -> None:
+    from convserve.conv.onnx_engine import arena_bytes
+
+    zeros = conv_spec((1, 3, 10, 20), (4, 3, 3, 3), padding=1)
+    assert arena_bytes(zeros) == 4 * 4 * 10 * 20
+    reflect = conv_spec((1, 3, 10, 20), (4, 3, 3, 3), padding=1, padding_mode="reflect")
+    assert arena_bytes(reflect) == 4 * 4 * 10 * 20 + 4 * 3 * 12 * 22
+
+
 _SHRINK_CHILD = """
 import numpy as np
 from convserve import conv2d
