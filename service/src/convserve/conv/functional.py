@@ -125,8 +125,15 @@ def conv2d(
     )
     if check_finite and not via_output:
         check_finite_array("input", x_arr)
-    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
-    if via_output and not all_finite(y):
+    x4 = x_arr.reshape(spec.input_shape)
+    checked = getattr(impl, "conv2d_checked", None) if via_output else None
+    y: np.ndarray
+    if checked is not None:  # auto checks the output as it goes where a path can
+        y, finite = checked(x4, w_arr, b_arr, spec, dev)
+    else:
+        y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
+        finite = not via_output or all_finite(y)
+    if not finite:
         check_finite_array("input", x_arr)
     return y[0] if x_arr.ndim == 3 else y
 
