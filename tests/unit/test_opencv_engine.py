@@ -1,5 +1,6 @@
-"""OpenCV's paths of ``engine="auto"``: against the reference in bands, where they apply, and
-the finiteness check they make as they go."""
+"""OpenCV's paths of ``engine="auto"``: against the reference in bands (depthwise, single
+channel, several channels per group), where they apply, and the finiteness check they make as
+they go."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ STRATEGIES: list[OpenCvStrategy] = ["filter2d", "sepfilter2d"]
 
 def _weights(shape: tuple[int, int, int, int], rank1: bool,
              rng: np.random.Generator) -> np.ndarray:
-    c_out, _, k_h, k_w = shape
+    c_out, c_in_g, k_h, k_w = shape
     if rank1:
-        cols = rng.uniform(0.2, 1.0, (c_out, 1, k_h, 1)) * rng.choice([-1, 1], (c_out, 1, k_h, 1))
-        rows = rng.uniform(0.2, 1.0, (c_out, 1, 1, k_w))
+        col_shape = (c_out, c_in_g, k_h, 1)
+        cols = rng.uniform(0.2, 1.0, col_shape) * rng.choice([-1, 1], col_shape)
+        rows = rng.uniform(0.2, 1.0, (c_out, c_in_g, 1, k_w))
         weight: np.ndarray = (cols * rows).astype(np.float32)
     else:
         signs = rng.choice([-1, 1], shape)
@@ -43,6 +45,12 @@ LAYERS = [
                                                 "padding_mode": "reflect"}, id="dw-valid-cropped"),
     pytest.param((1, 1, 37, 12), (1, 1, 5, 3), {"padding": (0, 4, 1, 0),
                                                 "padding_mode": "reflect"}, id="1ch-bottom-only"),
+    # several input channels per group: one filter per pair, summed
+    pytest.param((2, 3, 41, 29), (4, 3, 3, 3), {"padding": 1}, id="rgb-to-4-k3"),
+    pytest.param((1, 4, 33, 20), (6, 2, 5, 4), {"padding": (2, 2, 1, 2), "groups": 2,
+                                                "padding_mode": "replicate"}, id="g2-k5x4"),
+    pytest.param((1, 3, 30, 26), (2, 3, 3, 3), {"padding": "valid",
+                                                "padding_mode": "reflect"}, id="rgb-valid"),
 ]
 
 
@@ -79,7 +87,6 @@ def test_opencv_matches_reference_across_bands(
     ({"padding": 2, "dilation": 2}, (1, 1, 3, 3), "dilation"),
     ({"padding": 2}, (1, 1, 3, 3), "output larger than the input"),
     ({"padding": 5}, (1, 1, 11, 11), "121 taps: OpenCV would filter through a DFT"),
-    ({"padding": 1}, (2, 2, 3, 3), "two input channels per group"),
 ])
 def test_opencv_does_not_apply_where_it_would_differ(
     options: ConvOptions, w_shape: tuple[int, int, int, int], why: str
@@ -141,3 +148,22 @@ def test_a_non_finite_input_under_opencv_is_the_same_error(row: int, col: int) -
     y = conv2d(x, w, groups=3, padding=2, engine=auto, check_finite=False)
     assert not np.isfinite(y[2, max(0, row - 2): row + 3, max(0, col - 2): col + 3]).any()
     assert np.isfinite(y[:2]).all()
+
+
+def test_subsampled_opencv_checks_its_output_too() -> None:
+    """Stride 2, dilation 2: OpenCV on every other row and column, the same error."""
+    spec = conv_spec((1, 3, 64, 60), (4, 3, 3, 3), stride=2, dilation=2, padding=2)
+    table = AutoTable([{"family": family(spec), "features": list(features(spec)),
+                        "order": ["subsample+opencv:filter2d", "onnxruntime"]}])
+    auto = AutoEngine(table=table)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 3, 64, 60)).astype(np.float32)
+    w = rng.uniform(0.5, 1.0, (4, 3, 3, 3)).astype(np.float32)
+    assert auto.plan(spec, w) == Plan("subsample+opencv:filter2d", "opencv")
+    options: ConvOptions = {"stride": 2, "dilation": 2, "padding": 2}
+    y = conv2d(x, w, engine=auto, **options)
+    np.testing.assert_allclose(y, conv2d_reference(x, w, None, **options), rtol=1e-4,
+                               atol=1e-5 * float(np.abs(y).max()))
+    x[0, 1, 10, 20] = np.nan  # even row and column: read by the layer
+    with pytest.raises(InvalidArgumentError, match="input holds 1 NaN"):
+        conv2d(x, w, engine=auto, **options)

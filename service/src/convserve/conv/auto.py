@@ -76,7 +76,8 @@ _NUMPY_STRATEGIES = ("direct", "im2col", "toeplitz", "separable")
 PATHS: tuple[str, ...] = (
     "onnxruntime", *(f"numpy:{s}" for s in _NUMPY_STRATEGIES),
     *(f"opencv:{s}" for s in opencv_engine.STRATEGIES),
-    *(f"subsample+{p}" for p in ("onnxruntime", "numpy:im2col", "numpy:toeplitz")),
+    *(f"subsample+{p}" for p in ("onnxruntime", "numpy:im2col", "numpy:toeplitz",
+                                 *(f"opencv:{s}" for s in opencv_engine.STRATEGIES))),
 )
 """Every path ``auto`` knows, in the order of preference used to break ties."""
 PathEngine: TypeAlias = Literal["numpy", "onnxruntime", "opencv"]
@@ -208,9 +209,9 @@ def _weights_ok(path: str, weight: np.ndarray) -> bool:
     """Whether ``path`` computes ``weight`` exactly (after :func:`_static_ok`)."""
     if path.endswith("separable"):
         return _rank1(weight)
-    if path.startswith("opencv:"):
+    if "opencv:" in path:
         strategy: opencv_engine.OpenCvStrategy = (
-            "sepfilter2d" if path == "opencv:sepfilter2d" else "filter2d"
+            "sepfilter2d" if path.endswith("sepfilter2d") else "filter2d"
         )
         return opencv_engine.installed() and opencv_engine.weights_apply(strategy, weight)
     return True
@@ -369,18 +370,33 @@ class AutoEngine:
     def run(self, plan: Plan, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             spec: ConvSpec, device: Device = "cpu") -> np.ndarray:
         """Run ``spec`` along ``plan`` (from :meth:`plan`); arrays as for :meth:`conv2d`."""
+        return self._run(plan, x, weight, bias, spec, device, check=False)[0]
+
+    def _run(self, plan: Plan, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+             spec: ConvSpec, device: Device, *, check: bool) -> tuple[np.ndarray, bool]:
+        """:meth:`run`, and with ``check`` whether the output is all finite (else True)."""
         path = plan.path
         if path.startswith("subsample+"):
             sub = subsample_spec(spec)
             if sub is None:
                 raise ValueError(f"path {path!r} does not apply to {spec}")
             x, spec, path = sub.take(x, spec.stride), sub.spec, path.removeprefix("subsample+")
-        engine = self.engine(plan.engine)
         strategy = path.partition(":")[2]
+        if plan.engine == "opencv":  # checks each band while it is in cache
+            cv_strategy: opencv_engine.OpenCvStrategy = (
+                "sepfilter2d" if strategy == "sepfilter2d" else "filter2d"
+            )
+            if check:
+                return self._opencv.conv2d_checked(x, weight, bias, spec, device,
+                                                   strategy=cv_strategy)
+            return self._opencv.conv2d(x, weight, bias, spec, device, strategy=cv_strategy), True
+        engine = self.engine(plan.engine)
         if strategy:
             run: Callable[..., np.ndarray] = engine.conv2d
-            return run(x, weight, bias, spec, device, strategy=strategy)
-        return engine.conv2d(x, weight, bias, spec, device)
+            y = run(x, weight, bias, spec, device, strategy=strategy)
+        else:
+            y = engine.conv2d(x, weight, bias, spec, device)
+        return y, not check or all_finite(y)
 
     def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                spec: ConvSpec, device: Device = "cpu") -> np.ndarray:
@@ -392,11 +408,5 @@ class AutoEngine:
                        spec: ConvSpec, device: Device = "cpu") -> tuple[np.ndarray, bool]:
         """:meth:`conv2d`, and whether every output value is finite (the OpenCV paths check
         band by band as they go; the others in one pass over the output)."""
-        plan = self.plan(spec, weight, device)
-        if plan.engine == "opencv":
-            strategy: opencv_engine.OpenCvStrategy = (
-                "sepfilter2d" if plan.path == "opencv:sepfilter2d" else "filter2d"
-            )
-            return self._opencv.conv2d_checked(x, weight, bias, spec, device, strategy=strategy)
-        y = self.run(plan, x, weight, bias, spec, device)
-        return y, all_finite(y)
+        return self._run(self.plan(spec, weight, device), x, weight, bias, spec, device,
+                         check=True)

@@ -1,22 +1,25 @@
-"""Depthwise convolution on OpenCV's ``filter2D`` and ``sepFilter2D``, a strategy of ``auto``.
+"""Convolution on OpenCV's ``filter2D`` and ``sepFilter2D``, paths of ``engine="auto"``.
 
 OpenCV (the ``opencv-python-headless`` wheel) filters one float32 plane with one small kernel
 in SIMD code that does exactly ``k_h * k_w`` multiply-adds per pixel (``sepFilter2D``: a row
 pass and a column pass), two to three times faster than ONNX Runtime's ``Conv`` or NumPy on a
-depthwise or single-channel layer. It is not an engine a caller names: ``engine="auto"``
+depthwise or single-channel layer. A layer with several input channels per group is the sum
+over them of one filter per (output, input) pair, which pays where those pairs are few (an RGB
+image to a few maps). It is not an engine a caller names: ``engine="auto"``
 (:mod:`convserve.conv.auto`) runs its paths ``opencv:filter2d`` and ``opencv:sepfilter2d``
 where they apply and were measured fastest, and the answer reports ``"opencv"`` as the engine.
 
-Where it applies (:func:`applies`): one input channel per group (depthwise, or a grey image),
-stride 1, dilation 1, ``zeros``, ``reflect`` or ``replicate`` padding (OpenCV's
-``BORDER_CONSTANT``, ``BORDER_REFLECT_101``, ``BORDER_REPLICATE``; ``filter2D`` has no wrap
-border, so ``circular`` does not apply), pads no wider than the kernel
-(``top + bottom <= k_h - 1``, likewise columns: OpenCV's output has the input's size, of which
-the layer's output is the top-left part), kernels of fewer than 50 taps (from about 11x11,
-``filter2D`` switches to a DFT), and **no zero weight** (``sepFilter2D``: no zero in either
-factor). OpenCV skips the zero taps of a kernel, so with a zero weight a NaN or infinity under
-that tap would not reach the output; without one, every value read is multiplied, as in every
-other path, and ``conv2d``'s check of the output stands in for the input's.
+Where it applies (:func:`applies`): stride 1, dilation 1 (``auto``'s ``subsample`` transform
+turns a layer whose dilation is a multiple of its stride into one), ``zeros``, ``reflect`` or
+``replicate`` padding (OpenCV's ``BORDER_CONSTANT``, ``BORDER_REFLECT_101``,
+``BORDER_REPLICATE``; ``filter2D`` has no wrap border, so ``circular`` does not apply), pads no
+wider than the kernel (``top + bottom <= k_h - 1``, likewise columns: OpenCV's output has the
+input's size, of which the layer's output is the top-left part), kernels of fewer than 50 taps
+(from about 11x11, ``filter2D`` switches to a DFT), and **no zero weight** (``sepFilter2D``: no
+zero in either factor of any kernel). OpenCV skips the zero taps of a kernel, so with a zero
+weight a NaN or infinity under that tap would not reach the output; without one, every value
+read is multiplied, as in every other path, and ``conv2d``'s check of the output stands in for
+the input's.
 
 ``filter2D`` with ``anchor = (left, top)`` computes
 ``dst[r, c] = sum_{u, v} k[u, v] * src[r + u - top, c + v - left]``, the layer's
@@ -25,8 +28,9 @@ single-threaded here, so each plane is cut into bands of output rows (about 1 Mi
 band OpenCV writes stays in cache) that ``threads`` threads take in turn: a band is filtered
 from a view of its input rows plus the ``k_h - 1`` rows around it that its windows read (at
 the image's own edges OpenCV makes the border rows, exactly as for the whole plane), into a
-per-thread buffer whose rows that belong to the band are checked for finiteness while in
-cache (:meth:`OpenCvEngine.conv2d_checked`) and copied into the output.
+per-thread buffer whose rows that belong to the band are copied (first input channel of the
+group) or added (the others) into the output, which is checked for finiteness while in cache
+(:meth:`OpenCvEngine.conv2d_checked`).
 """
 
 from __future__ import annotations
@@ -94,15 +98,15 @@ def applies(spec: ConvSpec) -> bool:
     """Whether the shapes and options of ``spec`` suit OpenCV (the weights are checked apart:
     :func:`weights_apply`)."""
     top, bottom, left, right = spec.pads
-    return (spec.in_per_group == 1 and spec.stride == (1, 1) and spec.dilation == (1, 1)
+    return (spec.stride == (1, 1) and spec.dilation == (1, 1)
             and spec.padding_mode in ("zeros", "reflect", "replicate")
             and top + bottom <= spec.kernel_h - 1 and left + right <= spec.kernel_w - 1
             and spec.kernel_h * spec.kernel_w <= MAX_TAPS)
 
 
 def weights_apply(strategy: OpenCvStrategy, weight: np.ndarray) -> bool:
-    """Whether ``strategy`` computes ``weight`` (C_out, 1, k_h, k_w) exactly: no zero weight,
-    and for ``sepfilter2d`` rank-1 kernels whose factors hold no zero."""
+    """Whether ``strategy`` computes ``weight`` (C_out, C_in // groups, k_h, k_w) exactly: no
+    zero weight, and for ``sepfilter2d`` rank-1 kernels whose factors hold no zero."""
     if not np.all(weight):
         return False
     if strategy == "sepfilter2d":
@@ -112,9 +116,10 @@ def weights_apply(strategy: OpenCvStrategy, weight: np.ndarray) -> bool:
 
 
 def _rank1(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(col, row) of shapes (C_out * C_in // groups, k_h) and (..., k_w), kernel by kernel."""
     from convserve.conv.numpy_engine import rank1_factors
 
-    return rank1_factors(weight)
+    return rank1_factors(weight.reshape(-1, 1, *weight.shape[2:]))
 
 
 @dataclass(frozen=True)
@@ -204,20 +209,26 @@ class OpenCvEngine:
         finite = [True]
         top = spec.pads[0]
         reach = spec.kernel_h - 1 - top  # input rows below an output row that its window reads
+        per_group = spec.in_per_group
 
         def run(band: _Band, buffer: np.ndarray, flags: np.ndarray) -> None:
             first = max(0, band.row0 - top)
             last = min(spec.height, band.row0 + band.rows + reach)
-            src = x[band.n, band.o // spec.out_per_group, first:last]
             dst = buffer[: last - first]
-            filters[band.o](src, dst)
-            # dst row i is output row first + i (see the module docstring).
-            kept = dst[band.row0 - first : band.row0 - first + band.rows, : spec.out_width]
-            y[band.n, band.o, band.row0 : band.row0 + band.rows] = kept
+            out = y[band.n, band.o, band.row0 : band.row0 + band.rows]
+            c0 = band.o // spec.out_per_group * per_group
+            for i in range(per_group):
+                filters[band.o * per_group + i](x[band.n, c0 + i, first:last], dst)
+                # dst row r is output row first + r (see the module docstring).
+                kept = dst[band.row0 - first : band.row0 - first + band.rows, : spec.out_width]
+                if i == 0:
+                    out[...] = kept
+                else:
+                    out += kept
             # Into a buffer of the thread's own: a new boolean array per band cost more than
             # the filter (each one mapped and faulted in afresh).
-            if check and finite[0] and not np.isfinite(kept, out=flags[: band.rows,
-                                                                       : spec.out_width]).all():
+            if check and finite[0] and not np.isfinite(out, out=flags[: band.rows,
+                                                                      : spec.out_width]).all():
                 finite[0] = False
 
         self._in_threads(bands, run, (rows + spec.kernel_h - 1, spec.width))
@@ -226,10 +237,14 @@ class OpenCvEngine:
     @staticmethod
     def _filters(cv2: ModuleType, strategy: OpenCvStrategy, spec: ConvSpec, weight: np.ndarray,
                  bias: np.ndarray | None) -> list[Callable[[np.ndarray, np.ndarray], None]]:
-        """One ``(src, dst) -> None`` per output channel."""
+        """One ``(src, dst) -> None`` per (output, input of its group) pair, output-major; the
+        first input's adds the bias."""
         top, _, left, _ = spec.pads
         border = _border(cv2, spec.padding_mode)
-        deltas = [0.0] * spec.out_channels if bias is None else [float(b) for b in bias]
+        per_group = spec.in_per_group
+        deltas = [0.0 if bias is None or k % per_group else float(bias[k // per_group])
+                  for k in range(spec.out_channels * per_group)]
+        kernels = weight.reshape(-1, spec.kernel_h, spec.kernel_w)
         if strategy == "sepfilter2d":
             factors = _rank1(weight)
             if factors is None:  # weights_apply checked it; a guard, not a branch taken
@@ -238,14 +253,14 @@ class OpenCvEngine:
             return [
                 (lambda c, r, d: lambda src, dst: cv2.sepFilter2D(
                     src, -1, r, c, dst=dst, anchor=(left, top), delta=d, borderType=border
-                ))(np.ascontiguousarray(col[o]), np.ascontiguousarray(row[o]), deltas[o])
-                for o in range(spec.out_channels)
+                ))(np.ascontiguousarray(col[k]), np.ascontiguousarray(row[k]), deltas[k])
+                for k in range(len(kernels))
             ]
         return [
-            (lambda k, d: lambda src, dst: cv2.filter2D(
-                src, -1, k, dst=dst, anchor=(left, top), delta=d, borderType=border
-            ))(np.ascontiguousarray(weight[o, 0]), deltas[o])
-            for o in range(spec.out_channels)
+            (lambda kernel, d: lambda src, dst: cv2.filter2D(
+                src, -1, kernel, dst=dst, anchor=(left, top), delta=d, borderType=border
+            ))(np.ascontiguousarray(kernels[k]), deltas[k])
+            for k in range(len(kernels))
         ]
 
     def _in_threads(self, bands: Sequence[_Band],
