@@ -82,13 +82,15 @@ def conv2d(
     padding_mode : "zeros", "reflect", "replicate" or "circular"
     engine : "auto" (default), "numpy", "onnxruntime" or an engine instance
         ``"auto"`` runs the fastest exact path measured for this shape
-        (:mod:`convserve.conv.auto`); on CUDA it is ONNX Runtime.
+        (:mod:`convserve.conv.auto`: ONNX Runtime, a NumPy strategy or OpenCV's filters);
+        on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
         Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
-        the smaller of input and output: the output stands in for the input where every input
-        lies in a receptive field (a non-finite input always reaches the output then), and the
-        input is scanned only when that output is not finite.
+        the smaller of input and output: the output, when it is no larger, stands in for the
+        input where every input lies in a receptive field (a non-finite input always reaches
+        the output then; ``auto``'s OpenCV paths check it band by band as they write it), and
+        the input is scanned only when that output is not finite. The error names the input.
         Pass False when the input is known to be finite, e.g. decoded from an image.
         ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
