@@ -127,10 +127,13 @@ def test_auto_reports_opencv_and_falls_back_for_zero_weights() -> None:
     assert auto.plan(spec, w) == Plan("numpy:toeplitz", "numpy")
 
 
-@pytest.mark.parametrize(("row", "col"), [(0, 0), (57, 44), (199, 89)])
+@pytest.mark.parametrize(("row", "col"), [(0, 0), (39, 44), (41, 3), (199, 89)])
 def test_a_non_finite_input_under_opencv_is_the_same_error(row: int, col: int) -> None:
     """The output, checked band by band, stands in for the input: corners and band seams."""
     auto = _opencv_first()
+    engine = auto.engine("opencv")
+    assert isinstance(engine, OpenCvEngine)
+    engine.band_bytes = 1  # bands of 20 rows: seams at rows 40 to 60, among others
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 200, 90)).astype(np.float32)
     w = rng.uniform(0.5, 1.0, (3, 1, 5, 5)).astype(np.float32)

@@ -24,17 +24,24 @@ the input's.
 ``filter2D`` with ``anchor = (left, top)`` computes
 ``dst[r, c] = sum_{u, v} k[u, v] * src[r + u - top, c + v - left]``, the layer's
 cross-correlation, with the border mode filling rows and columns outside the plane. OpenCV is
-single-threaded here, so each plane is cut into bands of output rows (about 1 MiB, so that the
-band OpenCV writes stays in cache) that ``threads`` threads take in turn: a band is filtered
-from a view of its input rows plus the ``k_h - 1`` rows around it that its windows read (at
-the image's own edges OpenCV makes the border rows, exactly as for the whole plane), into a
-per-thread buffer whose rows that belong to the band are copied (first input channel of the
-group) or added (the others) into the output, which is checked for finiteness while in cache
+single-threaded here, and each call costs a set-up (bands of 256 KiB ran 1.5x slower than whole
+planes), so on one thread each plane is filtered whole and on ``T`` threads the planes are cut
+into about ``2 T`` bands of output rows (:meth:`OpenCvEngine._bands`) that the threads take in
+turn. A band is filtered from a view of its input rows plus the ``k_h - 1`` rows around it that
+its windows read; at the image's own edges OpenCV makes the border rows, exactly as for the
+whole plane, and at a cut it makes them too, wrongly, for the rows within ``k_h - 1`` of the
+cut. With one input per group and an output of the input's size, OpenCV writes the band and
+those halo rows straight into the output, and once every band is done the rows around each
+cut are computed again (a copy of the whole output through a buffer cost 15-20 %). Otherwise
+(several inputs per group, or a cropped output) each band goes into a buffer whose rows that
+belong to the band are copied (first input of the group) or added (the others) into the
+output. Each band of the output is checked for finiteness just after it is written
 (:meth:`OpenCvEngine.conv2d_checked`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -66,8 +73,9 @@ STRATEGIES: tuple[OpenCvStrategy, ...] = ("filter2d", "sepfilter2d")
 MAX_TAPS = 49
 """Most kernel taps a path takes: from 50 (130 with SSE3) ``filter2D`` filters through a DFT,
 whose rounding and NaN spread differ."""
-BAND_BYTES = 2**20
-"""Bytes of output one band aims at (a core's L2 cache)."""
+BAND_BYTES = 16 * 2**20
+"""Most bytes of output in one band (the buffer of a band that does not write straight into
+the output has its size)."""
 _INSTALL = "pip install opencv-python-headless"
 
 
@@ -141,7 +149,7 @@ class OpenCvEngine:
         Threads one convolution may use (the calling thread included); None means the cores
         this process may run on.
     band_bytes : int
-        Bytes of output a band aims at (at least 4 kernel heights of rows).
+        Most bytes of output in one band (at least 4 kernel heights of rows).
     """
 
     name = "opencv"
@@ -202,37 +210,63 @@ class OpenCvEngine:
         x = np.ascontiguousarray(x, dtype=np.float32)
         filters = self._filters(cv2, strategy, spec, weight, bias)
         y = np.empty(spec.output_shape, dtype=np.float32)
-        rows = max(4 * spec.kernel_h, self.band_bytes // (4 * spec.width))
-        bands = [_Band(n, o, row0, min(rows, spec.out_height - row0))
-                 for n in range(spec.batch) for o in range(spec.out_channels)
-                 for row0 in range(0, spec.out_height, rows)]
+        bands = self._bands(spec)
         finite = [True]
         top = spec.pads[0]
         reach = spec.kernel_h - 1 - top  # input rows below an output row that its window reads
         per_group = spec.in_per_group
+        # Same size in and out with one input per group: OpenCV writes each band straight into
+        # the output, halo rows included (see the module docstring).
+        direct = per_group == 1 and (spec.out_height, spec.out_width) == (spec.height,
+                                                                           spec.width)
 
-        def run(band: _Band, buffer: np.ndarray, flags: np.ndarray) -> None:
+        def compute(band: _Band, straight: bool) -> None:
             first = max(0, band.row0 - top)
             last = min(spec.height, band.row0 + band.rows + reach)
-            dst = buffer[: last - first]
             out = y[band.n, band.o, band.row0 : band.row0 + band.rows]
             c0 = band.o // spec.out_per_group * per_group
-            for i in range(per_group):
-                filters[band.o * per_group + i](x[band.n, c0 + i, first:last], dst)
-                # dst row r is output row first + r (see the module docstring).
-                kept = dst[band.row0 - first : band.row0 - first + band.rows, : spec.out_width]
-                if i == 0:
-                    out[...] = kept
-                else:
-                    out += kept
-            # Into a buffer of the thread's own: a new boolean array per band cost more than
-            # the filter (each one mapped and faulted in afresh).
-            if check and finite[0] and not np.isfinite(out, out=flags[: band.rows,
-                                                                      : spec.out_width]).all():
+            if straight:
+                filters[band.o](x[band.n, c0, first:last], y[band.n, band.o, first:last])
+            else:
+                dst = np.empty((last - first, spec.width), dtype=np.float32)
+                for i in range(per_group):
+                    filters[band.o * per_group + i](x[band.n, c0 + i, first:last], dst)
+                    # dst row r is output row first + r (see the module docstring).
+                    kept = dst[band.row0 - first : band.row0 - first + band.rows,
+                               : spec.out_width]
+                    if i == 0:
+                        out[...] = kept
+                    else:
+                        out += kept
+            # min and max propagate NaN, and an infinity is one of them: two passes over the
+            # band just written, without the boolean temporary of np.isfinite.
+            if check and finite[0] and not (np.isfinite(out.min()) and np.isfinite(out.max())):
                 finite[0] = False
 
-        self._in_threads(bands, run, (rows + spec.kernel_h - 1, spec.width))
+        self._in_threads([functools.partial(compute, band, direct) for band in bands])
+        if direct:
+            # A band written straight into the output also wrote the rows its halo reaches in
+            # its neighbours, from the border OpenCV made at the cut: the k_h - 1 rows around
+            # each cut (top above, reach below) are computed again through a buffer, once
+            # every band is done.
+            for band in bands:
+                start = max(0, band.row0 - top)
+                stop = min(spec.out_height, band.row0 + reach)
+                if band.row0 > 0 and stop > start:
+                    compute(_Band(band.n, band.o, start, stop - start), False)
         return y, finite[0]
+
+    def _bands(self, spec: ConvSpec) -> list[_Band]:
+        """Bands of output rows: whole planes on one thread (each OpenCV call costs a set-up),
+        else each plane cut so that every thread gets about two bands, of at most
+        ``band_bytes`` and at least four kernel heights."""
+        planes = spec.batch * spec.out_channels
+        cuts = 1 if self.threads == 1 else -(-2 * self.threads // planes)
+        rows = -(-spec.out_height // cuts)
+        rows = max(4 * spec.kernel_h, min(rows, self.band_bytes // (4 * spec.width)))
+        return [_Band(n, o, row0, min(rows, spec.out_height - row0))
+                for n in range(spec.batch) for o in range(spec.out_channels)
+                for row0 in range(0, spec.out_height, rows)]
 
     @staticmethod
     def _filters(cv2: ModuleType, strategy: OpenCvStrategy, spec: ConvSpec, weight: np.ndarray,
@@ -263,34 +297,29 @@ class OpenCvEngine:
             for k in range(len(kernels))
         ]
 
-    def _in_threads(self, bands: Sequence[_Band],
-                    run: Callable[[_Band, np.ndarray, np.ndarray], None],
-                    buffer_shape: tuple[int, int]) -> None:
-        """Run every band on up to ``threads`` threads (this one included), each taking the
-        next band when it finishes one, with one float32 and one boolean buffer of
-        ``buffer_shape`` per thread."""
-        queue = iter(bands)
+    def _in_threads(self, jobs: Sequence[Callable[[], None]]) -> None:
+        """Run ``jobs`` on up to ``threads`` threads (this one included), each taking the next
+        job when it finishes one; the first error stops the others and is raised."""
+        queue = iter(jobs)
         lock = threading.Lock()
         failed = threading.Event()
 
-        def take() -> _Band | None:
+        def take() -> Callable[[], None] | None:
             with lock:
                 return None if failed.is_set() else next(queue, None)
 
-        def job() -> None:
-            buffer = np.empty(buffer_shape, dtype=np.float32)
-            flags = np.empty(buffer_shape, dtype=bool)
+        def worker() -> None:
             try:
-                while (band := take()) is not None:
-                    run(band, buffer, flags)
+                while (job := take()) is not None:
+                    job()
             except BaseException:
-                failed.set()  # the other threads stop at their next band
+                failed.set()  # the other threads stop at their next job
                 raise
 
-        helpers = min(self.threads, len(bands)) - 1
-        futures: list[Future[None]] = [self._executor().submit(job) for _ in range(helpers)]
+        helpers = min(self.threads, len(jobs)) - 1
+        futures: list[Future[None]] = [self._executor().submit(worker) for _ in range(helpers)]
         try:
-            job()
+            worker()
         finally:
             wait(futures)
         for future in futures:
