@@ -10,6 +10,10 @@ PYTEST_ARGS ?= -n 2
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+# thumbor, the HTTP peer of bench/bench_http.py, in a virtual environment of its own: it pins
+# its own Pillow, which must not replace the service's.
+THUMBOR_VENV := .venv-thumbor
+THUMBOR_VERSION := 7.8.0
 TS_CLIENT := clients/typescript
 NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
 
@@ -50,9 +54,13 @@ $(BENCH_STAMP): service/pyproject.toml $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e "./service[cpu,dev,bench]"
 	touch $@
 
+$(THUMBOR_VENV)/bin/thumbor:
+	$(PYTHON) -m venv $(THUMBOR_VENV)
+	$(THUMBOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "thumbor==$(THUMBOR_VERSION)"
+
 # bench_auto measures engine="auto"'s table and rewrites service/src/convserve/conv/auto_table.json
 # (the repository keeps the last one); bench_core then compares the engines with their peers.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(THUMBOR_VENV)/bin/thumbor
 	$(BIN)/python bench/bench_io.py
 	$(BIN)/python -m bench.bench_auto --write
 	$(BIN)/python -m bench.bench_core

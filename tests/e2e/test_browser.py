@@ -396,14 +396,14 @@ def test_preset_parameter_out_of_range_is_shown_next_to_that_parameter(
 
 
 def explained(page: Any) -> dict[str, float]:
-    page.wait_for_selector("#explain-value")
-    value = page.locator("#explain-value")
+    page.wait_for_selector("#explain .explain-output")
+    value = page.locator("#explain .explain-output")
     return {
         "channel": int(value.get_attribute("data-channel")),
         "y": int(value.get_attribute("data-y")),
         "x": int(value.get_attribute("data-x")),
         "value": float(value.get_attribute("data-value")),
-        "sum": float(page.get_attribute("#explain-sum", "data-sum")),
+        "sum": float(page.get_attribute("#explain .explain-sum", "data-sum")),
     }
 
 
@@ -444,8 +444,8 @@ def test_clicking_a_map_pixel_explains_its_sum(page: Any, api: httpx.Client) -> 
     page.keyboard.press("ArrowRight")
     page.keyboard.press("Enter")
     page.wait_for_function(
-        f"document.querySelector('#explain-value')?.dataset.x === '{at['x'] + 1}'"
-        " && document.querySelector('#explain-value')?.dataset.channel === '0'"
+        f"document.querySelector('#explain .explain-output')?.dataset.x === '{at['x'] + 1}'"
+        " && document.querySelector('#explain .explain-output')?.dataset.channel === '0'"
     )
     shown = explained(page)
     assert shown["y"] == at["y"]

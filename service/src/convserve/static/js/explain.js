@@ -67,10 +67,10 @@ export function renderExplanation(body, data, ctx) {
   if (data.bias !== null && data.bias !== undefined) parts.push(`bias ${fmt(data.bias, 6)}`);
   body.append(h('p', { class: 'explain-total' },
     h('span', {}, `${parts.join(' + ')} = `),
-    h('strong', { class: 'mono', id: 'explain-sum', dataset: { sum: String(recomputed) } }, fmt(recomputed, 6))));
+    h('strong', { class: 'mono explain-sum', dataset: { sum: String(recomputed) } }, fmt(recomputed, 6))));
   body.append(h('p', { class: 'explain-value' },
     `output[${channel}, ${y}, ${x}] = `,
-    h('output', { id: 'explain-value', class: 'mono', dataset: { value: String(data.value), channel: String(channel), y: String(y), x: String(x) } },
+    h('output', { class: 'mono explain-output', dataset: { value: String(data.value), channel: String(channel), y: String(y), x: String(x) } },
       fmt(data.value, 7))));
   if (data.expression) {
     body.append(h('details', { class: 'expression' },

@@ -1,31 +1,30 @@
 // The page's "Network" mode: upload an ONNX model (or store the sample network), read its layer
 // table, pick a layer, see its feature maps for a photo, and click a pixel of a Conv layer's
-// map to see the sum behind it (/v1/models/{id}/explain). A /v1/layers stack (JSON) is shown
-// the same way: its table and each layer's maps. Every API call goes through the page's one
-// client (`cs`, the compiled convserve-client), so errors are its classes with the problem body.
+// map (or focus a map, move with the arrow keys and press Enter) to see the sum behind it
+// (/v1/models/{id}/explain). A /v1/layers stack is shown the same way: its table, each layer's
+// maps, and the sum behind a pixel of a conv2d layer (net-stack.js says how that stays exact).
+// Every API call goes through the page's one client (`cs`, the compiled convserve-client), so
+// errors are its classes with the problem body.
 
 import { APIStatusError } from './convserve-client/index.js';
 import { clear, fmt, fmtCount, h, shapeText } from './dom.js';
 import { renderExplanation } from './explain.js';
+import { LatestRequest } from './lifetimes.js';
+import { describeStackLayer, EXAMPLE_STACKS, StackRun, stackNotes } from './net-stack.js';
 import { cs } from './page.js';
 
 const $ = (id) => document.getElementById(id);
 
-const DEFAULT_STACK = [
-  { type: 'conv2d', preset: 'gabor', preset_params: { size: 3, orientations: 16 }, activation: 'relu' },
-  { type: 'maxpool2d', kernel_size: 2 },
-  { type: 'conv2d', filters: 32, kernel_size: 3, activation: 'relu', seed: 1 },
-  { type: 'maxpool2d', kernel_size: 2 },
-];
-
 const state = {
   source: 'model', // 'model' (an uploaded ONNX model) or 'stack' (a /v1/layers stack)
-  stack: null, // the /v1/layers answer (return=all)
+  stack: null, // the StackRun shown
   model: null, // the /v1/models/{id} answer
   layer: null, // the selected row
   image: null, // {blob, name}
-  maps: null, // the features answer of the selected layer
+  cursor: { y: 0, x: 0 }, // the pixel Enter explains, shared by the maps shown
 };
+
+const explaining = new LatestRequest();
 
 function setMode(mode) {
   const network = mode === 'network';
@@ -33,32 +32,50 @@ function setMode(mode) {
   $('network').hidden = !network;
 }
 
-function showError(err) {
-  const box = $('net-error');
-  if (!err) {
-    box.hidden = true;
-    box.textContent = '';
+/**
+ * Show an error as the problem it is (RFC 9457): the status and title, the detail, and each
+ * field error whose message adds to the detail. A connection error, a timeout or an argument
+ * the client refused (RangeError) shows its own message. With `stack`, an error that names a
+ * field of `layers` marks the stack's JSON box invalid.
+ */
+function showError(err, { stack = false } = {}) {
+  const box = clear($('net-error'));
+  const stackBox = $('net-stack');
+  stackBox.removeAttribute('aria-invalid');
+  box.hidden = !err;
+  if (!err) return;
+  if (!(err instanceof APIStatusError)) {
+    box.append(h('p', { class: 'problem-detail' }, err.message));
     return;
   }
-  // A status error carries the server's problem (RFC 9457); a connection error, a timeout or a
-  // refused argument (RangeError) its own message.
-  const problem = err instanceof APIStatusError ? err.problem : { detail: err.message };
-  box.textContent = problem.detail || problem.title || String(err);
-  box.hidden = false;
+  const { problem } = err;
+  const detail = problem.detail || problem.title || err.message;
+  const entries = Array.isArray(problem.errors) ? problem.errors : [];
+  box.append(
+    h('p', { class: 'problem-title' }, `${err.status} ${problem.title ?? ''}`.trim()),
+    h('p', { class: 'problem-detail' }, detail));
+  const extra = entries.filter((entry) => entry.message && entry.message !== detail);
+  if (extra.length) {
+    box.append(h('ul', { class: 'problem-errors' },
+      extra.map((entry) => h('li', {}, h('code', {}, String(entry.field ?? '')), `: ${entry.message}`))));
+  }
+  if (stack && entries.some((entry) => String(entry.field ?? '').startsWith('layers'))) {
+    stackBox.setAttribute('aria-invalid', 'true');
+  }
 }
 
 function status(text) {
   $('net-status').textContent = text;
 }
 
-async function busy(label, work) {
+async function busy(label, work, { stack = false } = {}) {
   showError(null);
   status(label);
   $('net-progress').hidden = false;
   try {
     return await work();
   } catch (err) {
-    showError(err);
+    showError(err, { stack });
     status('');
     return null;
   } finally {
@@ -84,6 +101,10 @@ function renderTable(rows, summary) {
   }
   $('net-summary').textContent = summary;
   $('net-table-card').hidden = false;
+  // A pixel of the previous model or stack still being explained no longer belongs here.
+  explaining.abort();
+  $('net-maps-card').hidden = true;
+  $('net-explain').hidden = true;
 }
 
 function modelSummary(model) {
@@ -93,13 +114,27 @@ function modelSummary(model) {
     + `${fmtCount(model.total_macs)} MACs, ${model.layers.length} layers.`;
 }
 
+/** A stack layer's name in the table: "0: conv2d 16×3×3×3 + relu". */
+function stackLayerName(layer) {
+  const options = layer.options || {};
+  const weight = options.weight_shape ? ` ${options.weight_shape.join('×')}` : '';
+  const activation = options.activation ? ` + ${options.activation.type ?? options.activation}` : '';
+  return `${layer.index}: ${layer.type}${weight}${activation}`;
+}
+
 /** The /v1/layers answer's layers as table rows (with their maps). */
-function stackRows(stack) {
-  return stack.layers.map((layer) => ({
-    index: layer.index, name: `${layer.index}: ${layer.type}`, op: layer.type,
+function stackRows(answer) {
+  return answer.layers.map((layer) => ({
+    index: layer.index, name: stackLayerName(layer), op: layer.type,
     output_shape: layer.output_shape, params: layer.params, macs: layer.macs,
-    channels: layer.channels || [],
+    channels: layer.channels || [], layer,
   }));
+}
+
+/** Inputs that only models use: a stack reads the image as decoded. */
+function showPreprocessing(forModel) {
+  for (const id of ['net-resize', 'net-preprocess']) $(id).disabled = !forModel;
+  $('net-preprocess-hint').hidden = forModel;
 }
 
 async function showStack() {
@@ -108,27 +143,42 @@ async function showStack() {
     layers = JSON.parse($('net-stack').value);
   } catch (err) {
     showError(new Error(`the stack is not valid JSON: ${err.message}`));
+    $('net-stack').setAttribute('aria-invalid', 'true');
     return;
   }
-  if (!state.image) await loadImage($('net-sample').value);
   await busy('Running the stack…', async () => {
-    state.stack = await cs.layers({
-      image: state.image.blob, filename: state.image.name, layers, return: 'all', format: 'json',
+    if (!state.image) await loadImage($('net-sample').value);
+    const image = state.image;
+    const answer = await cs.layers({
+      image: image.blob, filename: image.name, layers, return: 'all', format: 'json',
     });
+    state.stack = new StackRun(layers, image, answer);
     state.source = 'stack';
     state.model = null;
     state.layer = null;
-    const rows = stackRows(state.stack);
-    renderTable(rows, `A /v1/layers stack of ${rows.length} layers over ${shapeText(state.stack.input.shape)}: `
-      + `${fmtCount(state.stack.total_params)} parameters, ${fmtCount(state.stack.total_macs)} MACs.`);
+    showPreprocessing(false);
+    const rows = stackRows(answer);
+    renderTable(rows, `A /v1/layers stack of ${rows.length} layer${rows.length === 1 ? '' : 's'} over `
+      + `${shapeText(answer.input.shape)}: ${fmtCount(answer.total_params)} parameters, `
+      + `${fmtCount(answer.total_macs)} MACs.`);
     status('Pick a layer of the stack to see its maps.');
-  });
+  }, { stack: true });
+}
+
+function pickExample() {
+  const example = EXAMPLE_STACKS.find((e) => e.id === $('net-stack-example').value);
+  if (!example) return;
+  $('net-stack').value = JSON.stringify(example.layers, null, 1);
+  $('net-stack-description').textContent = example.description;
+  $('net-stack').removeAttribute('aria-invalid');
 }
 
 async function useModel(answer) {
   state.model = await cs.model(answer.id);
   state.source = 'model';
+  state.stack = null;
   state.layer = null;
+  showPreprocessing(true);
   renderTable(state.model.layers, modelSummary(state.model));
   status(`Model ${state.model.id} is ready: pick a layer.`);
 }
@@ -173,58 +223,129 @@ async function pickLayer(row) {
   for (const button of document.querySelectorAll('#net-layers .layer-pick')) {
     button.setAttribute('aria-pressed', button.dataset.name === row.name ? 'true' : 'false');
   }
+  explaining.abort();
+  $('net-explain').hidden = true;
+  $('net-layer-info').textContent = state.source === 'stack' ? describeStackLayer(row.layer) : '';
   if (state.source === 'stack') {
-    renderMaps({ name: row.name, op: row.op, shape: row.output_shape, channels: row.channels });
+    renderMaps({ name: row.name, op: row.op, shape: row.output_shape, channels: row.channels },
+      row.op === 'conv2d');
     status(`${row.name}: ${row.channels.length} channel(s).`);
     return;
   }
-  if (!state.image) await loadImage($('net-sample').value);
   await busy(`Computing the feature maps of ${row.name}…`, async () => {
-    state.maps = await cs.features(state.model.id, { ...modelInput(), layers: [row.name], format: 'json' });
-    renderMaps(state.maps.layers[0]);
-    status(`${row.name} (${row.op}): ${state.maps.layers[0].channels.length} channel(s).`);
+    if (!state.image) await loadImage($('net-sample').value);
+    const maps = await cs.features(state.model.id, { ...modelInput(), layers: [row.name], format: 'json' });
+    renderMaps(maps.layers[0], row.op === 'Conv');
+    status(`${row.name} (${row.op}): ${maps.layers[0].channels.length} channel(s).`);
   });
 }
 
-function renderMaps(layer) {
+function renderMaps(layer, explainable) {
   const box = clear($('net-maps'));
-  const explainable = state.source === 'model' && layer.op === 'Conv';
+  box.classList.remove('picked');
+  const [, height, width] = layer.shape;
+  state.cursor = { y: Math.floor(height / 2), x: Math.floor(width / 2) };
   $('net-maps-heading').textContent = `Feature maps of ${layer.name} ${shapeText(layer.shape)}`;
   $('net-maps-hint').textContent = explainable
-    ? 'Click a pixel of a map to see the sum that computed it.'
-    : 'Pick a Conv layer of an uploaded model to click its pixels and see their sums.';
+    ? 'Click a pixel of a map, or focus a map and move with the arrow keys (Shift for 10 pixels), '
+      + 'then press Enter, to see the sum that computed it.'
+    : 'Pick a Conv layer (of a model) or a conv2d layer (of a stack) to click its pixels and see their sums.';
   for (const channel of layer.channels) {
+    const label = `Channel ${channel.index} of ${layer.name}`;
     const img = h('img', {
       src: `data:image/png;base64,${channel.png_base64}`,
-      alt: `channel ${channel.index} of ${layer.name}`,
-      width: String(layer.shape[2]), height: String(layer.shape[1]),
-      class: 'net-map', dataset: { channel: String(channel.index) },
+      alt: `${label}: ${width} × ${height} pixels, values from ${fmt(channel.min)} to ${fmt(channel.max)}`,
+      width: String(width), height: String(height), draggable: 'false',
+      class: 'net-map pixels', dataset: { channel: String(channel.index) },
     });
-    if (explainable) {
-      img.addEventListener('click', (event) => {
-        const rect = img.getBoundingClientRect();
-        const x = Math.min(layer.shape[2] - 1, Math.floor((event.clientX - rect.left) / rect.width * layer.shape[2]));
-        const y = Math.min(layer.shape[1] - 1, Math.floor((event.clientY - rect.top) / rect.height * layer.shape[1]));
-        explainPixel(channel.index, y, x);
-      });
-    }
-    box.append(h('figure', { class: 'net-map-card' }, img,
+    const picture = explainable ? mapButton(img, channel.index, label, height, width) : img;
+    box.append(h('figure', { class: 'net-map-card' }, picture,
       h('figcaption', {}, `#${channel.index}: ${fmt(channel.min)} … ${fmt(channel.max)}`)));
   }
+  moveCursor(0, 0);
   $('net-maps-card').hidden = false;
+}
+
+/** A map as a button: a click explains the pixel under the pointer, Enter the cursor's. */
+function mapButton(img, channel, label, height, width) {
+  const button = h('button', {
+    type: 'button', class: 'map-frame map-button', dataset: { channel: String(channel), label },
+  }, img, h('span', { class: 'cursor', 'aria-hidden': 'true' }));
+  button.addEventListener('click', (event) => {
+    if (event.detail > 0) {
+      const rect = img.getBoundingClientRect();
+      const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
+      const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
+      state.cursor = { y: Math.min(height - 1, Math.max(0, y)), x: Math.min(width - 1, Math.max(0, x)) };
+      moveCursor(0, 0);
+    }
+    $('net-maps').classList.add('picked');
+    explainPixel(channel, state.cursor.y, state.cursor.x);
+  });
+  button.addEventListener('keydown', (event) => {
+    const step = event.shiftKey ? 10 : 1;
+    const moves = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] };
+    if (!moves[event.key]) return;
+    event.preventDefault();
+    moveCursor(...moves[event.key]);
+  });
+  return button;
+}
+
+/** Move the maps' shared cursor by (dy, dx), clamped, and update each marker and label. */
+function moveCursor(dy, dx) {
+  const buttons = $('net-maps').querySelectorAll('.map-button');
+  if (!buttons.length) return;
+  const img = buttons[0].querySelector('img');
+  const height = Number(img.getAttribute('height'));
+  const width = Number(img.getAttribute('width'));
+  const y = Math.min(height - 1, Math.max(0, state.cursor.y + dy));
+  const x = Math.min(width - 1, Math.max(0, state.cursor.x + dx));
+  state.cursor = { y, x };
+  for (const button of buttons) {
+    const marker = button.querySelector('.cursor');
+    marker.style.left = `${((x + 0.5) / width) * 100}%`;
+    marker.style.top = `${((y + 0.5) / height) * 100}%`;
+    button.setAttribute('aria-label', `${button.dataset.label}. Press Enter to explain row ${y}, column ${x}; arrow keys move.`);
+  }
 }
 
 async function explainPixel(channel, y, x) {
   const layer = state.layer;
-  await busy(`Explaining ${layer.name}[${channel}, ${y}, ${x}]…`, async () => {
-    const data = await cs.modelExplain(state.model.id, { ...modelInput(), layer: layer.name, at: { channel, y, x } });
-    renderExplanation($('net-explain-body'), data, {
-      channel, y, x, outputName: layer.name, inputNames: [],
-      stride: data.stride, dilation: data.dilation, paddingMode: 'zeros',
-    });
-    $('net-explain').hidden = false;
-    status(`${layer.name}[${channel}, ${y}, ${x}] = ${fmt(data.value, 7)}`);
+  const at = { channel, y, x };
+  const body = $('net-explain-body');
+  showError(null);
+  status(`Explaining ${layer.name}[${channel}, ${y}, ${x}]…`);
+  $('net-progress').hidden = false;
+  body.setAttribute('aria-busy', 'true');
+  const stack = state.source === 'stack' ? state.stack : null;
+  const outcome = await explaining.run((signal) => (stack
+    ? stack.explain(layer.index, at, signal)
+    : cs.modelExplain(state.model.id, { ...modelInput(), layer: layer.name, at, signal })
+      .then((data) => ({ data }))));
+  if (outcome.stale) return;
+  $('net-progress').hidden = true;
+  body.removeAttribute('aria-busy');
+  if (outcome.aborted) return;
+  if (outcome.error) {
+    showError(outcome.error, { stack: Boolean(stack) });
+    status(`Could not explain ${layer.name}[${channel}, ${y}, ${x}].`);
+    return;
+  }
+  const { data } = outcome.value;
+  const inputNames = stack && layer.index === 0 ? stack.answer.input.channels : [];
+  renderExplanation(body, data, {
+    channel, y, x, outputName: layer.name, inputNames: inputNames || [],
+    stride: data.stride, dilation: data.dilation, paddingMode: 'zeros',
+    groupStart: data.terms.length ? data.terms[0].input_channel : 0,
   });
+  if (stack) {
+    const notes = stackNotes(layer.layer, data, at);
+    body.querySelector('.explain-lead').after(...notes.before);
+    body.append(...notes.after);
+  }
+  $('net-explain').hidden = false;
+  status(`${layer.name}[${channel}, ${y}, ${x}] = ${fmt(data.value, 7)}`);
 }
 
 function init() {
@@ -237,21 +358,27 @@ function init() {
     if (file) uploadModel(file);
   });
   $('net-use-sample').addEventListener('click', useSample);
-  $('net-stack').value = JSON.stringify(DEFAULT_STACK, null, 1);
+  const examples = $('net-stack-example');
+  for (const example of EXAMPLE_STACKS) examples.append(h('option', { value: example.id }, example.label));
+  examples.addEventListener('change', pickExample);
+  pickExample();
   $('net-show-stack').addEventListener('click', showStack);
-  $('net-sample').addEventListener('change', async () => {
-    await loadImage($('net-sample').value);
+  const refresh = () => {
     if (state.source === 'stack' && state.stack) showStack();
     else if (state.layer) pickLayer(state.layer);
+  };
+  $('net-sample').addEventListener('change', async () => {
+    await busy('Loading the photo…', () => loadImage($('net-sample').value));
+    refresh();
   });
   $('net-image-file').addEventListener('change', (event) => {
     const file = event.target.files[0];
     if (!file) return;
     state.image = { blob: file, name: file.name };
-    if (state.layer) pickLayer(state.layer);
+    refresh();
   });
   for (const id of ['net-resize', 'net-preprocess']) {
-    $(id).addEventListener('change', () => { if (state.layer) pickLayer(state.layer); });
+    $(id).addEventListener('change', () => { if (state.source === 'model' && state.layer) pickLayer(state.layer); });
   }
 }
 
