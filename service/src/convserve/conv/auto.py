@@ -8,9 +8,10 @@ transform:
 ``numpy:direct``, ``numpy:im2col``, ``numpy:toeplitz``, ``numpy:separable``
     The NumPy engine with that strategy forced (see :mod:`convserve.conv.numpy_engine`).
 ``opencv:filter2d``, ``opencv:sepfilter2d``
-    OpenCV's ``filter2D`` or ``sepFilter2D`` (:mod:`convserve.conv.opencv_engine`), for
-    depthwise and single-channel layers of stride 1 without zero weights, where
-    ``opencv-python-headless`` is installed; the answer then reports engine ``"opencv"``.
+    OpenCV's ``filter2D`` or ``sepFilter2D`` (:mod:`convserve.conv.opencv_engine`), one filter
+    per pair of output and input channel of a group, summed: layers of stride 1 and dilation 1
+    without zero weights, where ``opencv-python-headless`` is installed; the answer then
+    reports engine ``"opencv"``.
 ``subsample+<path>``
     For a strided layer whose dilation is a multiple of its stride on both axes, with zero
     padding: such a layer reads only every ``s``-th row and column of the padded input, so it
