@@ -45,6 +45,9 @@ LAYERS = [
                                                 "padding_mode": "reflect"}, id="dw-valid-cropped"),
     pytest.param((1, 1, 37, 12), (1, 1, 5, 3), {"padding": (0, 4, 1, 0),
                                                 "padding_mode": "reflect"}, id="1ch-bottom-only"),
+    # a last band of one row whose mirrored border reaches 4 rows up
+    pytest.param((1, 2, 41, 16), (2, 1, 5, 5), {"padding": (0, 4, 2, 2), "groups": 2,
+                                                "padding_mode": "reflect"}, id="short-last-band"),
     # several input channels per group: one filter per pair, summed
     pytest.param((2, 3, 41, 29), (4, 3, 3, 3), {"padding": 1}, id="rgb-to-4-k3"),
     pytest.param((1, 4, 33, 20), (6, 2, 5, 4), {"padding": (2, 2, 1, 2), "groups": 2,

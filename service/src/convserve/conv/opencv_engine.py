@@ -66,6 +66,7 @@ __all__ = [
     "OpenCvStrategy",
     "applies",
     "installed",
+    "weights_apply",
 ]
 
 OpenCvStrategy: TypeAlias = Literal["filter2d", "sepfilter2d"]
@@ -259,14 +260,20 @@ class OpenCvEngine:
     def _bands(self, spec: ConvSpec) -> list[_Band]:
         """Bands of output rows: whole planes on one thread (each OpenCV call costs a set-up),
         else each plane cut so that every thread gets about two bands, of at most
-        ``band_bytes`` and at least four kernel heights."""
+        ``band_bytes`` (about) and at least four kernel heights."""
         planes = spec.batch * spec.out_channels
         cuts = 1 if self.threads == 1 else -(-2 * self.threads // planes)
         rows = -(-spec.out_height // cuts)
         rows = max(4 * spec.kernel_h, min(rows, self.band_bytes // (4 * spec.width)))
-        return [_Band(n, o, row0, min(rows, spec.out_height - row0))
+        starts = list(range(0, spec.out_height, rows))
+        if len(starts) > 1 and spec.out_height - starts[-1] < 4 * spec.kernel_h:
+            # A short last band joins the one before: the rows OpenCV mirrors at the bottom
+            # edge must lie in the band's view of the input, as they lie in the image.
+            starts.pop()
+        ends = [*starts[1:], spec.out_height]
+        return [_Band(n, o, row0, end - row0)
                 for n in range(spec.batch) for o in range(spec.out_channels)
-                for row0 in range(0, spec.out_height, rows)]
+                for row0, end in zip(starts, ends, strict=True)]
 
     @staticmethod
     def _filters(cv2: ModuleType, strategy: OpenCvStrategy, spec: ConvSpec, weight: np.ndarray,
