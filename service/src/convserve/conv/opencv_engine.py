@@ -80,6 +80,7 @@ the output has its size)."""
 _INSTALL = "pip install opencv-python-headless"
 
 
+@functools.cache
 def installed() -> bool:
     """Whether OpenCV's ``cv2`` module can be imported here (without importing it)."""
     return importlib.util.find_spec("cv2") is not None
