@@ -9,7 +9,13 @@ import pytest
 
 from convserve import InvalidArgumentError, conv2d
 from convserve.conv.auto import AutoEngine, AutoTable, Plan, applicable_paths, family, features
-from convserve.conv.opencv_engine import OpenCvEngine, OpenCvStrategy, applies, weights_apply
+from convserve.conv.opencv_engine import (
+    OpenCvEngine,
+    OpenCvStrategy,
+    applies,
+    rank1,
+    weights_apply,
+)
 from convserve.conv.spec import conv_spec
 from tests.reference import ConvOptions, conv2d_reference
 
@@ -173,3 +179,13 @@ def test_subsampled_opencv_checks_its_output_too() -> None:
     x[0, 1, 10, 20] = np.nan  # even row and column: read by the layer
     with pytest.raises(InvalidArgumentError, match="input holds 1 NaN"):
         conv2d(x, w, engine=auto, **options)
+
+
+def test_rank1_factors_are_remembered_by_the_weights_bytes() -> None:
+    col, row = np.array([1.0, 2.0, 1.0]), np.array([1.0, -1.0, 3.0])
+    weight = np.outer(col, row).astype(np.float32)[None, None]
+    factors = rank1(weight)
+    assert factors is not None
+    np.testing.assert_allclose(np.outer(factors[0][0], factors[1][0]), weight[0, 0], rtol=1e-6)
+    assert rank1(weight.copy()) is factors  # the same bytes: no second SVD
+    assert rank1(weight + np.eye(3, dtype=np.float32)) is None  # rank 3, told apart

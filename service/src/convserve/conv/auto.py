@@ -186,9 +186,7 @@ def features(spec: ConvSpec) -> tuple[float, ...]:
 
 
 def _rank1(weight: np.ndarray) -> bool:
-    from convserve.conv.numpy_engine import rank1_factors
-
-    return rank1_factors(weight) is not None
+    return opencv_engine.rank1(weight) is not None  # memoised (the same SVDs as the engines')
 
 
 def _static_ok(path: str, spec: ConvSpec) -> bool:

@@ -66,6 +66,7 @@ __all__ = [
     "OpenCvStrategy",
     "applies",
     "installed",
+    "rank1",
     "weights_apply",
 ]
 
@@ -120,13 +121,38 @@ def weights_apply(strategy: OpenCvStrategy, weight: np.ndarray) -> bool:
     if not np.all(weight):
         return False
     if strategy == "sepfilter2d":
-        factors = _rank1(weight)
+        factors = rank1(weight)
         return factors is not None and bool(np.all(factors[0]) and np.all(factors[1]))
     return True
 
 
-def _rank1(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(col, row) of shapes (C_out * C_in // groups, k_h) and (..., k_w), kernel by kernel."""
+_Factors: TypeAlias = tuple[np.ndarray, np.ndarray] | None
+_FACTORS: dict[tuple[object, ...], _Factors] = {}
+_FACTORS_KEPT = 64
+_FACTORS_MAX_BYTES = 2**16
+
+
+def rank1(weight: np.ndarray) -> _Factors:
+    """(col, row) of shapes (C_out * C_in // groups, k_h) and (..., k_w), kernel by kernel, if
+    every kernel has rank 1 (:func:`convserve.conv.numpy_engine.rank1_factors`), else None.
+
+    Memoised by the weight's bytes (the last 64 weights of up to 64 KiB): the SVDs cost a
+    tenth of a 2048x2048 Gaussian blur, and ``auto`` asks for them when it plans and when it
+    runs. The arrays returned are shared: read them, never write them.
+    """
+    if weight.nbytes > _FACTORS_MAX_BYTES:
+        return _factors(weight)
+    key = (weight.shape, weight.dtype.str, weight.tobytes())
+    if key in _FACTORS:
+        return _FACTORS[key]
+    factors = _factors(weight)
+    if len(_FACTORS) >= _FACTORS_KEPT:
+        _FACTORS.clear()  # rare; a plain dict keeps hits cheap and thread-safe
+    _FACTORS[key] = factors
+    return factors
+
+
+def _factors(weight: np.ndarray) -> _Factors:
     from convserve.conv.numpy_engine import rank1_factors
 
     return rank1_factors(weight.reshape(-1, 1, *weight.shape[2:]))
@@ -288,7 +314,7 @@ class OpenCvEngine:
                   for k in range(spec.out_channels * per_group)]
         kernels = weight.reshape(-1, spec.kernel_h, spec.kernel_w)
         if strategy == "sepfilter2d":
-            factors = _rank1(weight)
+            factors = rank1(weight)
             if factors is None:  # weights_apply checked it; a guard, not a branch taken
                 raise AssertionError("sepfilter2d needs rank-1 kernels")
             col, row = factors
