@@ -32,10 +32,13 @@ COPY service/src service/src
 # The service itself (seconds); pip and setuptools leave, so the runtime image has no
 # installer. The venv is copied whole into the runtime stage (same base, same paths), which
 # keeps the wheels out of the image: the legacy builder has no RUN --mount to install from.
+# The demo page's sample network is built here once, into the venv (38 MB, the same bytes on
+# every build), and stored at start-up from CONVSERVE_SAMPLE_MODEL_FILE (no build per worker).
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./service \
  && pip install --no-cache-dir --no-index --no-deps /wheels/convserve-*.whl \
  && pip uninstall --yes pip setuptools \
- && python -c "import convserve.launcher, onnxruntime; print(onnxruntime.get_available_providers())"
+ && python -c "import convserve.launcher, onnxruntime; print(onnxruntime.get_available_providers())" \
+ && python -m convserve.models.sample --out /opt/convserve/share/sample-keras-cnn.onnx
 
 # --- runtime: the base, a non-root user and the venv; no compilers, no pip -----------------
 FROM ${BASE_IMAGE} AS runtime
@@ -48,6 +51,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/convserve/bin:$PATH \
     PORT=8000 \
     ORT_DISABLE_TELEMETRY=1 \
+    CONVSERVE_SAMPLE_MODEL_FILE=/opt/convserve/share/sample-keras-cnn.onnx \
     CONVSERVE_ENGINE=auto \
     CONVSERVE_DEVICE=cpu
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \

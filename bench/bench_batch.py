@@ -69,8 +69,9 @@ def make_photos(folder: Path, count: int) -> list[Path]:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
+    # No sample network stored at start-up: its second of CPU would overlap the first batch.
     env = {**os.environ, "WEB_CONCURRENCY": "2", "HOST": "127.0.0.1", "PORT": str(port),
-           "CONVSERVE_LOG_LEVEL": "warning"}
+           "CONVSERVE_LOG_LEVEL": "warning", "CONVSERVE_SAMPLE_MODEL": "0"}
     process = subprocess.Popen([sys.executable, "-m", "convserve.launcher"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_ready(process, port, 120)

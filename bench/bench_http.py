@@ -81,7 +81,7 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CONVSERVE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "CONVSERVE_LOG_LEVEL": "warning", "CONVSERVE_SAMPLE_MODEL": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "convserve.main:app", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log"],

@@ -175,7 +175,8 @@ def r2_against_thumbor(thumbor: Path, png: bytes, requests: int) -> bool:
         conf.write_text(THUMBOR_CONF.format(root=str(root)))
         ours, theirs = free_port(), free_port()
         env = {**os.environ, "PORT": str(ours), "HOST": "127.0.0.1",
-               "WEB_CONCURRENCY": str(WORKERS), "CONVSERVE_LOG_LEVEL": "warning"}
+               "WEB_CONCURRENCY": str(WORKERS), "CONVSERVE_LOG_LEVEL": "warning",
+               "CONVSERVE_SAMPLE_MODEL": "0"}
         try:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "convserve.launcher"], env=env,

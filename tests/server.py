@@ -114,6 +114,8 @@ def run_server(
     """
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    # No sample network at start-up (38 MB and a second of CPU per server) unless asked for.
+    full_env.setdefault("CONVSERVE_SAMPLE_MODEL", "0")
     with tempfile.TemporaryDirectory(prefix="convserve-server-") as tmp:
         log = Path(tmp) / "server.log"
         with _listening_socket("127.0.0.1") as sock, log.open("wb") as sink:

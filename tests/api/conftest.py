@@ -18,6 +18,12 @@ from convserve.settings import Settings
 ClientFactory = Callable[..., TestClient]
 
 
+def app_settings(**overrides: Any) -> Settings:
+    """``Settings(**overrides)`` for a test app: without the sample network at start-up
+    (38 MB and a second of CPU per app) unless ``sample_model=True`` is given."""
+    return Settings(**{"sample_model": False, **overrides})
+
+
 def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -29,11 +35,12 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
 
 @pytest.fixture
 def make_client() -> Iterator[ClientFactory]:
-    """Build a started TestClient for ``Settings(**overrides)``; closed after the test."""
+    """Build a started TestClient for ``app_settings(**overrides)``; closed after the
+    test."""
     opened: list[TestClient] = []
 
     def factory(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(Settings(**overrides)))
+        client = TestClient(create_app(app_settings(**overrides)))
         client.__enter__()
         opened.append(client)
         wait_ready(client)
@@ -47,7 +54,7 @@ def make_client() -> Iterator[ClientFactory]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     """A started app with default settings (onnxruntime on cpu), shared by a module."""
-    with TestClient(create_app(Settings())) as c:
+    with TestClient(create_app(app_settings())) as c:
         wait_ready(c)
         yield c
 

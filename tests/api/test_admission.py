@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.formparsers import MultiPartParser
 
 from convserve.main import create_app
-from convserve.settings import Settings
-from tests.api.conftest import ClientFactory, png_bytes, wait_ready
+from tests.api.conftest import ClientFactory, app_settings, png_bytes, wait_ready
 
 
 def reserved(client: TestClient) -> dict[str, float]:
@@ -84,7 +83,7 @@ def test_uploads_up_to_the_limit_are_never_spooled_to_disk(make_client: ClientFa
 @pytest.fixture(scope="module")
 def exhausted_app() -> Iterator[TestClient]:
     """The real app plus two routes that really run out: /dev/full (ENOSPC) and MemoryError."""
-    app: FastAPI = create_app(Settings())
+    app: FastAPI = create_app(app_settings())
 
     @app.post("/test/disk-full")
     async def disk_full() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import struct
 import zipfile
 
 import numpy as np
@@ -15,33 +14,13 @@ from fastapi.testclient import TestClient
 from convserve.errors import InvalidArgumentError, InvalidInputError
 from convserve.weightfiles import PickleRefusedError, load_kernel_file
 from tests.api.conftest import load_npy, npy_bytes
+from tests.weightfiles import npz_bytes, safetensors_bytes
 
 # Dive into Deep Learning: X (2, 3, 3), K (1, 2, 2, 2) -> [[56, 72], [104, 120]]
 X = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]], np.float32)
 K = np.array([[[[0, 1], [2, 3]], [[1, 2], [3, 4]]]], np.float32)
 D2L = [[56.0, 72.0], [104.0, 120.0]]
 MB = 1 << 20
-
-
-def safetensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    """The safetensors format, written here from its specification (8-byte header length,
-    JSON header with dtype, shape and data_offsets, raw little-endian bytes)."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    chunks, offset = [], 0
-    for name, array in tensors.items():
-        raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
 
 
 def convolve(client: TestClient, name: str, data: bytes, **fields: str) -> np.ndarray:
@@ -140,3 +119,67 @@ def test_kernel_and_kernel_file_together_or_stray_keys_are_422(client: TestClien
                         data={"preset": "sobel", "kernel_key": "w"})
     assert stray.status_code == 422
     assert stray.json()["errors"][0]["field"] == "kernel_key"
+
+
+def test_the_answer_reports_the_kernels_file_and_keys(client: TestClient) -> None:
+    data = npz_bytes(**{"features.0.weight": K, "features.0.bias": np.array([1.0], np.float32)})
+    response = client.post("/v1/convolve", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("w.npz", data)},
+                           data={"kernel_key": "features.0.weight", "dry_run": "true"})
+    assert response.status_code == 200, response.text
+    assert response.json()["kernel"] == {
+        "source": "kernel_file", "format": "npz", "weight_key": "features.0.weight",
+        "bias_key": "features.0.bias", "layout": "OIHW", "weight_shape": [1, 2, 2, 2],
+        "bias": [1.0], "groups": 1}
+    explained = client.post("/v1/explain", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("k.npy", npy_bytes(K))},
+                            data={"at": '{"channel": 0, "y": 0, "x": 0}'})
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["kernel"]["source"] == "kernel_file"
+    assert explained.json()["kernel"]["format"] == "npy"
+    typed = client.post("/v1/convolve", json={"input": {"array": X.tolist()},
+                                              "kernel": {"weight": K.tolist()},
+                                              "dry_run": True})
+    assert typed.json()["kernel"]["source"] == "kernel"
+
+
+def test_a_corrupt_npz_member_is_a_422(client: TestClient) -> None:
+    data = bytearray(npz_bytes(w=np.random.default_rng(0).random((4, 2, 3, 3))))
+    start = data.index(b"w.npy") + 100  # inside the member's deflate stream
+    data[start:start + 40] = bytes(b ^ 0x5A for b in data[start:start + 40])
+    response = client.post("/v1/convolve", files={"image": ("x.npy", npy_bytes(X)),
+                                                  "kernel_file": ("w.npz", bytes(data))})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(
+        "kernel_file member 'w' cannot be read from the .npz (ZIP) file: ")
+
+
+def npy_with_header(header: str, data: bytes = b"\0" * 16) -> bytes:
+    """A .npy (version 1.0) with ``header`` as its dictionary text."""
+    text = header.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + data
+
+
+def zip_version_129(data: bytes) -> bytes:
+    """``data`` (a ZIP) with its first central-directory entry needing ZIP version 12.9."""
+    edited = bytearray(data)
+    edited[edited.index(b"PK\x01\x02") + 6] = 129
+    return bytes(edited)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    pytest.param(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, "),
+                 "kernel_file is not a valid .npy array: ('EOF in multi-line statement'",
+                 id="npy-header-unbalanced"),
+    pytest.param(npy_with_header(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"),
+        "kernel_file's header claims shape (1000000000000,) of float32 (4,000,000,000,000 "
+        "bytes) and it holds 16 bytes of data", id="npy-header-claims-terabytes"),
+    pytest.param(zip_version_129(npz_bytes(w=K)),
+                 "kernel_file is not a valid .npz (ZIP) file: zip file version 12.9",
+                 id="zip-version"),
+])
+def test_mangled_headers_are_invalid_input_not_errors(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_kernel_file(data, "w", max_bytes=MB)
+    assert info.value.detail.startswith(message)

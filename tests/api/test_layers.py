@@ -358,8 +358,9 @@ def test_conv_layer_needs_exactly_one_weight_source(client: TestClient) -> None:
     })
     assert response.status_code == 422
     message = ("Value error, give exactly one of kernel (an explicit weight tensor), preset (a "
-               "name from GET /v1/presets) and filters (+ kernel_size, seeded weights); got "
-               "preset, filters")
+               "name from GET /v1/presets), filters (+ kernel_size, seeded weights), kernel_key "
+               "(a tensor of the request's kernel_file part) and kernel_file: true (its only "
+               "tensor); got preset, filters")
     assert response.json() == {
         "type": "/problems/validation-error", "title": "Request validation failed",
         "status": 422, "detail": f"layers.0.conv2d: {message}",
@@ -431,3 +432,20 @@ def test_sizes_beyond_int32_are_a_422_naming_the_bound(client: TestClient,
                                                "layers": [layer]})
     assert response.status_code == 422, response.text
     assert "<= 2147483647" in response.json()["detail"]
+
+
+def test_a_kernel_bias_of_the_wrong_length_is_a_422_not_an_engine_error(
+    client: TestClient,
+) -> None:
+    response = client.post("/v1/layers", json={
+        "input": {"array": image((1, 3, 3))},
+        "layers": [{"type": "conv2d", "kernel": {"weight": [[[[1]]], [[[2]]]],
+                                                 "bias": [1, 2, 3]}}],
+    })
+    assert response.status_code == 422
+    detail = "bias.shape=(3,) must be (C_out,)=(2,) for weight.shape=(2, 1, 1, 1)"
+    assert response.json() == {
+        "type": "/problems/shape-mismatch", "title": "Shapes do not fit together",
+        "status": 422, "detail": detail,
+        "errors": [{"field": "layers.0.bias", "message": detail}],
+    }

@@ -17,16 +17,23 @@ from fastapi.testclient import TestClient
 from onnx import helper, numpy_helper
 
 from tests import onnx_models as m
-from tests.api.conftest import ClientFactory, decode_png, load_npy, npy_bytes, png_bytes, wait_ready
+from tests.api.conftest import (
+    ClientFactory,
+    app_settings,
+    decode_png,
+    load_npy,
+    npy_bytes,
+    png_bytes,
+    wait_ready,
+)
 from tests.unit.models.test_runner import ort_outputs
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from convserve.main import create_app
-    from convserve.settings import Settings
 
-    settings = Settings(model_dir=tmp_path_factory.mktemp("store"), warmup=False)
+    settings = app_settings(model_dir=tmp_path_factory.mktemp("store"), warmup=False)
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         yield client

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from convserve.api.runtime import Runtime
 from convserve.errors import ComputeTimeoutError
 from convserve.main import create_app
-from convserve.settings import Settings
-from tests.api.conftest import ClientFactory, wait_ready
+from tests.api.conftest import ClientFactory, app_settings, wait_ready
 
 D2L = {
     "input": {"array": [[[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]]},
@@ -31,7 +30,7 @@ def test_healthz_is_open_and_alive(client: TestClient) -> None:
 
 
 def test_ready_is_503_until_engine_warm() -> None:
-    app = create_app(Settings())
+    app = create_app(app_settings())
     cold = TestClient(app)  # lifespan not started: no warm-up has run
     response = cold.get("/readyz")
     assert response.status_code == 503
@@ -49,7 +48,7 @@ def test_ready_is_503_until_engine_warm() -> None:
 
 
 def test_ready_reports_why_when_default_device_is_unusable(make_client: ClientFactory) -> None:
-    app = create_app(Settings(device="cuda"))
+    app = create_app(app_settings(device="cuda"))
     with TestClient(app) as client:
         runtime: Runtime = app.state.runtime
         for _ in range(500):
@@ -200,7 +199,8 @@ class Blocker:
 @pytest.fixture(params=[5.0])
 def tight(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, Blocker]]:
     """One worker thread, one queue place, compute timeout from the param."""
-    app = create_app(Settings(worker_threads=1, queue_size=1, compute_timeout_s=request.param))
+    app = create_app(app_settings(worker_threads=1, queue_size=1,
+                                   compute_timeout_s=request.param))
     with TestClient(app) as client:
         wait_ready(client)
         blocker = Blocker(app.state.runtime)

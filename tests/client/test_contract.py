@@ -189,7 +189,8 @@ def form_fields(path: str) -> set[str]:
     pytest.param("/v1/layers", "_layers_call",
                  {"layers": [{"type": "relu"}], "return_": "last", "format": "json",
                   "normalize": "auto", "color_mode": "keep", "engine": "numpy",
-                  "device": "cpu", "dry_run": True}, id="layers"),
+                  "device": "cpu", "dry_run": True,
+                  "kernel_file": {"conv.weight": np.ones((1, 1, 1, 1))}}, id="layers"),
 ])
 def test_multipart_fields_are_the_forms(path: str, call_name: str,
                                         fields: dict[str, Any]) -> None:

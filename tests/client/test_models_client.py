@@ -25,6 +25,7 @@ from convserve_client import (
 from convserve_client.cli import main
 from tests import onnx_models as m
 from tests.client.test_client import Blocking
+from tests.conftest import cuda_unavailable_reason
 
 pytestmark = pytest.mark.e2e  # a real uvicorn process over loopback
 
@@ -88,6 +89,26 @@ def test_model_lifecycle_and_features(api: Any, tmp_path: Path) -> None:
         api.model(info.id)
 
 
+def test_features_on_a_device(api: Any) -> None:
+    info: ModelInfo = api.upload_model(m.serialize(m.bn_cnn(seed=22)))
+    x = np.random.default_rng(3).normal(size=(2, 10, 9)).astype(np.float32)
+    on_cpu: FeatureMaps = api.features(info.id, x, ["y"], device="cpu")
+    assert (on_cpu.device, on_cpu.provider) == ("cpu", "CPUExecutionProvider")
+    npy: FeatureMaps = api.features(info.id, x, ["y"], format="npy", device="cpu")
+    assert npy.device == "cpu"  # from the engine header: a .npy carries no device
+    if cuda_unavailable_reason() is not None:
+        for transport in ("multipart", "json"):
+            with pytest.raises(UnprocessableEntityError, match="CUDAExecutionProvider"):
+                api.features(info.id, x, ["y"], device="cuda", transport=transport)
+        return
+    on_cuda: FeatureMaps = api.features(info.id, x, ["y"], format="zip", device="cuda")
+    on_cpu_zip: FeatureMaps = api.features(info.id, x, ["y"], format="zip", device="cpu")
+    assert (on_cuda.device, on_cuda.provider) == ("cuda", "CUDAExecutionProvider")
+    assert on_cuda["y"].array is not None and on_cpu_zip["y"].array is not None
+    np.testing.assert_allclose(on_cuda["y"].array, on_cpu_zip["y"].array, rtol=1e-4,
+                               atol=1e-5)
+
+
 def run_cli(url: str, *args: str) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -110,6 +131,14 @@ def test_cli_model_commands(models_url: str, tmp_path: Path) -> None:
     status, _ = run_cli(models_url, "model", "features", ident, str(image), "--layers", "conv",
                         "--format", "npy", "-o", str(tmp_path / "conv.npy"))
     assert status == 0 and np.load(tmp_path / "conv.npy").shape == (4, 6, 6)
+    status, _ = run_cli(models_url, "model", "features", ident, str(image), "--layers", "conv",
+                        "--device", "cpu", "--format", "npy", "-o", str(tmp_path / "cpu.npy"))
+    assert status == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "cpu.npy"), np.load(tmp_path / "conv.npy"))
+    if cuda_unavailable_reason() is not None:
+        status, _ = run_cli(models_url, "model", "features", ident, str(image), "--layers",
+                            "conv", "--device", "cuda")
+        assert status == 1
     status, text = run_cli(models_url, "model", "features", ident, str(image), "--layers",
                            "1,relu", "-o", str(tmp_path / "maps"))
     assert status == 0 and (tmp_path / "maps" / "001" / "channel_003.png").is_file()

@@ -150,6 +150,18 @@ def test_runtime_stage_is_non_root_and_observable(name: str) -> None:
     assert runtime.all("COPY") == ["--from=builder /opt/convserve /opt/convserve"]
 
 
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_build_the_sample_network_and_name_the_file(name: str) -> None:
+    builder, runtime = DOCKERFILES[name].stages[0], DOCKERFILES[name].stages[-1]
+    built = [m.group(1) for run in builder.all("RUN")
+             for m in [re.search(r"python -m convserve\.models\.sample --out (\S+)", run)] if m]
+    assert len(built) == 1, builder.all("RUN")
+    # Built into the venv, which the runtime stage copies whole; read-only there is enough.
+    assert built[0].startswith("/opt/convserve/")
+    assert runtime.env()["CONVSERVE_SAMPLE_MODEL_FILE"] == built[0]
+    assert "sample_model_file" in Settings.model_fields  # the variable names a real setting
+
+
 def test_cpu_and_cuda_runtimes_behave_alike() -> None:
     cpu, cuda = CPU.stages[-1], CUDA.stages[-1]
     for keyword in ("USER", "EXPOSE", "HEALTHCHECK", "CMD", "COPY"):
@@ -224,7 +236,8 @@ def test_compose_environment_names_real_settings_with_their_defaults() -> None:
 def test_compose_sets_every_setting_an_operator_tunes() -> None:
     prefix = Settings.model_config.get("env_prefix", "")
     environment = COMPOSE["services"]["api"]["environment"]
-    left_to_the_service = {"warmup"}  # a container always warms up before /readyz
+    # A container always warms up before /readyz; the image names the sample file it built.
+    left_to_the_service = {"warmup", "sample_model_file"}
     missing = [
         name for name in Settings.model_fields
         if name not in left_to_the_service
@@ -354,6 +367,30 @@ def test_kubernetes_deployment_probes_limits_and_runs_non_root() -> None:
     for name in env:
         if name.startswith(prefix):
             assert name.removeprefix(prefix).lower() in Settings.model_fields, name
+
+
+def test_kubernetes_replicas_share_one_read_write_many_model_store() -> None:
+    (deployment,) = load_yaml_documents("deploy/kubernetes/deployment.yaml")
+    (claim,) = load_yaml_documents("deploy/kubernetes/model-store.yaml")
+    assert deployment["spec"]["replicas"] > 1
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on several nodes write it
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (models,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert models["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == models["name"]]
+    assert mount["mountPath"] == env["CONVSERVE_MODEL_DIR"] and not mount.get("readOnly")
+    # Writable by the non-root user where the driver applies fsGroup.
+    assert pod["securityContext"]["fsGroup"] == int(USER.split(":")[1])
+    settings = Settings.model_validate({
+        "model_store_bytes": env.get("CONVSERVE_MODEL_STORE_BYTES") or 1_000_000_000,
+        "sample_model": env.get("CONVSERVE_SAMPLE_MODEL", True)})
+    # The store's bound plus one model being written (its temporary file) fit the claim.
+    capacity = size_bytes(claim["spec"]["resources"]["requests"]["storage"])
+    assert capacity >= settings.model_store_bytes + settings.max_model_bytes
+    assert settings.sample_model
 
 
 def test_kubernetes_service_selects_the_deployment_pods() -> None:

@@ -1,5 +1,6 @@
 """The CPU image on a real Docker engine: builds with the legacy builder, serves the D2L
-example as a non-root user within a 1-CPU limit, and its own HEALTHCHECK turns healthy.
+example as a non-root user within a 1-CPU limit, stores the sample network it built, and its
+own HEALTHCHECK turns healthy.
 
 Building the image takes a minute or more, so ``make test`` skips this module unless
 ``CONVSERVE_DOCKER_TESTS=1``; the CI docker stage (.ci/docker-stage.sh) starts an engine, sets it
@@ -8,6 +9,7 @@ and runs this module besides the compose stack. It also skips where no engine ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from convserve.models.sample import sample_model_bytes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -91,8 +95,14 @@ def test_image_serves_d2l_as_non_root_within_one_cpu(container: str) -> None:
             assert time.monotonic() < deadline, docker("logs", container).stderr[-3000:]
             time.sleep(0.2)
         answer = client.post("/v1/convolve", json=D2L_REQUEST)
+        # The sample network, built into the image, is stored at start-up with the id a build
+        # here gives (the same bytes on every build).
+        while not (sample := client.get("/v1/models/sample").json())["stored"]:
+            assert time.monotonic() < deadline, docker("logs", container).stderr[-3000:]
+            time.sleep(0.2)
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"] == [[[56, 72], [104, 120]]]
+    assert sample["id"] == hashlib.sha256(sample_model_bytes()).hexdigest()[:32]
 
     assert docker("exec", container, "id", "-u").stdout.strip() == "10001"
     logs = docker("logs", container)

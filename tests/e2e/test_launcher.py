@@ -1,5 +1,6 @@
 """The container command on the host: ``python -m convserve.launcher`` serves with N workers,
-the Dockerfile's own HEALTHCHECK command tracks readiness, and SIGTERM stops it cleanly."""
+the Dockerfile's own HEALTHCHECK command tracks readiness, the workers store the sample network
+once in the store they share, and SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from convserve.models.sample import SAMPLE_FILENAME, write_sample
 from tests.docker.dockerfiles import parse_dockerfile
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +39,13 @@ def test_launcher_serves_workers_that_pass_the_image_healthcheck(tmp_path: Path)
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CONVSERVE_", "WEB_CONCURRENCY", "OMP_", "OPENBLAS_"))}
+    # As the image: the sample network built ahead of time, a model store of its own.
+    prebuilt = tmp_path / "share" / SAMPLE_FILENAME
+    write_sample(prebuilt)
+    store = tmp_path / "models"
     env.update({"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-                "CONVSERVE_LOG_LEVEL": "warning"})
+                "CONVSERVE_LOG_LEVEL": "warning", "CONVSERVE_MODEL_DIR": str(store),
+                "CONVSERVE_SAMPLE_MODEL_FILE": str(prebuilt)})
 
     def healthcheck() -> int:
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -59,8 +66,20 @@ def test_launcher_serves_workers_that_pass_the_image_healthcheck(tmp_path: Path)
         cores = len(os.sched_getaffinity(0))
         assert plan["workers"] == 2
         assert plan["intra_op_threads"] == plan["worker_threads"] == max(1, cores // 2)
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        assert (ready.status_code, ready.json()["status"]) == (200, "ready")
+        # The health check passes once a worker is ready; the other may still be warming up.
+        while (ready := httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)).status_code != 200:
+            assert time.monotonic() < deadline, f"never ready:\n{log.read_text()}"
+            time.sleep(0.2)
+        assert ready.json()["status"] == "ready"
+        # Both workers try to store the sample at start-up; the store holds it once.
+        while not httpx.get(f"http://127.0.0.1:{port}/v1/models/sample",
+                            timeout=10).json()["stored"]:
+            assert time.monotonic() < deadline, f"sample never stored:\n{log.read_text()}"
+            time.sleep(0.2)
+        listed = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["models"]
+        assert [item["filename"] for item in listed] == [SAMPLE_FILENAME]
+        assert [p.name for p in store.glob("*.onnx")] == [f"{listed[0]['id']}.onnx"]
+        assert not list(store.glob(".tmp-*"))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()
         assert healthcheck() != 0, "the health check passes after the server stopped"

@@ -12,7 +12,7 @@ import {
   type RequestInfo,
 } from './errors.js';
 import { withPng, type Call } from './calls.js';
-import { kernelJson, requestBody } from './inputs.js';
+import { kernelJson, requestBody, type ImageSource } from './inputs.js';
 import {
   deleteModelCall, featuresCall, modelCall, modelExplainCall, modelKernelCall, modelsCall,
   sampleModelCall, uploadModelCall,
@@ -209,14 +209,16 @@ export class ConvServe {
   /**
    * A stack of layers (conv2d, activations, pooling): `POST /v1/layers`. format json (default)
    * answers the generated `LayersResponse`, npy the last layer's maps, zip and onnx a `Blob`.
+   * `kernelFile` sends a weight file whose tensors conv2d entries name with `kernel_key`.
    */
   layers<F extends LayersFormat = 'json'>(params: LayersParams<F>): Promise<LayersResult<F>> {
-    const { image, input, filename, signal, timeoutMs, format, ...fields } = params;
+    const { image, input, filename, signal, timeoutMs, format, kernelFile, ...fields } = params;
     const fmt = (format ?? 'json') as LayersFormat;
+    const files: Record<string, ImageSource> = kernelFile === undefined ? {} : { kernel_file: kernelFile };
     return this.send({
       method: 'POST',
       path: '/v1/layers',
-      body: requestBody(image, input, { ...fields, format: fmt, dry_run: fields.dry_run || undefined }, filename),
+      body: requestBody(image, input, { ...fields, format: fmt, dry_run: fields.dry_run || undefined }, filename, files),
       options: { signal, timeoutMs },
       parse: async (response) => {
         if (fmt === 'json') return await response.json() as LayersResult<F>;

@@ -110,14 +110,22 @@ export function requestBody(
   input: ArrayInput | { image_base64: string } | undefined,
   fields: Record<string, unknown>,
   filename: string | undefined,
+  files: Record<string, ImageSource> = {},
 ): { body: BodyInit; contentType?: string } {
   const present = defined(fields);
   if (image !== undefined && input !== undefined) throw new TypeError('pass image or input, not both');
+  if (image === undefined && Object.keys(files).length > 0) {
+    throw new TypeError(`${Object.keys(files).join(', ')} is sent as a file part, which a JSON body cannot carry: pass image (a file)`);
+  }
   if (image !== undefined) {
     const form = new FormData();
     const blob = toBlob(image);
     const name = filename ?? (typeof File !== 'undefined' && blob instanceof File ? blob.name : 'image');
     form.append('image', blob, name);
+    for (const [key, file] of Object.entries(files)) {
+      const part = toBlob(file);
+      form.append(key, part, typeof File !== 'undefined' && part instanceof File ? part.name : key);
+    }
     for (const [key, value] of Object.entries(present)) {
       form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
     }

@@ -149,8 +149,9 @@ export interface paths {
         /**
          * A stack of layers over one image
          * @description Apply `layers` in order to one image (input as in `/v1/convolve`): `conv2d` (a `kernel`, a
-         *     `preset`, or `filters` + `kernel_size` with seeded initial weights; every conv option; `bias`;
-         *     an optional `activation` applied in the same layer), `relu`, `leaky_relu` (`slope`),
+         *     `preset`, `filters` + `kernel_size` with seeded initial weights, or a tensor of a weight file;
+         *     every conv option; `bias`; an optional `activation` applied in the same layer), `relu`,
+         *     `leaky_relu` (`slope`),
          *     `sigmoid`, `tanh`, `abs`, `maxpool2d` and `avgpool2d` (`kernel_size`, `stride` defaulting to
          *     `kernel_size`, symmetric `padding`; output `floor((H + 2p - k) / s) + 1`; average pooling
          *     counts padded zeros, PyTorch's `count_include_pad=true`, unless told otherwise).
@@ -161,6 +162,17 @@ export interface paths {
          *     with it (`all`, `last`, `none`). `format`: `json`, `npy` (the last layer's float32 maps),
          *     `zip` (every layer's PNGs and a manifest), `onnx` (the stack as a standalone ONNX model with
          *     its weights, input `input` of shape `(N, C, H, W)`, output `output`; not run).
+         *
+         *     Trained weights: a multipart request may carry one `kernel_file` part, an `.npz` or
+         *     `.safetensors` file such as a network's whole `state_dict` (or a `.npy` of one tensor), and
+         *     each conv2d entry names its tensor with `kernel_key` (`"features.0.weight"`; the bias
+         *     `features.0.bias` comes with it when the file has it, `bias_key` names another, `"bias": false`
+         *     drops it; `"layout": "HWIO"` for Keras' `get_weights()` order), or takes a one-tensor file with
+         *     `"kernel_file": true`. The answer's `kernel` of such a layer reports `source: "kernel_file"`,
+         *     `format`, `weight_key`, `bias_key` and `layout`. A JSON body cannot carry the file. Pickles are
+         *     refused with 415; the file counts towards `CONVSERVE_MAX_UPLOAD_BYTES` with the rest of the
+         *     body, and each tensor is checked against `CONVSERVE_MAX_OUTPUT_BYTES` and the kernel limits
+         *     (from the file's header, before it is read).
          *
          *     The `onnxruntime` engine runs the whole stack as one ONNX graph in one cached session; the
          *     `numpy` engine runs it layer by layer; they agree to 1e-4. `dry_run=true` validates and
@@ -237,11 +249,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The sample network's id and whether it is stored
+         * @description The id of the demo page's sample network, whether it is in the store now (GET /v1/models/{id} then describes it) and whether the server stores it at start-up (CONVSERVE_SAMPLE_MODEL). Nothing is stored here: POST /v1/models/sample does that.
+         */
+        get: operations["sample_status_v1_models_sample_get"];
         put?: never;
         /**
          * Store the sample network
-         * @description Build and store the demo page's sample network: the Keras reference CNN (150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's 16 orientations at 3x3 and whose later layers hold seeded weights (untrained). 201 when stored now, 200 with the same id when it was stored already.
+         * @description Build and store the demo page's sample network: the Keras reference CNN (150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's 16 orientations at 3x3 and whose later layers hold seeded weights (untrained). The server stores it at start-up unless CONVSERVE_SAMPLE_MODEL=0; this stores it again after an eviction or deletion. 201 when stored now, 200 with the same id when it was stored already.
          */
         post: operations["store_sample_v1_models_sample_post"];
         delete?: never;
@@ -461,9 +477,11 @@ export interface components {
         };
         /**
          * Conv2dLayerSpec
-         * @description A convolution layer: give exactly one of ``kernel``, ``preset`` or ``filters`` (with
-         *     ``kernel_size``, for seeded initial weights). Padding defaults to 0 and zeros with a kernel
-         *     or filters, to 'same' and reflect with a preset.
+         * @description A convolution layer: give exactly one of ``kernel``, ``preset``, ``filters`` (with
+         *     ``kernel_size``, for seeded initial weights), ``kernel_key`` (a tensor of the request's
+         *     ``kernel_file`` part, e.g. a ``state_dict`` saved as .safetensors or .npz) or
+         *     ``kernel_file: true`` (that file's only tensor, e.g. a .npy). Padding defaults to 0 and
+         *     zeros with a kernel, filters or a file's tensor, to 'same' and reflect with a preset.
          */
         Conv2dLayerSpec: {
             /**
@@ -484,6 +502,13 @@ export interface components {
              * @default true
              */
             bias?: boolean;
+            /**
+             * Bias Key
+             * @description With kernel_key or kernel_file: the bias's name in the file, when it is not the
+             *     weight's prefix + bias.
+             * @default null
+             */
+            bias_key?: string | null;
             /**
              * Dilation
              * @description an int or [h, w]
@@ -524,11 +549,34 @@ export interface components {
              */
             kernel?: components["schemas"]["KernelSpec"] | null;
             /**
+             * Kernel File
+             * @description multipart only: true takes the weight from the request's kernel_file part when it holds
+             *     one tensor (a .npy, or an .npz or .safetensors with one tensor).
+             * @default null
+             */
+            kernel_file?: true | null;
+            /**
+             * Kernel Key
+             * @description multipart only: the weight's name in the request's kernel_file part (.npz or
+             *     .safetensors), e.g. features.0.weight; when it ends in weight, the bias of the same prefix
+             *     (features.0.bias) is read with it if the file has one.
+             * @default null
+             * @example features.0.weight
+             */
+            kernel_key?: string | null;
+            /**
              * Kernel Size
              * @description k or [k_h, k_w] of seeded initial weights.
              * @default null
              */
             kernel_size?: (number | number[]) | null;
+            /**
+             * Layout
+             * @description With kernel_key or kernel_file: the order of the file's weight, OIHW (PyTorch, ONNX;
+             *     the default) or HWIO (Keras' get_weights()), converted to OIHW.
+             * @default null
+             */
+            layout?: ("OIHW" | "HWIO") | null;
             /**
              * Padding
              * @description An int, [p_h, p_w], [top, bottom, left, right], 'valid' or 'same' (stride 1 only;
@@ -591,19 +639,46 @@ export interface components {
              */
             type: "conv2d";
         } & ({
+            bias_key?: null;
             filters?: null;
             kernel: Record<string, never>;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size?: null;
+            layout?: null;
+            preset?: null;
+        } | {
+            bias_key?: null;
+            filters?: null;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size?: null;
+            layout?: null;
+            preset: string;
+        } | {
+            bias_key?: null;
+            filters: number;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key?: null;
+            kernel_size: unknown;
+            layout?: null;
+            preset?: null;
+        } | {
+            filters?: null;
+            kernel?: null;
+            kernel_file?: null;
+            kernel_key: string;
             kernel_size?: null;
             preset?: null;
         } | {
             filters?: null;
             kernel?: null;
+            /** @constant */
+            kernel_file: true;
+            kernel_key?: null;
             kernel_size?: null;
-            preset: string;
-        } | {
-            filters: number;
-            kernel?: null;
-            kernel_size: unknown;
             preset?: null;
         });
         /**
@@ -1099,6 +1174,13 @@ export interface components {
              */
             color_mode?: "rgb" | "gray" | "rgba" | "keep";
             /**
+             * Device
+             * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+             *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+             * @default null
+             */
+            device?: ("cpu" | "cuda") | null;
+            /**
              * Format
              * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
              *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).
@@ -1139,6 +1221,16 @@ export interface components {
          * @description The format=json answer of /v1/models/{id}/features.
          */
         FeaturesResponse: {
+            /**
+             * Device
+             * @enum {string}
+             */
+            device: "cpu" | "cuda";
+            /**
+             * Engine
+             * @constant
+             */
+            engine: "onnxruntime";
             /** Input */
             input: {
                 [key: string]: unknown;
@@ -1153,6 +1245,8 @@ export interface components {
             preprocess: {
                 [key: string]: unknown;
             };
+            /** Provider */
+            provider: string;
             /** Timing Ms */
             timing_ms: {
                 [key: string]: number;
@@ -1493,6 +1587,13 @@ export interface components {
              * @enum {string}
              */
             color_mode?: "rgb" | "gray" | "rgba" | "keep";
+            /**
+             * Device
+             * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+             *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+             * @default null
+             */
+            device?: ("cpu" | "cuda") | null;
             input: components["schemas"]["InputSpec"];
             /**
              * Layer
@@ -1518,8 +1619,18 @@ export interface components {
             bias: number | null;
             /** Cols */
             cols: number[];
+            /**
+             * Device
+             * @enum {string}
+             */
+            device: "cpu" | "cuda";
             /** Dilation */
             dilation: number[];
+            /**
+             * Engine
+             * @constant
+             */
+            engine: "onnxruntime";
             /** Expression */
             expression: string;
             /** Groups */
@@ -1535,6 +1646,8 @@ export interface components {
             preprocess: {
                 [key: string]: unknown;
             };
+            /** Provider */
+            provider: string;
             /** Rows */
             rows: number[];
             /** Stride */
@@ -1757,6 +1870,18 @@ export interface components {
              * @enum {string}
              */
             type: "relu";
+        };
+        /**
+         * SampleModelStatus
+         * @description Where the demo page's sample network stands (GET /v1/models/sample).
+         */
+        SampleModelStatus: {
+            /** Id */
+            id: string;
+            /** Store At Start */
+            store_at_start: boolean;
+            /** Stored */
+            stored: boolean;
         };
         /**
          * SigmoidLayerSpec
@@ -2327,7 +2452,15 @@ export interface operations {
                      * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
                     image: string;
-                    /** @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}] */
+                    /**
+                     * Format: binary
+                     * @description A weight file whose tensors the conv2d entries of layers name with kernel_key: an .npz or .safetensors file (e.g. a PyTorch state_dict saved with safetensors.torch.save_file), or a .npy of one tensor (kernel_file: true). Pickles (.pt, .pth, .pkl) are refused with 415. Bounded with the rest of the body by CONVSERVE_MAX_UPLOAD_BYTES, each tensor by CONVSERVE_MAX_OUTPUT_BYTES and the kernel limits.
+                     */
+                    kernel_file?: string;
+                    /**
+                     * @description JSON list, e.g. [{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}]; a conv2d entry takes its weight from the kernel_file part with kernel_key (or kernel_file: true)
+                     * @example [{"type": "conv2d", "kernel_key": "features.0.weight", "padding": 1, "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}, {"type": "conv2d", "kernel_key": "features.3.weight", "padding": 1, "activation": "relu"}]
+                     */
                     layers: string;
                     /**
                      * @description Float to pixel mapping for the PNGs (as /v1/convolve), per layer.
@@ -2600,6 +2733,46 @@ export interface operations {
             };
         };
     };
+    sample_status_v1_models_sample_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SampleModelStatus"];
+                };
+            };
+            /** @description Missing or invalid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Compute queue full (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     store_sample_v1_models_sample_post: {
         parameters: {
             query?: never;
@@ -2647,7 +2820,7 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
-            /** @description Compute queue full (Retry-After) */
+            /** @description Compute queue full, or the store cannot be written (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2783,6 +2956,12 @@ export interface operations {
                      */
                     color_mode?: "rgb" | "gray" | "rgba" | "keep";
                     /**
+                     * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+                     *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
+                    /**
                      * Format: binary
                      * @description PNG, JPEG, WebP, BMP, TIFF, GIF (first frame) or a NumPy .npy array
                      */
@@ -2908,6 +3087,12 @@ export interface operations {
                      * @enum {string}
                      */
                     color_mode?: "rgb" | "gray" | "rgba" | "keep";
+                    /**
+                     * @description cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+                     *     CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU).
+                     * @enum {string}
+                     */
+                    device?: "cpu" | "cuda";
                     /**
                      * @description json (PNG and statistics per channel), npy (one layer, float32 (C, H, W)), zip (a folder
                      *     per layer: channel PNGs and a .npy, plus manifest.json), grid (one layer as one PNG).

@@ -74,6 +74,12 @@ export type LayersParams<F extends LayersFormat = LayersFormat> = InputParams & 
   & Partial<Omit<Schemas['LayersRequest'], 'input' | 'layers' | 'format'>> & {
     layers: LayerSpec[];
     format?: F;
+    /**
+     * A trained network's weights (an .npz or .safetensors file, or a .npy of one tensor),
+     * sent as the `kernel_file` part; conv2d entries name its tensors with `kernel_key` (or
+     * take a .npy with `kernel_file: true`). Needs `image` (multipart).
+     */
+    kernelFile?: ImageSource;
   };
 
 /** What a format=json channel gains: its picture as a PNG `Blob`. */
@@ -188,6 +194,8 @@ type ModelRunFields = InputParams & RequestOptions & {
   /** Default none (the input as it is; decoded images are in [0, 1]). */
   preprocess?: Preprocess;
   color_mode?: Schemas['FeaturesRequest']['color_mode'];
+  /** cpu or cuda; default the server's CONVSERVE_DEVICE. The answer's `device` and `provider` say where it ran. */
+  device?: Schemas['FeaturesRequest']['device'];
 };
 
 export type FeaturesParams<F extends FeaturesFormat = FeaturesFormat> = ModelRunFields & {

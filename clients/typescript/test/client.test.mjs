@@ -142,6 +142,27 @@ describe('the other endpoints', () => {
     assert.ok(onnx instanceof Blob && onnx.size > 100);
   });
 
+  test('layers reads a conv2d weight from kernelFile, as the same kernel sent as JSON', async () => {
+    const weight = [[[[0.25]], [[0.5]], [[-1]]], [[[1]], [[0]], [[2]]]];  // (2, 3, 1, 1)
+    const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 1, 1), }";
+    const padded = header.padEnd(117, ' ') + '\n';  // 10 + 118 bytes: a multiple of 64
+    const npy = new Uint8Array(10 + padded.length + 24);
+    npy.set([0x93, ...new TextEncoder().encode('NUMPY'), 1, 0, padded.length, 0]);
+    npy.set(new TextEncoder().encode(padded), 10);
+    new Float32Array(npy.buffer, 10 + padded.length).set(weight.flat(3));
+    const fromFile = await cs.layers({
+      image: chelseaPng, layers: [{ type: 'conv2d', kernel_file: true }], kernelFile: npy, format: 'npy' });
+    const fromJson = await cs.layers({
+      image: chelseaPng, layers: [{ type: 'conv2d', kernel: { weight } }], format: 'npy' });
+    assert.deepEqual(fromFile.shape, [2, 300, 451]);
+    assert.deepEqual([...fromFile.data], [...fromJson.data]);
+    const described = await cs.layers({
+      image: chelseaPng, layers: [{ type: 'conv2d', kernel_file: true }], kernelFile: npy, dry_run: true });
+    assert.equal(described.layers[0].kernel.source, 'kernel_file');
+    await assert.rejects(async () => cs.layers({ input: { array: X }, layers: [], kernelFile: npy }),
+      /kernel_file is sent as a file part/);
+  });
+
   test('presets lists sobel, and preset resolves it for one channel', async () => {
     const presets = await cs.presets();
     const sobel = presets.find((p) => p.name === 'sobel');

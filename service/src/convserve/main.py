@@ -79,17 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.open()
-        # Warm up in the background: the server answers /healthz at once and /readyz turns
-        # 200 when the engines have run one convolution.
-        if settings.warmup:
-            warmup = asyncio.get_running_loop().run_in_executor(None, runtime.warm_up)
-        else:
+        if not settings.warmup:
             runtime.ready.set()
+        if not settings.sample_model:
+            runtime.sample_done.set()
+        started = asyncio.create_task(_start_up(runtime))
         try:
             yield
         finally:
-            if settings.warmup:
-                await warmup
+            await started
             runtime.close()
 
     app = FastAPI(
@@ -134,6 +132,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Model uploads too: their bodies are admitted against the budget like any other.
     keep_uploads_in_memory(max(settings.max_upload_bytes, settings.max_model_bytes))
     return app
+
+
+async def _start_up(runtime: Runtime) -> None:
+    """The start-up work, in a thread so that the server answers /healthz at once: the warm-up
+    (/readyz turns 200 when the engines have run one convolution), then the sample network
+    into the model store (about a second to read or build and validate it). The sample comes
+    second so that it never delays readiness, and /readyz does not wait for it: POST
+    /v1/models/sample stores it on demand all the same."""
+    loop = asyncio.get_running_loop()
+    if runtime.settings.warmup:
+        await loop.run_in_executor(None, runtime.warm_up)
+    if runtime.settings.sample_model:
+        await loop.run_in_executor(None, runtime.store_sample)
 
 
 def _openapi_with_body_models(app: FastAPI) -> dict[str, Any]:

@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     """Bytes the model store may hold; least recently used models are evicted past it."""
     model_sessions: Annotated[int, Field(ge=1)] = 4
     """ONNX Runtime sessions of uploaded models kept per process (LRU; each holds weights)."""
+    sample_model: bool = True
+    """Store the demo page's sample network in the model store at start-up, in the background
+    after the warm-up (once for every worker and replica sharing CONVSERVE_MODEL_DIR; /readyz
+    does not wait for it); 0 leaves it to POST /v1/models/sample."""
+    sample_model_file: Path | None = None
+    """The sample network built ahead of time (``python -m convserve.models.sample --out
+    FILE``; the Docker images set it); unset or unreadable, the sample is built in the process
+    (about a second)."""
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

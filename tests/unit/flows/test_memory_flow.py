@@ -11,7 +11,14 @@ from PIL import Image
 
 from convserve.admission import estimate_working_bytes
 from convserve.flows.inputs import Source
-from convserve.flows.memory import input_shape, model_working_bytes, working_bytes
+from convserve.flows.memory import (
+    input_shape,
+    model_working_bytes,
+    weight_file_bytes,
+    working_bytes,
+)
+from convserve.weightfiles import open_weight_file
+from tests.weightfiles import npz_bytes
 
 
 def png(height: int, width: int, mode: str = "RGB") -> bytes:
@@ -62,6 +69,25 @@ def test_what_the_flow_will_refuse_is_left_to_it() -> None:
     data = png(10, 10)
     assert working_bytes(Source(data=data), [bad_kernel], "json") == estimate_working_bytes(
         10, 10, 3, 3, "json", body_bytes=len(data), padding=1)
+
+
+def test_layers_from_a_weight_file_are_estimated_from_its_headers() -> None:
+    data = png(20, 20)
+    weights = open_weight_file(npz_bytes(**{
+        "conv.weight": np.zeros((16, 3, 5, 5), np.float32),
+        "conv.bias": np.zeros(16, np.float32),
+        "keras.kernel": np.zeros((3, 3, 16, 8), np.float32),  # HWIO
+    }), "w.npz", max_bytes=1 << 20)
+    stack = [{"type": "conv2d", "kernel_key": "conv.weight"},
+             {"type": "conv2d", "kernel_key": "keras.kernel", "layout": "HWIO"}]
+    got = working_bytes(Source(data=data), stack, "json", weights=weights)
+    assert got == estimate_working_bytes(20, 20, 3, 16 + 8, "json", body_bytes=len(data),
+                                         padding=5)
+    assert weight_file_bytes(weights, stack) == 4 * (16 * 3 * 25 + 16 + 3 * 3 * 16 * 8)
+    unknown = [{"type": "conv2d", "kernel_key": "nope"}]
+    assert weight_file_bytes(weights, unknown) == 0
+    assert working_bytes(Source(data=data), unknown, "json", weights=weights) == (
+        estimate_working_bytes(20, 20, 3, 3, "json", body_bytes=len(data), padding=1))
 
 
 def test_a_model_request_counts_its_graph_weights_and_the_maps_asked_for() -> None:

@@ -135,8 +135,8 @@ def test_every_row_equals_onnx_runtime_and_every_conv_equals_conv2d(
         want = want[0].transpose(2, 0, 1) if row["layout"] == "NHWC" else want[0]
         np.testing.assert_allclose(got, want.reshape(got.shape), rtol=1e-5, atol=1e-6)
         if row["op"] == "Conv":
-            _, kernel, conv_in, conv_out, _ = svc.conv_io(meta["id"], row["name"], x,
-                                                          Preprocess())
+            _, kernel, conv_in, conv_out, _, _ = svc.conv_io(meta["id"], row["name"], x,
+                                                             Preprocess())
             y = conv2d(conv_in, kernel.weight, kernel.bias, stride=kernel.stride,
                        padding=kernel.padding, dilation=kernel.dilation, groups=kernel.groups,
                        engine="numpy")

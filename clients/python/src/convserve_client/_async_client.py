@@ -13,6 +13,7 @@ import httpx
 from convserve_client._base_client import BaseClient, Call, conv_options
 from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_tasks
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convserve_client._inputs import read_kernel_file_once
 from convserve_client._model_methods import AsyncModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         Engine,
         ImageInput,
         IntOrPair,
+        KernelFileInput,
         KernelInput,
         LayersFormat,
         LayersOptions,
@@ -201,6 +203,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
         image: ImageInput,
         *,
         layers: Sequence[Mapping[str, Any]],
+        kernel_file: KernelFileInput | None = None,
         return_: Returns | None = None,
         format: LayersFormat = "json",
         normalize: Normalize | None = None,
@@ -215,7 +218,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
         return await self._request(self._layers_call(
             image, layers=layers, return_=return_, format=format, normalize=normalize,
             color_mode=color_mode, engine=engine, device=device, dry_run=dry_run,
-            transport=transport, timeout=timeout,
+            transport=transport, timeout=timeout, kernel_file=kernel_file,
         ))
 
     def convolve_many(
@@ -240,7 +243,9 @@ class AsyncClient(BaseClient[httpx.AsyncClient], AsyncModelMethods):
         concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[LayersOptions],
     ) -> AsyncIterator[tuple[ImageInput, LayersResult | ItemError]]:
-        """:meth:`layers` over many inputs (see :meth:`convolve_many`)."""
+        """:meth:`layers` over many inputs (see :meth:`convolve_many`); a ``kernel_file`` path
+        is read once."""
+        options = read_kernel_file_once(options)
         return map_tasks(lambda image: self.layers(image, **options), inputs, concurrency)
 
     async def presets(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> list[PresetInfo]:

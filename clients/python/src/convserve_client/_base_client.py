@@ -40,7 +40,13 @@ from convserve_client._exceptions import (
     APITimeoutError,
     status_error,
 )
-from convserve_client._inputs import Transport, jsonable, kernel_json, request_body
+from convserve_client._inputs import (
+    Transport,
+    jsonable,
+    kernel_json,
+    request_body,
+    weight_upload,
+)
 from convserve_client._models import (
     ConvolveResult,
     EnginesInfo,
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
         ArrayInput,
         ImageInput,
         IntOrPair,
+        KernelFileInput,
         KernelInput,
         PaddingInput,
         TimeoutTypes,
@@ -384,10 +391,15 @@ class BaseClient(Generic[HttpxClientT]):
         dry_run: bool,
         transport: Transport,
         timeout: TimeoutTypes | NotGiven,
+        kernel_file: KernelFileInput | None = None,
     ) -> Call[LayersResult]:
         if isinstance(layers, Mapping | str) or not layers:
             raise ValueError("layers must be a non-empty list of layer objects, e.g. "
                              "[{'type': 'conv2d', 'preset': 'sobel'}, {'type': 'relu'}]")
+        if kernel_file is not None and transport != "multipart":
+            raise ValueError("kernel_file is sent as a file part, which a JSON body cannot "
+                             "carry: leave transport='multipart'")
+        files = None if kernel_file is None else {"kernel_file": weight_upload(kernel_file)}
         fields = {
             "layers": jsonable(list(layers)),
             "return": return_,
@@ -408,7 +420,7 @@ class BaseClient(Generic[HttpxClientT]):
                                           request_id)
 
         return Call("POST", "/v1/layers", parse,
-                    body=request_body(image, fields, transport), timeout=timeout)
+                    body=request_body(image, fields, transport, files), timeout=timeout)
 
     def _presets_call(self, timeout: TimeoutTypes | NotGiven) -> Call[list[PresetInfo]]:
         def parse(response: httpx.Response) -> list[PresetInfo]:

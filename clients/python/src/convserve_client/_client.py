@@ -17,6 +17,7 @@ import httpx
 from convserve_client._base_client import BaseClient, Call, conv_options
 from convserve_client._batch import DEFAULT_CONCURRENCY, ItemError, map_threads
 from convserve_client._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convserve_client._inputs import read_kernel_file_once
 from convserve_client._model_methods import ModelMethods
 from convserve_client._types import NOT_GIVEN, NotGiven
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         Engine,
         ImageInput,
         IntOrPair,
+        KernelFileInput,
         KernelInput,
         LayersFormat,
         LayersOptions,
@@ -275,6 +277,7 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         image: ImageInput,
         *,
         layers: Sequence[Mapping[str, Any]],
+        kernel_file: KernelFileInput | None = None,
         return_: Returns | None = None,
         format: LayersFormat = "json",
         normalize: Normalize | None = None,
@@ -292,7 +295,15 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         layers : list of dict
             Applied in order, e.g. ``[{"type": "conv2d", "filters": 8, "kernel_size": 3,
             "seed": 0, "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}]``;
-            a ``kernel`` inside may be a numpy array.
+            a ``kernel`` inside may be a numpy array, and a conv2d entry may name a tensor of
+            ``kernel_file`` with ``"kernel_key"`` (``"bias_key"``, ``"layout": "HWIO"``), or
+            take a one-tensor file with ``"kernel_file": True``.
+        kernel_file : path, bytes or mapping of str to array, optional
+            A trained network's weights, sent once with the stack: an ``.npz`` or
+            ``.safetensors`` file (``safetensors.torch.save_file(model.state_dict(), path)``),
+            a ``.npy`` of one tensor, or a ``state_dict`` as a mapping of names to arrays
+            (sent as an ``.npz``). Needs ``transport="multipart"``; pickles (``.pt``) are
+            refused by the server.
         return_ : {"all", "last", "none"}, optional
             Which layers' feature maps come back (the API's ``return``).
         format : {"json", "npy", "zip", "onnx"}
@@ -302,11 +313,18 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         -------
         LayersResult
             Per layer ``output_shape``, ``params``, ``macs`` and maps, plus totals.
+
+        Examples
+        --------
+        >>> stack = [{"type": "conv2d", "kernel_key": "features.0.weight", "padding": 1,
+        ...           "activation": "relu"}, {"type": "maxpool2d", "kernel_size": 2}]
+        >>> res = cs.layers("cat.png", layers=stack,
+        ...                 kernel_file="vgg.safetensors")  # doctest: +SKIP
         """
         return self._request(self._layers_call(
             image, layers=layers, return_=return_, format=format, normalize=normalize,
             color_mode=color_mode, engine=engine, device=device, dry_run=dry_run,
-            transport=transport, timeout=timeout,
+            transport=transport, timeout=timeout, kernel_file=kernel_file,
         ))
 
     def convolve_many(
@@ -354,7 +372,9 @@ class Client(BaseClient[httpx.Client], ModelMethods):
         concurrency: int = DEFAULT_CONCURRENCY,
         **options: Unpack[LayersOptions],
     ) -> Iterator[tuple[ImageInput, LayersResult | ItemError]]:
-        """:meth:`layers` with the same stack over many inputs (see :meth:`convolve_many`)."""
+        """:meth:`layers` with the same stack over many inputs (see :meth:`convolve_many`); a
+        ``kernel_file`` path is read once."""
+        options = read_kernel_file_once(options)
         return map_threads(lambda image: self.layers(image, **options), inputs, concurrency)
 
     def presets(self, *, timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> list[PresetInfo]:

@@ -22,7 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from convserve_client._types import ArrayInput, ImageInput, KernelInput
+    from convserve_client._types import (
+        ArrayInput,
+        ImageInput,
+        KernelFileInput,
+        KernelInput,
+        LayersOptions,
+    )
 
 __all__ = [
     "Transport",
@@ -30,9 +36,11 @@ __all__ = [
     "form_fields",
     "jsonable",
     "kernel_json",
+    "read_kernel_file_once",
     "request_body",
     "to_array",
     "to_upload",
+    "weight_upload",
 ]
 
 Transport = Literal["multipart", "json"]
@@ -129,6 +137,50 @@ def to_upload(image: ImageInput) -> Upload:
     return Upload("input.npy", _npy(to_array(image)), "application/octet-stream")  # type: ignore[arg-type]
 
 
+def weight_upload(value: KernelFileInput) -> Upload:
+    """The ``kernel_file`` part for a path, file bytes or a mapping of names to arrays.
+
+    A mapping (a ``state_dict``) is sent as an uncompressed ``.npz``; bytes are named by their
+    format (``.npy``, ``.npz``, else ``.safetensors``), which the server reads from the bytes.
+
+    Raises
+    ------
+    OSError
+        When a path cannot be read.
+    TypeError
+        When ``value`` is none of these, or a mapping holds something other than numbers.
+    """
+    if isinstance(value, str | os.PathLike):
+        path = Path(value)
+        return Upload(path.name, path.read_bytes(), "application/octet-stream")
+    if isinstance(value, bytes | bytearray | memoryview):
+        content = bytes(value)
+        name = ("weights.npy" if content.startswith(b"\x93NUMPY") else
+                "weights.npz" if content.startswith(b"PK\x03\x04") else "weights.safetensors")
+        return Upload(name, content, "application/octet-stream")
+    if isinstance(value, Mapping):
+        arrays = {}
+        for key, array in value.items():
+            numbers = np.asarray(array)
+            if numbers.dtype.kind not in "biuf":
+                raise TypeError(f"kernel_file[{key!r}] must hold numbers; got an array of "
+                                f"dtype {numbers.dtype}")
+            arrays[str(key)] = np.ascontiguousarray(numbers, dtype=np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return Upload("weights.npz", buffer.getvalue(), "application/octet-stream")
+    raise TypeError("kernel_file must be a path, the bytes of an .npz, .safetensors or .npy "
+                    f"file, or a mapping of names to arrays; got {type(value).__name__}")
+
+
+def read_kernel_file_once(options: LayersOptions) -> LayersOptions:
+    """``layers_many``'s options with a ``kernel_file`` path read (once, for every call)."""
+    kernel_file = options.get("kernel_file")
+    if isinstance(kernel_file, str | os.PathLike):
+        return {**options, "kernel_file": Path(kernel_file).read_bytes()}
+    return options
+
+
 def _pil_upload(image: Any) -> Upload:
     if image.mode in ("F", "I"):
         # 32-bit modes have no lossless PNG form; send the values themselves.
@@ -205,25 +257,31 @@ def form_fields(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 def request_body(
-    image: ImageInput, options: Mapping[str, Any], transport: Transport
+    image: ImageInput, options: Mapping[str, Any], transport: Transport,
+    files: Mapping[str, Upload] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``httpx.Client.build_request``: the ``content`` of a
     ``multipart/form-data`` body, or of a JSON one (serialised here so that a NaN in a kernel
     reaches the server, which names it, instead of failing in the encoder), and its
-    ``headers``."""
+    ``headers``. ``files`` are file parts besides the image (multipart only)."""
     if transport == "multipart":
         upload = to_upload(image)
+        parts = {"image": upload, **(files or {})}
         # Rendered once, whole: streamed by httpx, the parts go out as a dozen small writes
         # per request, each a system call and a wake-up of the server, which was most of a
         # batch's client-side time (bench/bench_batch.py).
         form = httpx.Request(
             "POST", "http://convserve", data=form_fields(options),
-            files={"image": (upload.filename, upload.content, upload.media_type)},
+            files={name: (part.filename, part.content, part.media_type)
+                   for name, part in parts.items()},
         )
         return {"content": form.read(),
                 "headers": {"Content-Type": form.headers["Content-Type"]}}
     if transport != "json":
         raise ValueError(f"transport must be 'multipart' or 'json', not {transport!r}")
+    if files:
+        raise ValueError(f"{', '.join(files)} is a file, which only transport='multipart' "
+                         "can send")
     body = {name: jsonable(v) for name, v in options.items() if v is not None}
     if isinstance(image, str | os.PathLike | bytes | bytearray | memoryview) or _is_pil_image(
         image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.parse
@@ -70,13 +71,14 @@ def delete_model_call(model_id: str, timeout: TimeoutTypes | NotGiven) -> Call[N
 def features_call(model_id: str, image: ImageInput, *, layers: Sequence[str | int],
                   preprocess: str | Mapping[str, Any] | None, format: str,
                   normalize: str | None, color_mode: str | None, transport: Transport,
-                  timeout: TimeoutTypes | NotGiven) -> Call[FeatureMaps]:
+                  timeout: TimeoutTypes | NotGiven, device: str | None = None,
+                  ) -> Call[FeatureMaps]:
     if isinstance(layers, str | int):
         layers = [layers]
     if not layers:
         raise ValueError("layers must name at least one layer (a name or a row index)")
     fields: dict[str, Any] = {"layers": list(layers), "format": format, "normalize": normalize,
-                              "color_mode": color_mode}
+                              "color_mode": color_mode, "device": device}
     if isinstance(preprocess, Mapping):
         spec = jsonable(dict(preprocess))
         # An object in a JSON body; in multipart, a text field holding its JSON.
@@ -88,7 +90,11 @@ def features_call(model_id: str, image: ImageInput, *, layers: Sequence[str | in
     def parse(response: httpx.Response) -> FeatureMaps:
         if format == "json":
             return FeatureMaps.from_json(_json_object(response))
-        return FeatureMaps.from_file(format, response.content, model_id, layers[0])
+        maps = FeatureMaps.from_file(format, response.content, model_id, layers[0])
+        if maps.device is None:  # npy and grid: the device is in the engine header
+            _, _, ran_on = response.headers.get("x-convserve-engine", "").partition("/")
+            maps = dataclasses.replace(maps, device=ran_on or None)
+        return maps
 
     return Call("POST", _model_path(model_id) + "/features", parse, body=body, timeout=timeout)
 

@@ -15,7 +15,7 @@ from convserve_client._model_calls import (
     models_call,
     upload_model_call,
 )
-from convserve_client._types import NOT_GIVEN, NotGiven
+from convserve_client._types import NOT_GIVEN, Device, NotGiven
 
 if TYPE_CHECKING:
     from convserve_client._base_client import Call
@@ -66,6 +66,7 @@ class ModelMethods:
                  preprocess: str | Mapping[str, Any] | None = None,
                  format: FeaturesFormat = "json", normalize: Normalize | None = None,
                  color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                 device: Device | None = None,
                  timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> FeatureMaps:
         """Feature maps of ``layers`` (names or row indices) of a stored model for ``image``:
         ``POST /v1/models/{id}/features``.
@@ -73,16 +74,21 @@ class ModelMethods:
         ``preprocess`` is ``"none"`` (default), ``"imagenet"`` or ``{"resize", "scale", "mean",
         "std", "channel_order"}``. ``format="npy"`` and ``"zip"`` give float32 arrays
         (``result[name].array``, (C, H, W)); ``"json"`` PNGs and statistics per channel.
+        ``device`` is ``"cpu"`` or ``"cuda"`` (default: the server's ``CONVSERVE_DEVICE``);
+        CUDA where the server has none is an ``UnprocessableEntityError``, and the answer's
+        ``device`` and ``provider`` say where the model ran.
         """
         return self._request(features_call(
             model_id, image, layers=layers, preprocess=preprocess, format=format,
-            normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout))
+            normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout,
+            device=device))
 
     def features_many(self, model_id: str, inputs: Iterable[ImageInput],
                       layers: Sequence[str | int], *, concurrency: int = DEFAULT_CONCURRENCY,
                       preprocess: str | Mapping[str, Any] | None = None,
                       format: FeaturesFormat = "json", normalize: Normalize | None = None,
                       color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                      device: Device | None = None,
                       timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
                       ) -> Iterator[tuple[ImageInput, FeatureMaps | ItemError]]:
         """:meth:`features` with the same model, layers and options over many inputs,
@@ -96,7 +102,7 @@ class ModelMethods:
         def one(image: ImageInput) -> FeatureMaps:
             return self.features(model_id, image, layers, preprocess=preprocess, format=format,
                                  normalize=normalize, color_mode=color_mode,
-                                 transport=transport, timeout=timeout)
+                                 transport=transport, device=device, timeout=timeout)
 
         return map_threads(one, inputs, concurrency)
 
@@ -141,6 +147,7 @@ class AsyncModelMethods:
                  preprocess: str | Mapping[str, Any] | None = None,
                  format: FeaturesFormat = "json", normalize: Normalize | None = None,
                  color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                 device: Device | None = None,
                  timeout: TimeoutTypes | NotGiven = NOT_GIVEN) -> FeatureMaps:
         """Feature maps of ``layers`` (names or row indices) of a stored model for ``image``:
         ``POST /v1/models/{id}/features``.
@@ -148,16 +155,21 @@ class AsyncModelMethods:
         ``preprocess`` is ``"none"`` (default), ``"imagenet"`` or ``{"resize", "scale", "mean",
         "std", "channel_order"}``. ``format="npy"`` and ``"zip"`` give float32 arrays
         (``result[name].array``, (C, H, W)); ``"json"`` PNGs and statistics per channel.
+        ``device`` is ``"cpu"`` or ``"cuda"`` (default: the server's ``CONVSERVE_DEVICE``);
+        CUDA where the server has none is an ``UnprocessableEntityError``, and the answer's
+        ``device`` and ``provider`` say where the model ran.
         """
         return await self._request(features_call(
             model_id, image, layers=layers, preprocess=preprocess, format=format,
-            normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout))
+            normalize=normalize, color_mode=color_mode, transport=transport, timeout=timeout,
+            device=device))
 
     def features_many(self, model_id: str, inputs: Iterable[ImageInput],
                       layers: Sequence[str | int], *, concurrency: int = DEFAULT_CONCURRENCY,
                       preprocess: str | Mapping[str, Any] | None = None,
                       format: FeaturesFormat = "json", normalize: Normalize | None = None,
                       color_mode: ColorMode | None = None, transport: Transport = "multipart",
+                      device: Device | None = None,
                       timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
                       ) -> AsyncIterator[tuple[ImageInput, FeatureMaps | ItemError]]:
         """:meth:`features` over many inputs, ``concurrency`` tasks at a time (see
@@ -170,7 +182,7 @@ class AsyncModelMethods:
             return await self.features(model_id, image, layers, preprocess=preprocess,
                                        format=format, normalize=normalize,
                                        color_mode=color_mode, transport=transport,
-                                       timeout=timeout)
+                                       device=device, timeout=timeout)
 
         return map_tasks(one, inputs, concurrency)
 

@@ -163,6 +163,10 @@ class FeatureMaps:
     content: bytes | None = field(default=None, repr=False)
     """The file as the server sent it (npy, zip and grid answers)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    device: str | None = None
+    """Where the model ran: ``"cpu"`` or ``"cuda"``."""
+    provider: str | None = None
+    """ONNX Runtime's execution provider that ran it (json and zip answers)."""
 
     def __getitem__(self, key: str | int) -> FeatureLayer:
         for layer in self.layers:
@@ -209,7 +213,7 @@ class FeatureMaps:
                          tuple(Channel.from_dict(c) for c in layer["channels"]))
             for layer in data["layers"])
         return cls(str(data["model"]), "json", layers, dict(data.get("preprocess", {})),
-                   raw=dict(data))
+                   raw=dict(data), device=data.get("device"), provider=data.get("provider"))
 
     @classmethod
     def from_file(cls, fmt: str, content: bytes, model: str, layer: str | int) -> FeatureMaps:
@@ -231,7 +235,8 @@ class FeatureMaps:
                                        str(entry["op"]), _ints(entry["shape"]),
                                        entry.get("layout"), channels, array))
         return cls(str(manifest["model"]), fmt, tuple(layers),
-                   dict(manifest.get("preprocess", {})), content=content, raw=manifest)
+                   dict(manifest.get("preprocess", {})), content=content, raw=manifest,
+                   device=manifest.get("device"), provider=manifest.get("provider"))
 
 
 @dataclass(frozen=True, slots=True)

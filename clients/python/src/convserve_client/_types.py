@@ -35,6 +35,7 @@ __all__ = [
     "Engine",
     "ImageInput",
     "IntOrPair",
+    "KernelFileInput",
     "KernelInput",
     "LayersFormat",
     "LayersOptions",
@@ -81,6 +82,11 @@ ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | Image.Image | ArrayInp
 KernelInput: TypeAlias = "ArrayInput | Mapping[str, Any]"
 """A weight array ``(c_out, c_in/groups, k_h, k_w)`` (OIHW, or HWIO with ``layout="HWIO"``)
 or a mapping ``{"weight": ..., "bias": ..., "layout": ...}`` (a ``kernel.json``)."""
+
+KernelFileInput: TypeAlias = "str | os.PathLike[str] | bytes | Mapping[str, ArrayInput]"
+"""A weight file for ``layers(kernel_file=...)``: a path to (or the ``bytes`` of) an ``.npz``,
+``.safetensors`` or ``.npy`` file, or a mapping of names to arrays (a ``state_dict`` as numpy
+arrays, or CPU torch tensors), sent as an ``.npz``."""
 
 IntOrPair: TypeAlias = "int | tuple[int, int] | Sequence[int]"
 
@@ -148,6 +154,7 @@ class LayersOptions(TypedDict, total=False):
     every input); see :meth:`convserve_client.Client.layers`."""
 
     layers: Required[Sequence[Mapping[str, Any]]]
+    kernel_file: KernelFileInput | None
     return_: Returns | None
     format: LayersFormat
     normalize: Normalize | None

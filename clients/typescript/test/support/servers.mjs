@@ -25,13 +25,14 @@ async function freePort() {
 
 /**
  * Start `python -m uvicorn convserve.main:app` with `env` added to this environment and wait
- * until /readyz answers 200. Returns `{ url, stop, log }`.
+ * until /readyz answers 200. Returns `{ url, stop, log }`. The sample network is not stored at
+ * start-up (CONVSERVE_SAMPLE_MODEL=0) unless `env` asks for it: the tests store it themselves.
  */
 export async function startService(env = {}) {
   const port = await freePort();
   const child = spawn(PYTHON, ['-m', 'uvicorn', 'convserve.main:app', '--host', '127.0.0.1',
     '--port', String(port), '--no-access-log'], {
-    env: { ...process.env, PYTHONUNBUFFERED: '1', ...env },
+    env: { ...process.env, PYTHONUNBUFFERED: '1', CONVSERVE_SAMPLE_MODEL: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';

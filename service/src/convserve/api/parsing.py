@@ -8,6 +8,11 @@ Two body types are accepted by ``/v1/convolve``, ``/v1/explain`` and ``/v1/layer
 - ``application/json``: the same fields as one object, with ``input`` (``array`` or
   ``image_base64``).
 
+A multipart body may carry a ``kernel_file`` part too (see :mod:`convserve.weightfiles`): on
+convolve and explain it becomes the ``kernel`` field (:func:`parse_conv_body` says where it came
+from); on layers it is kept whole and its tensors are named per conv2d entry
+(:func:`parse_layers_body`). A JSON body cannot carry a file.
+
 :func:`multipart_schema` documents the multipart form in the OpenAPI document.
 """
 
@@ -17,6 +22,7 @@ import re
 import types
 import typing
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic_core
@@ -24,19 +30,34 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convserve import imaging
-from convserve.api.schemas import ConvolveOptions, ExplainOptions, InputSpec
+from convserve.api.schemas import (
+    Conv2dLayerSpec,
+    ConvolveOptions,
+    ExplainOptions,
+    InputSpec,
+    LayersOptions,
+    LayersRequest,
+)
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 from convserve.flows import Source
 from convserve.limits import Limits
-from convserve.weightfiles import load_kernel_file
+from convserve.weightfiles import WeightArchive, load_kernel_file, open_weight_file
 
-__all__ = ["layer_options", "multipart_schema", "parse_body"]
+__all__ = [
+    "layer_options",
+    "multipart_schema",
+    "parse_body",
+    "parse_conv_body",
+    "parse_layers_body",
+]
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+ConvOptionsT = TypeVar("ConvOptionsT", ConvolveOptions, ExplainOptions)
 
 _PAIR_FIELDS = frozenset({"stride", "dilation", "padding"})
 _NUMBERS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
@@ -142,17 +163,18 @@ _KERNEL_FILE_TEXT = ("kernel_key", "bias_key", "layout")
 
 
 def _kernel_from_file(data: bytes, filename: str | None, fields: dict[str, Any],
-                      limits: Limits) -> dict[str, Any]:
-    """The ``kernel`` field built from a ``kernel_file`` part and its text fields."""
+                      limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``kernel`` field built from a ``kernel_file`` part and its text fields, and where
+    it came from (:meth:`~convserve.weightfiles.WeightFile.describe`)."""
     if "kernel" in fields:
         raise InvalidArgumentError("give kernel (JSON) or kernel_file (a weight file), not both",
                                    field="kernel_file")
     options = {name: fields.pop(name) for name in _KERNEL_FILE_TEXT if name in fields}
     loaded = load_kernel_file(data, filename, kernel_key=options.get("kernel_key"),
                               bias_key=options.get("bias_key"), max_bytes=limits.max_output_bytes)
-    return {"weight": loaded.weight.tolist(),
-            "bias": None if loaded.bias is None else loaded.bias.reshape(-1).tolist(),
-            "layout": options.get("layout", "OIHW")}
+    return ({"weight": loaded.weight.tolist(),
+             "bias": None if loaded.bias is None else loaded.bias.reshape(-1).tolist(),
+             "layout": options.get("layout", "OIHW")}, loaded.describe())
 
 
 def _form_value(name: str, text: str, json_fields: Collection[str],
@@ -191,9 +213,21 @@ def _validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(exc.errors(include_url=False))
 
 
+@dataclass(frozen=True)
+class _KernelFilePart:
+    """The request's ``kernel_file`` part: kept whole for ``/v1/layers`` (whose layers read its
+    tensors), or read into the ``kernel`` field (convolve, explain) and described."""
+
+    data: bytes
+    filename: str | None
+    described: dict[str, Any] | None = None
+    """Where the ``kernel`` field came from, once it is read into it."""
+
+
 async def _parse_multipart(
-    request: Request, limits: Limits, model: type[OptionsT], json_fields: Collection[str]
-) -> tuple[OptionsT, bytes]:
+    request: Request, limits: Limits, model: type[OptionsT], json_fields: Collection[str],
+    *, keep_weight_file: bool = False,
+) -> tuple[OptionsT, bytes, _KernelFilePart | None]:
     try:
         form = await request.form(max_files=2, max_fields=64,
                                   max_part_size=limits.max_upload_bytes)
@@ -203,7 +237,9 @@ async def _parse_multipart(
             f"the multipart/form-data body could not be parsed ({exc.detail}); send an 'image' "
             "file part and text fields, separated by the boundary the Content-Type names",
         ) from None
-    files = ("image", "kernel_file") if "kernel" in model.model_fields else ("image",)
+    takes_file = keep_weight_file or "kernel" in model.model_fields
+    files = ("image", "kernel_file") if takes_file else ("image",)
+    upload = None
     try:
         image = form.get("image")
         fields: dict[str, Any] = {}
@@ -217,9 +253,18 @@ async def _parse_multipart(
                 )
             fields[name] = _form_value(name, value, json_fields, model)
         kernel_file = form.get("kernel_file") if "kernel_file" in files else None
-        if isinstance(kernel_file, UploadFile):
-            fields["kernel"] = _kernel_from_file(await kernel_file.read(), kernel_file.filename,
-                                                 fields, limits)
+        if isinstance(kernel_file, str):
+            raise InvalidArgumentError(
+                "kernel_file must be a file part (curl -F kernel_file=@net.safetensors), not "
+                "text", field="kernel_file")
+        if keep_weight_file:
+            _refuse_form_file_keys(fields)
+            if isinstance(kernel_file, UploadFile):
+                upload = _KernelFilePart(await kernel_file.read(), kernel_file.filename)
+        elif isinstance(kernel_file, UploadFile):
+            fields["kernel"], described = _kernel_from_file(
+                await kernel_file.read(), kernel_file.filename, fields, limits)
+            upload = _KernelFilePart(b"", kernel_file.filename, described)
         else:
             stray = [name for name in _KERNEL_FILE_TEXT if name in fields]
             if stray and "kernel" in model.model_fields:
@@ -239,7 +284,17 @@ async def _parse_multipart(
         options = model.model_validate_json(pydantic_core.to_json(fields))
     except ValidationError as exc:
         raise _validation_error(exc) from None
-    return options, data
+    return options, data, upload
+
+
+def _refuse_form_file_keys(fields: dict[str, Any]) -> None:
+    """``/v1/layers`` names a file's tensors per layer, not as form fields."""
+    for name in _KERNEL_FILE_TEXT:
+        if name in fields:
+            raise InvalidArgumentError(
+                f"on /v1/layers, {name} goes in a conv2d entry of layers (e.g. "
+                '[{"type": "conv2d", "kernel_key": "features.0.weight"}]), where each layer '
+                "names its own tensor of the kernel_file part", field=name)
 
 
 async def parse_body(
@@ -252,10 +307,47 @@ async def parse_body(
     """Parse multipart (``form_model``, ``json_fields`` given as JSON text) or a JSON body
     (``json_model``: ``form_model`` plus ``input``) into options plus the request's input
     (its ``color_mode`` included)."""
+    options, source, _ = await _parse_any(request, limits, form_model, json_model, json_fields)
+    return options, source
+
+
+async def parse_conv_body(
+    request: Request,
+    limits: Limits,
+    form_model: type[ConvOptionsT],
+    json_model: type[ConvOptionsT],
+    json_fields: Collection[str],
+) -> tuple[ConvOptionsT, Source, dict[str, Any]]:
+    """:func:`parse_body` for ``/v1/convolve`` and ``/v1/explain``, plus the layer's options
+    as :mod:`convserve.flows` takes them (:func:`layer_options`), with ``kernel_source``, the
+    description of a ``kernel_file`` the kernel was read from (None without one)."""
+    options, source, part = await _parse_any(request, limits, form_model, json_model,
+                                             json_fields)
+    return options, source, layer_options(
+        options, kernel_source=None if part is None else part.described)
+
+
+def _is_multipart(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "multipart/form-data"
+
+
+async def _parse_any(
+    request: Request,
+    limits: Limits,
+    form_model: type[OptionsT],
+    json_model: type[OptionsT],
+    json_fields: Collection[str],
+    *,
+    keep_weight_file: bool = False,
+) -> tuple[OptionsT, Source, _KernelFilePart | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        options, data = await _parse_multipart(request, limits, form_model, json_fields)
-        return options, Source(data=data, color_mode=getattr(options, "color_mode", "rgb"))
+        options, data, upload = await _parse_multipart(request, limits, form_model,
+                                                       json_fields,
+                                                       keep_weight_file=keep_weight_file)
+        return (options, Source(data=data, color_mode=getattr(options, "color_mode", "rgb")),
+                upload)
     if content_type == "application/json" or content_type.endswith("+json"):
         body = await request.body()
         try:
@@ -266,17 +358,65 @@ async def parse_body(
         if not isinstance(given, InputSpec):
             raise TypeError(f"{json_model.__name__} has no 'input' field")
         return req, Source(array=given.array, image_base64=given.image_base64,
-                           color_mode=getattr(req, "color_mode", "rgb"))
+                           color_mode=getattr(req, "color_mode", "rgb")), None
     raise UnsupportedMediaTypeError(
         f"content type {content_type or 'none'!r} is not accepted; send multipart/form-data "
         "(an 'image' file plus form fields) or application/json (with 'input')"
     )
 
 
-def layer_options(options: ConvolveOptions | ExplainOptions) -> dict[str, Any]:
-    """The layer and engine fields of a request, as :mod:`convserve.flows` takes them."""
+async def parse_layers_body(
+    request: Request, limits: Limits, json_fields: Collection[str]
+) -> tuple[LayersOptions, Source, WeightArchive | None]:
+    """:func:`parse_body` for ``/v1/layers``, plus its weight file: a multipart body's
+    ``kernel_file`` part, opened (its tensors listed, none read), whose tensors the conv2d
+    entries name with ``kernel_key`` (or ``kernel_file: true``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        An entry naming a file's tensor with no ``kernel_file`` part (a JSON body cannot
+        carry one), or a ``kernel_file`` part that no entry reads (422).
+    PickleRefusedError
+        A pickled ``kernel_file`` (415).
+    """
+    options, source, upload = await _parse_any(request, limits, LayersOptions, LayersRequest,
+                                               json_fields, keep_weight_file=True)
+    readers = [(index, "kernel_key" if entry.kernel_key is not None else "kernel_file")
+               for index, entry in enumerate(options.layers)
+               if isinstance(entry, Conv2dLayerSpec) and entry.from_file]
+    if upload is None and readers:
+        index, name = readers[0]
+        if _is_multipart(request):
+            why = ("and no kernel_file part was sent: add the weight file (.npz, .safetensors "
+                   "or .npy) as a file part named kernel_file")
+        else:
+            why = ("which a JSON body cannot carry: send multipart/form-data with an image part, "
+                   "the weight file as a kernel_file part and layers as a JSON text field, or "
+                   "give the weights in the JSON body as kernel.weight")
+        raise InvalidArgumentError(
+            f"layers.{index}.{name} takes its weight from a kernel_file part, {why}",
+            field=f"layers.{index}.{name}")
+    if upload is None:
+        return options, source, None
+    if not readers:
+        raise InvalidArgumentError(
+            "a kernel_file part was sent and no layer reads it: name its tensors in conv2d "
+            'entries of layers with kernel_key (e.g. {"type": "conv2d", "kernel_key": '
+            '"features.0.weight"}), or kernel_file: true for a file of one tensor (.npy)',
+            field="kernel_file")
+    weights = await run_in_threadpool(open_weight_file, upload.data, upload.filename,
+                                      max_bytes=limits.max_output_bytes)
+    return options, source, weights
+
+
+def layer_options(options: ConvolveOptions | ExplainOptions, *,
+                  kernel_source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The layer and engine fields of a request, as :mod:`convserve.flows` takes them
+    (``kernel_source``: where a ``kernel`` read from a weight file came from)."""
     return {
         "kernel": None if options.kernel is None else options.kernel.model_dump(),
+        "kernel_source": kernel_source,
         "preset": options.preset,
         "preset_params": dict(options.preset_params),
         "stride": options.stride,

@@ -35,12 +35,14 @@ from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
 from convserve.errors import (
     ComputeTimeoutError,
+    ConvServeError,
     EngineUnavailableError,
     OverloadedError,
     ResourceExhaustedError,
 )
 from convserve.flows.context import FlowContext, make_engines
 from convserve.limits import Limits
+from convserve.models import ModelService
 from convserve.settings import Settings
 
 __all__ = ["ComputePool", "Runtime"]
@@ -145,6 +147,10 @@ class Runtime:
     encoder: ThreadPoolExecutor = field(init=False)
     ready: threading.Event = field(default_factory=threading.Event)
     warmup_error: str | None = None
+    sample_done: threading.Event = field(default_factory=threading.Event)
+    """Set when the start-up attempt to store the sample network has ended (either way)."""
+    _models: ModelService | None = field(init=False, default=None)
+    _models_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _closed: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
@@ -238,6 +244,36 @@ class Runtime:
             log.error("warm-up failed: %s", exc)
             return
         self.ready.set()
+
+    def model_service(self) -> ModelService:
+        """The model store and session cache of this app, built on first use: a store
+        directory that cannot be created fails the model requests (503), never the start."""
+        with self._models_lock:
+            if self._models is None:
+                settings = self.settings
+                self._models = ModelService(
+                    settings.model_dir, self.limits, sessions=settings.model_sessions,
+                    intra_op_threads=settings.threads_per_op,
+                    sample_file=settings.sample_model_file)
+            return self._models
+
+    def store_sample(self) -> None:
+        """Put the sample network into the model store unless it is there (start-up, in a
+        thread). Nothing here stops the server: a store too small for it, a full disk or a
+        refused model is logged, and POST /v1/models/sample tries again when asked."""
+        started = time.perf_counter()
+        try:
+            meta, created = self.model_service().store_sample()
+        except ConvServeError as exc:
+            log.warning("the sample network was not stored at start-up: %s", exc.detail)
+        except Exception as exc:  # a thread's failure would otherwise vanish unlogged
+            log.exception("the sample network was not stored at start-up: %s", exc)
+        else:
+            log.info("sample network %s", "stored" if created else "already stored",
+                     extra={"model": meta["id"],
+                            "ms": round(1000 * (time.perf_counter() - started), 1)})
+        finally:
+            self.sample_done.set()
 
     def close(self) -> None:
         """Stop the thread pools; running work finishes, queued work is cancelled."""

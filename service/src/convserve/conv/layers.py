@@ -424,8 +424,10 @@ def conv2d_layer(
         has_bias = bias is not None and use_bias
         if not use_bias:
             bias = None
+    # The bias's own shape, so that one of the wrong length is a 422 here, not an engine error.
+    bias_shape = (bias.shape if bias is not None else (weight_shape[0],)) if has_bias else None
     spec = conv_spec(
-        (1, *input_shape), weight_shape, (weight_shape[0],) if has_bias else None,
+        (1, *input_shape), weight_shape, bias_shape,
         stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode,
     )

@@ -8,7 +8,9 @@ where a preset's groups rule and the defaults of each source are decided, for ``
   (PyTorch and Keras);
 - with a ``preset``, to ``"same"`` and ``reflect`` (an image filter keeps the size and has no
   dark border), and ``groups`` is what the preset's channel rule needs; an explicit ``groups``
-  that differs is a 422.
+  that differs is a 422;
+- with a tensor of a weight file (:func:`file_kernel`: a ``/v1/layers`` entry's ``kernel_key``
+  or ``kernel_file: true``), as with a ``kernel``.
 
 An explicit value always wins.
 """
@@ -24,8 +26,10 @@ import numpy as np
 from convserve.conv.presets import resolve_preset
 from convserve.conv.spec import PaddingArg, hwio_to_oihw, prepare_arrays
 from convserve.errors import InvalidArgumentError, ShapeError
+from convserve.limits import Limits
+from convserve.weightfiles import WeightArchive
 
-__all__ = ["LayerKernel", "kernel_arrays", "layer_kernel"]
+__all__ = ["LayerKernel", "file_kernel", "kernel_arrays", "layer_kernel", "uses_weight_file"]
 
 _AXES = {"OIHW": "(c_out, c_in/groups, k_h, k_w)", "HWIO": "(k_h, k_w, c_in/groups, c_out)"}
 
@@ -77,7 +81,8 @@ def layer_kernel(
     options : mapping
         The layer's fields as the request schema dumps them: ``kernel`` (``weight``, ``bias``,
         ``layout``) or ``preset`` (+ ``preset_params``), and ``padding``, ``padding_mode`` and
-        ``groups`` (None when not sent).
+        ``groups`` (None when not sent); optionally ``kernel_source``, what the answer reports
+        as the kernel's source when it was read from a weight file.
     c_in : int
         Input channels the layer receives.
     channel_names : sequence of str, optional
@@ -112,6 +117,95 @@ def layer_kernel(
         weight=weight, bias=bias, groups=1 if groups is None else groups,
         padding=0 if padding is None else padding,
         padding_mode="zeros" if mode is None else mode,
-        info={"source": "kernel", "layout": layout},
+        # A kernel read from a weight file (convolve's kernel_file) says so.
+        info={**(options.get("kernel_source") or {"source": "kernel"}), "layout": layout},
         output_names=tuple(str(i) for i in range(weight.shape[0])),
+    )
+
+
+def uses_weight_file(options: Mapping[str, Any]) -> bool:
+    """Whether a layer entry takes its weight from the request's weight file."""
+    return options.get("kernel_key") is not None or bool(options.get("kernel_file"))
+
+
+def _file_weight_sides(shape: tuple[int, ...], layout: str, what: str) -> tuple[int, int, int]:
+    """(c_out, k_h, k_w) of a file's weight of ``shape`` in ``layout``; 4 axes or a 422."""
+    if len(shape) != 4:
+        raise ShapeError(
+            f"{what} has shape {shape}; a conv2d weight has 4 axes, {layout} "
+            f"{_AXES[layout]}" + ("" if layout == "HWIO" else
+                                  " (Keras' get_weights() order is HWIO: send layout=HWIO)"),
+            field="kernel_key",
+        )
+    if layout == "HWIO":
+        return shape[3], shape[0], shape[1]
+    return shape[0], shape[2], shape[3]
+
+
+def file_kernel(options: Mapping[str, Any], weights: WeightArchive | None,
+                limits: Limits) -> LayerKernel:
+    """Resolve a layer entry's ``kernel_key`` (or ``kernel_file: true``) from ``weights``.
+
+    The weight's shape is checked from the file's header against the kernel limits before it
+    is read; ``bias_key`` or the weight's prefix + ``bias`` gives the bias (not read when the
+    entry's ``bias`` is false); ``layout`` HWIO is converted to OIHW.
+
+    Parameters
+    ----------
+    options : mapping
+        The layer's fields: ``kernel_key`` or ``kernel_file``, ``bias_key``, ``layout``,
+        ``bias`` (bool), ``padding``, ``padding_mode`` and ``groups`` (None when not sent).
+    weights : WeightArchive or None
+        The request's weight file (None: none was sent, a 422).
+    limits : Limits
+
+    Returns
+    -------
+    LayerKernel
+        Its ``info`` is :meth:`~convserve.weightfiles.WeightFile.describe` plus ``layout``.
+
+    Raises
+    ------
+    ConvServeError
+        Attributed to ``kernel_key``, ``kernel_file`` or ``bias_key``.
+    """
+    if weights is None:
+        raise InvalidArgumentError(
+            "kernel_key and kernel_file take the weight from the request's kernel_file part, "
+            "and none was sent", field="kernel_key" if options.get("kernel_key") else
+            "kernel_file")
+    layout = str(options.get("layout") or "OIHW")
+    weight_key, bias_key = weights.pick(options.get("kernel_key"), options.get("bias_key"))
+    what = ("the kernel_file .npy" if weight_key is None
+            else f"kernel_file tensor {weight_key!r}")
+    header_shape = weights.shape(weight_key)
+    if header_shape is not None:  # before the tensor is read (an .npz member inflated)
+        c_out, k_h, k_w = _file_weight_sides(header_shape, layout, what)
+        limits.check_kernel_size(k_h, k_w, what=f"{what} ({layout} {header_shape})",
+                                 field="kernel_key")
+        limits.check_out_channels(c_out, field="kernel_key")
+    weight = weights.read(weight_key)
+    c_out, _, _ = _file_weight_sides(weight.shape, layout, what)
+    if not options.get("bias", True):
+        bias_key = None
+    bias = None if bias_key is None else weights.read(bias_key).reshape(-1)
+    try:
+        weight, bias = prepare_arrays(np.zeros(1, np.float32), weight, bias)[1:]
+    except InvalidArgumentError as exc:
+        named = bias_key if exc.field == "bias" else weight_key
+        raise type(exc)(f"kernel_file tensor {named!r}: {exc.detail}",
+                        field="bias_key" if exc.field == "bias" else "kernel_key") from None
+    if bias is not None and bias.shape != (c_out,):
+        raise ShapeError(
+            f"kernel_file tensor {bias_key!r} has {bias.size} values; the bias of {what} "
+            f"({layout} {tuple(weight.shape)}) needs c_out={c_out}", field="bias_key")
+    found = {"source": "kernel_file", "format": weights.format, "weight_key": weight_key,
+             "bias_key": bias_key, "layout": layout}
+    groups, padding, mode = options["groups"], options["padding"], options["padding_mode"]
+    weight = hwio_to_oihw(weight) if layout == "HWIO" else weight
+    return LayerKernel(
+        weight=weight, bias=bias, groups=1 if groups is None else groups,
+        padding=0 if padding is None else padding,
+        padding_mode="zeros" if mode is None else mode,
+        info=found, output_names=tuple(str(i) for i in range(weight.shape[0])),
     )

@@ -10,6 +10,11 @@ is in :mod:`convserve.conv.layers`. Limits, for the whole stack:
   within ``CONVSERVE_MAX_MACS``;
 - every layer's output, every layer's weights, all weights together and, when every layer's
   maps are kept, all outputs together within ``CONVSERVE_MAX_OUTPUT_BYTES``.
+
+A conv2d entry may take its weight from the request's weight file (``kernel_key`` or
+``kernel_file: true``, :func:`convserve.flows.kernels.file_kernel`): one file, typically a whole
+network's ``state_dict``, serves every such layer; a tensor's shape is checked against the
+kernel limits from the file's header before it is read.
 """
 
 from __future__ import annotations
@@ -37,11 +42,11 @@ from convserve.conv.layers import (
     pool2d_layer,
 )
 from convserve.conv.presets import is_range_preserving
-from convserve.errors import ConvServeError
+from convserve.errors import ConvServeError, ShapeError
 from convserve.flows.context import FlowContext
 from convserve.flows.cost import layer_cost, work_cost
 from convserve.flows.inputs import Source, decode_source
-from convserve.flows.kernels import layer_kernel
+from convserve.flows.kernels import file_kernel, layer_kernel, uses_weight_file
 from convserve.flows.render import (
     EncodedResult,
     Outcome,
@@ -52,6 +57,7 @@ from convserve.flows.render import (
     resolved_normalize,
 )
 from convserve.limits import Limits
+from convserve.weightfiles import WeightArchive
 
 __all__ = [
     "PreparedStack",
@@ -93,16 +99,48 @@ def _activation(value: Any) -> Activation | None:
     return activation_layer(value["type"], (1, 1, 1), value.get("slope", 0.01)).activation
 
 
+def _file_conv_layer(
+    entry: Mapping[str, Any], shape: tuple[int, int, int], weights: WeightArchive | None,
+    limits: Limits, options: dict[str, Any],
+) -> tuple[Conv2dLayer, dict[str, Any]]:
+    """A conv2d entry whose weight is a tensor of the weight file, plus its kernel info; a
+    weight that does not fit the layer's input is attributed to ``kernel_key``."""
+    kernel = file_kernel(entry, weights, limits)
+    try:
+        layer = conv2d_layer(shape, weight=kernel.weight, bias=kernel.bias,
+                             groups=kernel.groups, padding=kernel.padding,
+                             padding_mode=kernel.padding_mode, **options)
+    except ShapeError as exc:
+        if exc.field != "weight":
+            raise
+        named = kernel.info["weight_key"] or "the .npy"
+        layout = "OIHW" if kernel.info["layout"] == "OIHW" else "HWIO, as OIHW"
+        raise ShapeError(
+            f"kernel_file tensor {named!r} ({layout} {tuple(kernel.weight.shape)}) does not "
+            f"fit this layer's input (C, H, W)={shape}: {exc.detail}", field="kernel_key",
+        ) from None
+    return layer, dict(kernel.info)
+
+
 def _conv_layer(
     entry: Mapping[str, Any], index: int, shape: tuple[int, int, int],
-    channel_names: Sequence[str] | None,
+    channel_names: Sequence[str] | None, weights: WeightArchive | None, limits: Limits,
 ) -> tuple[Conv2dLayer, dict[str, Any]]:
-    """A conv2d entry (kernel, preset or seeded filters) as a layer plus its kernel info."""
+    """A conv2d entry (kernel, preset, seeded filters or a weight file's tensor) as a layer
+    plus its kernel info."""
     options: dict[str, Any] = {
         "stride": entry["stride"], "dilation": entry["dilation"],
         "use_bias": entry["bias"], "activation": _activation(entry["activation"]),
     }
-    if entry["preset"] is not None or entry["kernel"] is not None:
+    if uses_weight_file(entry):
+        try:
+            layer, info = _file_conv_layer(entry, shape, weights, limits, options)
+        except ConvServeError as exc:
+            # Several layers read one file: the detail says which one, as a validation
+            # problem's does.
+            where = f"layers.{index}" + (f".{exc.field}" if exc.field else "")
+            raise type(exc)(f"{where}: {exc.detail}", field=exc.field) from None
+    elif entry["preset"] is not None or entry["kernel"] is not None:
         kernel = layer_kernel(entry, shape[0], channel_names)
         layer = conv2d_layer(shape, weight=kernel.weight, bias=kernel.bias,
                              groups=kernel.groups, padding=kernel.padding,
@@ -126,11 +164,11 @@ def _conv_layer(
 
 def _layer(
     entry: Mapping[str, Any], index: int, shape: tuple[int, int, int],
-    channel_names: Sequence[str] | None,
+    channel_names: Sequence[str] | None, weights: WeightArchive | None, limits: Limits,
 ) -> tuple[Layer, dict[str, Any] | None]:
     kind = entry["type"]
     if kind == "conv2d":
-        return _conv_layer(entry, index, shape, channel_names)
+        return _conv_layer(entry, index, shape, channel_names, weights, limits)
     if kind in ("maxpool2d", "avgpool2d"):
         return pool2d_layer(kind, shape, entry["kernel_size"], entry["stride"], entry["padding"],
                             entry.get("count_include_pad", True)), None
@@ -159,6 +197,7 @@ def prepare_stack(
     engine: str,
     device: str,
     keep_all: bool,
+    weights: WeightArchive | None = None,
 ) -> PreparedStack:
     """Build and validate every layer for the shape it receives, and check the stack's limits.
 
@@ -171,6 +210,8 @@ def prepare_stack(
     keep_all : bool
         Whether every layer's output will be kept (return=all, format=zip), which bounds their
         sum as well.
+    weights : WeightArchive, optional
+        The request's weight file, for entries with ``kernel_key`` or ``kernel_file``.
 
     Raises
     ------
@@ -182,21 +223,22 @@ def prepare_stack(
     shape = (int(c), int(h), int(w))
     built: list[Layer] = []
     kernels: list[dict[str, Any] | None] = []
-    work = weights = maps = 0
+    work = params = maps = 0
     for index, entry in enumerate(layers):
         try:
             names = decoded.channel_names if index == 0 else None
-            layer, info = _layer(entry, index, shape, names)
+            layer, info = _layer(entry, index, shape, names, weights, limits)
             _check_layer(layer, limits, work)
         except ConvServeError as exc:
             raise exc.with_field(f"layers.{index}") from None
         work += layer.macs + (layer.flops if isinstance(layer, Pool2dLayer) else 0)
-        weights += layer.params
+        params += layer.params
+        # As the layers are built, so that tensors read from a weight file stop at the limit.
+        limits.check_output_bytes("the weights of all layers together", params, field="layers")
         maps += math.prod(layer.output_shape)
         built.append(layer)
         kernels.append(info)
         shape = layer.output_shape
-    limits.check_output_bytes("the weights of all layers together", weights, field="layers")
     if keep_all:
         limits.check_output_bytes(
             "the outputs of all layers together (return=all or format=zip)", maps,
@@ -360,8 +402,10 @@ def run_layers(
     normalize: str = "auto",
     return_: Return = "last",
     dry_run: bool = False,
+    weights: WeightArchive | None = None,
 ) -> Outcome:
-    """A stack of layers over one input: the whole ``/v1/layers`` request."""
+    """A stack of layers over one input: the whole ``/v1/layers`` request (``weights``: its
+    weight file, for entries with ``kernel_key`` or ``kernel_file``)."""
     started = time.perf_counter()
     keep_all = fmt == "zip" or (fmt == "json" and return_ == "all")
     decoded = decode_source(source, ctx.limits)
@@ -369,7 +413,8 @@ def run_layers(
     ctx.observe_stage("decode", decode_ms / 1000)
     prepared = prepare_stack(decoded, layers, ctx.limits,
                              engine=stack_engine(engine or ctx.settings.engine, ctx),
-                             device=device or ctx.settings.device, keep_all=keep_all)
+                             device=device or ctx.settings.device, keep_all=keep_all,
+                             weights=weights)
     prepared.timing_ms["decode"] = decode_ms
     rendered: EncodedResult | dict[str, Any]
     if fmt == "onnx":

@@ -22,10 +22,12 @@ from convserve.admission import (
     estimate_working_bytes,
     probe_image,
 )
+from convserve.errors import ConvServeError
 from convserve.flows.inputs import Source
-from convserve.flows.kernels import layer_kernel
+from convserve.flows.kernels import layer_kernel, uses_weight_file
+from convserve.weightfiles import WeightArchive
 
-__all__ = ["input_shape", "model_working_bytes", "working_bytes"]
+__all__ = ["input_shape", "model_working_bytes", "weight_file_bytes", "working_bytes"]
 
 _BASE64_PREFIX = 1 << 20
 """Characters of a base64 image decoded to read its header (768 KB of image: any PNG, JPEG,
@@ -71,9 +73,21 @@ def _array_shape(array: Sequence[Any]) -> tuple[int, int, int] | None:
     return None
 
 
-def _layer_out(options: Mapping[str, Any], c_in: int) -> tuple[int, int]:
-    """(C_out, largest kernel side) of one layer: from its kernel, preset or ``filters``;
-    ``c_in`` for a pooling layer or one the flow will refuse."""
+def _layer_out(options: Mapping[str, Any], c_in: int,
+               weights: WeightArchive | None = None) -> tuple[int, int]:
+    """(C_out, largest kernel side) of one layer: from its kernel, preset, ``filters`` or the
+    header of its weight file's tensor; ``c_in`` for a pooling layer or one the flow will
+    refuse."""
+    if uses_weight_file(options):
+        try:
+            shape = None if weights is None else weights.shape(
+                weights.pick(options.get("kernel_key"), options.get("bias_key"))[0])
+        except ConvServeError:  # the flow refuses this layer, and says why
+            shape = None
+        if shape is None or len(shape) != 4:
+            return c_in, 1
+        hwio = options.get("layout") == "HWIO"
+        return int(shape[3] if hwio else shape[0]), int(max(shape[:2] if hwio else shape[2:]))
     if options.get("kernel") is None and options.get("preset") is None:
         side = int(max(_pair(options.get("kernel_size") or 1)))
         filters = options.get("filters")  # a conv2d layer with initialised weights
@@ -90,7 +104,7 @@ def _pair(value: Any) -> Sequence[int]:
 
 
 def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str, *,
-                  engine: str = "numpy") -> int:
+                  engine: str = "numpy", weights: WeightArchive | None = None) -> int:
     """Bytes a request over ``source`` with ``layers`` will need at its peak, answer included.
 
     Parameters
@@ -106,6 +120,9 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
         The engine a ``/v1/convolve`` request runs on (``auto`` and ``onnxruntime`` convolve a
         large image in bands from its samples, :mod:`convserve.flows.bands`); ``numpy`` (the
         default, also right for explain and layers) never does.
+    weights : WeightArchive, optional
+        The request's weight file, whose headers give the output channels of the layers that
+        name its tensors (:func:`weight_file_bytes` counts the tensors themselves).
 
     Returns
     -------
@@ -121,7 +138,7 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
     channels, height, width = shape
     c, out_channels, side = channels, 0, 1
     for options in layers:
-        c, k = _layer_out(options, c)
+        c, k = _layer_out(options, c, weights)
         out_channels += c
         side = max(side, k)
     if source.array is not None:
@@ -133,6 +150,25 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
               and 4 * channels * height * width > BANDED_ABOVE_BYTES)
     return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
                                   body_bytes=body, padding=side, banded=banded)
+
+
+def weight_file_bytes(weights: WeightArchive | None,
+                      layers: Sequence[Mapping[str, Any]]) -> int:
+    """Bytes the tensors that ``layers`` name in the weight file take as float32 once read,
+    from the file's headers (0 for a name the flow will refuse)."""
+    if weights is None:
+        return 0
+    values = 0
+    for options in layers:
+        if not uses_weight_file(options):
+            continue
+        try:
+            keys = weights.pick(options.get("kernel_key"), options.get("bias_key"))
+            shapes = [weights.shape(key) for key in (keys[:1] if keys[1] is None else keys)]
+        except ConvServeError:  # the flow refuses this layer, and says why
+            continue
+        values += sum(0 if shape is None else _values(shape) for shape in shapes)
+    return 4 * values
 
 
 def model_working_bytes(meta: Mapping[str, Any], source: Source,

@@ -2,7 +2,8 @@
 
 Each function decodes the input (:mod:`.inputs`), asks the
 :class:`~convserve.models.ModelService` for ONNX Runtime's values and encodes the answer, in the
-worker thread that calls it.
+worker thread that calls it. A request that names no device runs on ``CONVSERVE_DEVICE``, as
+``/v1/convolve`` does; the answer reports the device and the execution provider that ran.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from convserve.models.runner import FeatureResult
 __all__ = ["FeatureOptions", "features", "layer_explanation", "layer_kernel"]
 
 ENGINE = "onnxruntime"
-DEVICE = "cpu"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class FeatureOptions:
     preprocess: Preprocess
     format: str = "json"
     normalize: str = "auto"
+    device: str | None = None
+    """cpu or cuda; None for CONVSERVE_DEVICE."""
 
 
 def features(ctx: FlowContext, service: ModelService, model_id: str, source: Source,
@@ -58,12 +60,13 @@ def features(ctx: FlowContext, service: ModelService, model_id: str, source: Sou
         raise InvalidArgumentError(
             f"format={options.format} returns one layer and {len(options.layers)} were asked "
             "for; ask for one, or use format=json or zip", field="format")
-    result = service.features(model_id, decoded.array, options.layers, options.preprocess)
+    result = service.features(model_id, decoded.array, options.layers, options.preprocess,
+                              options.device or ctx.settings.device)
     timing.update(result.timing_ms)
     encoded = _render(ctx, result, decoded, options, timing)
     timing["total"] = elapsed_ms(started)
     shape = tuple(result.maps[0].shape) if len(result.maps) == 1 else (len(result.maps),)
-    return Outcome(encoded, shape, ENGINE, DEVICE, timing_ms=timing)
+    return Outcome(encoded, shape, ENGINE, result.device, timing_ms=timing)
 
 
 def _folder(row: dict[str, Any]) -> str:
@@ -100,7 +103,8 @@ def _render(ctx: FlowContext, result: FeatureResult, decoded: imaging.DecodedInp
             layer["channels"] = channels_json(channels, pngs)
         described.append(layer)
     timing["encode"] = elapsed_ms(started)
-    payload = {"model": result.model.id, "preprocess": result.preprocess,
+    payload = {"model": result.model.id, "engine": ENGINE, "device": result.device,
+               "provider": result.provider, "preprocess": result.preprocess,
                "input": decoded.to_dict(), "normalize": mode, "layers": described,
                "timing_ms": timing}
     if options.format == "zip":
@@ -111,13 +115,14 @@ def _render(ctx: FlowContext, result: FeatureResult, decoded: imaging.DecodedInp
 
 def layer_explanation(ctx: FlowContext, service: ModelService, model_id: str, source: Source,
                       layer: str | int, at: tuple[int, int, int],
-                      preprocess: Preprocess) -> Outcome:
+                      preprocess: Preprocess, device: str | None = None) -> Outcome:
     """Output element ``at`` = (channel, y, x) of Conv layer ``layer`` on its real input, term
-    by term; ``value`` is what ONNX Runtime computed there."""
+    by term; ``value`` is what ONNX Runtime computed there, on ``device`` (None for
+    CONVSERVE_DEVICE)."""
     started = time.perf_counter()
     decoded = decode_source(source, ctx.limits)
-    row, kernel, conv_in, conv_out, report = service.conv_io(model_id, layer, decoded.array,
-                                                             preprocess)
+    row, kernel, conv_in, conv_out, report, ran = service.conv_io(
+        model_id, layer, decoded.array, preprocess, device or ctx.settings.device)
     spec = conv_spec(conv_in.shape, kernel.weight.shape,
                      None if kernel.bias is None else kernel.bias.shape,
                      stride=kernel.stride, padding=list(kernel.padding),
@@ -128,12 +133,13 @@ def layer_explanation(ctx: FlowContext, service: ModelService, model_id: str, so
     value = float(np.float32(conv_out[channel, y, x]))
     explanation = explain_position(conv_in, kernel.weight, kernel.bias, spec, channel, y, x)
     timing = {"total": elapsed_ms(started)}
-    payload = {"model": model_id, "layer": row, "value": value,
+    payload = {"model": model_id, "engine": ENGINE, "device": ran.device,
+               "provider": ran.provider, "layer": row, "value": value,
                **explanation.to_dict(value), "padding": list(spec.pads),
                "stride": list(spec.stride), "dilation": list(spec.dilation),
                "groups": spec.groups, "preprocess": report, "timing_ms": timing}
     return Outcome(EncodedResult("application/json", jsonbody.dumps(payload)),
-                   (spec.out_channels, spec.out_height, spec.out_width), ENGINE, DEVICE,
+                   (spec.out_channels, spec.out_height, spec.out_width), ENGINE, ran.device,
                    padding=spec.pads, timing_ms=timing)
 
 

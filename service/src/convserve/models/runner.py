@@ -1,11 +1,13 @@
 """Models at run time: upload into the store, then feature maps, kernels and explanations.
 
 :class:`ModelService` owns one process's view of the shared store and an LRU cache of ONNX
-Runtime sessions keyed by ``(model id, exposed outputs)``: a feature request runs the stored
-model with the requested node outputs as its graph outputs (and nothing else, so ONNX Runtime
-prunes the nodes after them). Sessions of a model are dropped when this process deletes or
-evicts it; one evicted by another worker is never used again, because every request reads the
-model's description first.
+Runtime sessions keyed by ``(model id, exposed outputs, device)``: a feature request runs the
+stored model with the requested node outputs as its graph outputs (and nothing else, so ONNX
+Runtime prunes the nodes after them), on the CPU or on CUDA with the convolve engine's rules
+(:func:`convserve.conv.onnx_engine.make_session`: CUDA that is not offered or does not activate
+is an error that says so, never a quiet run on the CPU). Sessions of a model are dropped when
+this process deletes or evicts it; one evicted by another worker is never used again, because
+every request reads the model's description first.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from typing import Any
 import numpy as np
 from onnx import ModelProto, ValueInfoProto
 
+from convserve.admission import resource_exhaustion
+from convserve.conv.engine import Device, check_device
 from convserve.conv.onnx_engine import make_session, run_options
-from convserve.errors import InvalidArgumentError, NotFoundError
+from convserve.errors import EngineUnavailableError, InvalidArgumentError, NotFoundError
 from convserve.limits import Limits
 from convserve.models.kernels import ConvKernel, conv_kernel
 from convserve.models.preprocess import Preprocess, preprocess
+from convserve.models.sample import SAMPLE_FILENAME, sample_bytes
 from convserve.models.store import ModelStore
 from convserve.models.table import ModelSummary, summarize
 from convserve.models.validate import InputInfo, ModelRefusedError, validate_model
 
-__all__ = ["FeatureResult", "ModelService", "StoredModel", "to_chw"]
+__all__ = ["FeatureResult", "ModelService", "Run", "StoredModel", "to_chw"]
 
 _NAMES_SHOWN = 100
 
@@ -85,6 +90,19 @@ class FeatureResult:
     """One float32 (C, H, W) array per row."""
     preprocess: dict[str, Any]
     timing_ms: dict[str, float]
+    device: str = "cpu"
+    provider: str = "CPUExecutionProvider"
+    """The execution provider that ran the model's first nodes (CUDAExecutionProvider on
+    CUDA; nodes CUDA lacks run on the CPU provider)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """The values of one run and where it ran."""
+
+    values: dict[str, np.ndarray]
+    device: str
+    provider: str
 
 
 def to_chw(value: np.ndarray, layout: str | None) -> np.ndarray:
@@ -125,15 +143,19 @@ class ModelService:
         ONNX Runtime sessions kept in this process (``CONVSERVE_MODEL_SESSIONS``).
     intra_op_threads : int
         Threads one node may use.
+    sample_file : Path, optional
+        The prebuilt sample network (``CONVSERVE_SAMPLE_MODEL_FILE``); built here when None.
     """
 
     def __init__(self, root: Path, limits: Limits, *, sessions: int,
-                 intra_op_threads: int) -> None:
+                 intra_op_threads: int, sample_file: Path | None = None) -> None:
         self.store = ModelStore(root, limits.model_store_bytes, on_remove=self._drop_sessions)
         self.limits = limits
         self.capacity = sessions
         self.intra_op_threads = intra_op_threads
-        self._sessions: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
+        self.sample_file = sample_file
+        self._sample_id: str | None = None
+        self._sessions: OrderedDict[tuple[str, tuple[str, ...], str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------
@@ -185,6 +207,31 @@ class ModelService:
             "layers": [row.to_dict() for row in summary.layers],
         }
 
+    def store_sample(self) -> tuple[dict[str, Any], bool]:
+        """Store the sample network unless it is stored; its description and whether it is new.
+
+        One process at a time validates and writes it (the store's ``sample`` lock), so
+        workers and replicas starting together build it once and the others find it stored.
+        Once this process knows the sample's id, a stored sample is answered without reading
+        or building its bytes.
+        """
+        known = self._sample_id
+        if known is not None:
+            try:
+                return self.store.meta(known), False
+            except NotFoundError:  # evicted or deleted: store it again
+                pass
+        with self.store.exclusive("sample"):
+            data = sample_bytes(self.sample_file)
+            self._sample_id = model_id(data, None)
+            return self.upload(data, None, SAMPLE_FILENAME)
+
+    def sample_id(self) -> str:
+        """The sample network's id, stored or not (its bytes are read or built once)."""
+        if self._sample_id is None:
+            self._sample_id = model_id(sample_bytes(self.sample_file), None)
+        return self._sample_id
+
     def get(self, ident: str) -> StoredModel:
         return StoredModel(self.store.meta(ident))
 
@@ -199,8 +246,8 @@ class ModelService:
             for key in [k for k in self._sessions if k[0] == ident]:
                 del self._sessions[key]
 
-    def _session(self, model: StoredModel, outputs: tuple[str, ...]) -> Any:
-        key = (model.id, outputs)
+    def _session(self, model: StoredModel, outputs: tuple[str, ...], device: Device) -> Any:
+        key = (model.id, outputs, device)
         with self._lock:
             session = self._sessions.get(key)
             if session is not None:
@@ -214,7 +261,9 @@ class ModelService:
         del proto.graph.output[:]
         proto.graph.output.extend(exposed)
         try:
-            session = make_session(proto, "cpu", intra_op_threads=self.intra_op_threads)
+            session = make_session(proto, device, intra_op_threads=self.intra_op_threads)
+        except EngineUnavailableError:  # CUDA not offered or not active: convolve's problem
+            raise
         except (RuntimeError, ValueError) as exc:  # ORT's own Fail / InvalidGraph
             raise ModelRefusedError(
                 f"ONNX Runtime could not load model {model.id} with outputs {list(outputs)}: "
@@ -225,25 +274,30 @@ class ModelService:
                 self._sessions.popitem(last=False)
         return session
 
-    def run(self, model: StoredModel, tensor: np.ndarray,
-            outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        """Run ``model`` on ``tensor`` (its input layout, batch 1) with ``outputs`` exposed."""
+    def run(self, model: StoredModel, tensor: np.ndarray, outputs: Sequence[str],
+            device: str = "cpu") -> Run:
+        """Run ``model`` on ``tensor`` (its input layout, batch 1) with ``outputs`` exposed, on
+        ``device`` ("cpu" or "cuda")."""
         wanted = tuple(dict.fromkeys(outputs))
-        session = self._session(model, wanted)
+        session = self._session(model, wanted, check_device(device))
         try:
             values = session.run(list(wanted), {model.input.name: tensor}, run_options())
         except (RuntimeError, ValueError) as exc:
+            if resource_exhaustion(exc) is not None:  # out of (GPU) memory: the pool's 503
+                raise
             raise ModelRefusedError(
                 f"ONNX Runtime failed to run model {model.id}: "
                 f"{str(exc).splitlines()[0][:400]}", field="model") from None
-        return {name: np.asarray(v) for name, v in zip(wanted, values, strict=True)}
+        return Run({name: np.asarray(v) for name, v in zip(wanted, values, strict=True)},
+                   device, session.get_providers()[0])
 
     # ----------------------------------------------------------------------------------------
     # Requests
 
     def features(self, ident: str, x: np.ndarray, layers: Sequence[str | int],
-                 steps: Preprocess) -> FeatureResult:
-        """Feature maps of ``layers`` for the input ``x``, float32 (C, H, W)."""
+                 steps: Preprocess, device: str = "cpu") -> FeatureResult:
+        """Feature maps of ``layers`` for the input ``x``, float32 (C, H, W), computed on
+        ``device``."""
         model = self.get(ident)
         if not layers:
             raise InvalidArgumentError("layers must name at least one layer", field="layers")
@@ -254,11 +308,11 @@ class ModelService:
         started = time.perf_counter()
         tensor, report = preprocess(x, steps, model.input)
         prepared = time.perf_counter()
-        values = self.run(model, tensor, [r["name"] for r in rows])
-        maps = [to_chw(values[r["name"]], r["layout"]) for r in rows]
+        ran = self.run(model, tensor, [r["name"] for r in rows], device)
+        maps = [to_chw(ran.values[r["name"]], r["layout"]) for r in rows]
         timing = {"preprocess": round(1000 * (prepared - started), 3),
                   "run": round(1000 * (time.perf_counter() - prepared), 3)}
-        return FeatureResult(model, rows, maps, report, timing)
+        return FeatureResult(model, rows, maps, report, timing, ran.device, ran.provider)
 
     def kernel(self, ident: str, key: str | int) -> tuple[dict[str, Any], ConvKernel]:
         """The Conv layer ``key`` of a model, with its input's size resolved."""
@@ -283,19 +337,21 @@ class ModelService:
                 return tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
         raise ModelRefusedError(f"the shape of {name!r} is unknown", field="model")
 
-    def conv_io(self, ident: str, key: str | int, x: np.ndarray,
-                steps: Preprocess) -> tuple[dict[str, Any], ConvKernel, np.ndarray, np.ndarray,
-                                            dict[str, Any]]:
+    def conv_io(self, ident: str, key: str | int, x: np.ndarray, steps: Preprocess,
+                device: str = "cpu") -> tuple[dict[str, Any], ConvKernel, np.ndarray,
+                                              np.ndarray, dict[str, Any], Run]:
         """For explaining a Conv layer: its row, kernel, input (1, C, H, W) and output (C, H, W)
-        as ONNX Runtime computes them for ``x``, and the preprocessing report."""
+        as ONNX Runtime computes them for ``x`` on ``device``, the preprocessing report and the
+        run (where it ran)."""
         row, kernel = self.kernel(ident, key)
         model = self.get(ident)
         tensor, report = preprocess(x, steps, model.input)
         if kernel.input == model.input.name:
-            values = self.run(model, tensor, [row["name"]])
+            ran = self.run(model, tensor, [row["name"]], device)
             conv_input = tensor
         else:
-            values = self.run(model, tensor, [kernel.input, row["name"]])
-            conv_input = values[kernel.input]
-        output = to_chw(values[row["name"]], "NCHW")
-        return row, kernel, np.ascontiguousarray(conv_input, dtype=np.float32), output, report
+            ran = self.run(model, tensor, [kernel.input, row["name"]], device)
+            conv_input = ran.values[kernel.input]
+        output = to_chw(ran.values[row["name"]], "NCHW")
+        return (row, kernel, np.ascontiguousarray(conv_input, dtype=np.float32), output, report,
+                ran)

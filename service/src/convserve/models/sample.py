@@ -6,9 +6,26 @@ Conv2D 64 -> ReLU -> MaxPool 2 -> Flatten -> Dense 512 -> ReLU -> Dense 1 -> Sig
 parameters. Its first layer holds meaningful kernels, the ``gabor`` preset's 16 orientations at
 3x3 spread over RGB by luminance, so its feature maps show edges by direction; every later
 layer has seeded He-normal weights (an untrained network, labelled as such).
+
+The bytes are the same on every build (seeded weights, no timestamps), so the sample's id is
+the same wherever it is built. The Docker images build it once at build time::
+
+    python -m convserve.models.sample --out /opt/convserve/share/sample-keras-cnn.onnx
+
+and name that file in ``CONVSERVE_SAMPLE_MODEL_FILE``; :func:`sample_bytes` reads it, or builds
+the sample here when no file is named (or it cannot be read).
 """
 
 from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,11 +33,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from convserve.conv.presets import resolve_preset
 
-__all__ = ["SAMPLE_FILENAME", "SAMPLE_SEED", "sample_model_bytes"]
+__all__ = ["SAMPLE_FILENAME", "SAMPLE_SEED", "main", "sample_bytes", "sample_model_bytes",
+           "write_sample"]
 
 SAMPLE_FILENAME = "sample-keras-cnn.onnx"
 SAMPLE_SEED = 0
 _SIZE = 150
+
+log = logging.getLogger("convserve")
 
 
 def _tensor(name: str, array: np.ndarray) -> onnx.TensorProto:
@@ -75,3 +95,50 @@ def sample_model_bytes() -> bytes:
                         "3x3), later layers seeded He-normal weights (untrained).")
     data: bytes = model.SerializeToString()
     return data
+
+
+def sample_bytes(prebuilt: Path | None = None) -> bytes:
+    """The sample's bytes: those of the file ``prebuilt`` (``CONVSERVE_SAMPLE_MODEL_FILE``),
+    or built here when it is None or cannot be read (logged: the image should have it)."""
+    if prebuilt is not None:
+        try:
+            return prebuilt.read_bytes()
+        except OSError as exc:
+            log.warning("the prebuilt sample network %s (CONVSERVE_SAMPLE_MODEL_FILE) cannot be "
+                        "read (%s); building it instead", prebuilt, exc.strerror or exc)
+    return sample_model_bytes()
+
+
+def write_sample(path: Path) -> bytes:
+    """Build the sample and write it to ``path`` atomically (a temporary file in the same
+    directory, renamed into place); returns the bytes written."""
+    data = sample_model_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)  # readable by the service's user, whoever builds the image
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m convserve.models.sample --out FILE``: write the sample network to FILE."""
+    parser = argparse.ArgumentParser(
+        prog="python -m convserve.models.sample",
+        description="Write the demo page's sample network (the Keras reference CNN, built "
+                    "from code) to an .onnx file, for CONVSERVE_SAMPLE_MODEL_FILE.")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    data = write_sample(args.out)
+    # The store's id of a model with a static input: the first 32 hex digits of its SHA-256.
+    print(f"{args.out}: {len(data):,} bytes, model id {hashlib.sha256(data).hexdigest()[:32]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,8 @@ Layout of ``CONVSERVE_MODEL_DIR``::
     <id>.json   its description (what GET /v1/models/{id} answers); written last, so a model
                 exists once its .json does
     .lock       taken (``flock``) around writes, deletions and evictions
+    .<name>.lock  taken around longer work that one process should do for all
+                (:meth:`ModelStore.exclusive`: validating and storing the sample network)
 
 Every file is written to a temporary name in the same directory and renamed into place, so a
 reader in another process never sees half a file. The ``.json``'s modification time is the
@@ -69,6 +71,7 @@ class ModelStore:
         self.max_bytes = max_bytes
         self.on_remove = on_remove
         self._thread_lock = threading.Lock()
+        self._named_locks: dict[str, threading.Lock] = {}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,6 +90,28 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``.<name>.lock`` of the directory: one thread of one process at a time,
+        across every process that shares the directory, without holding up the store's own
+        writes. On a file system without working locks the work may run twice, which the
+        content-hash ids and atomic renames make harmless."""
+        with self._named_locks.setdefault(name, threading.Lock()):
+            try:
+                handle = open(self.root / f".{name}.lock", "a+b")
+            except OSError as exc:
+                raise self._unavailable(exc) from None
+            with handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def has(self, model_id: str) -> bool:
+        """Whether the model is stored now (without marking it used)."""
+        return self._paths(model_id)[1].exists()
 
     def _paths(self, model_id: str) -> tuple[Path, Path]:
         if not MODEL_ID.match(model_id):

@@ -31,7 +31,9 @@ __all__ = ["LayerInfo", "LayersResult"]
 @dataclass(frozen=True, slots=True)
 class LayerInfo:
     """One layer of a ``layers`` answer: its type, input and output shapes ``(c, h, w)``,
-    parameters, MACs, resolved ``options``, ``cost`` and (when returned) its feature maps."""
+    parameters, MACs, resolved ``options``, ``cost``, a conv2d's ``kernel`` source (``source``
+    ``kernel``, ``preset``, ``init`` or ``kernel_file`` with the file's ``format``,
+    ``weight_key`` and ``bias_key``) and (when returned) its feature maps."""
 
     index: int
     type: str
@@ -42,6 +44,7 @@ class LayerInfo:
     flops: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     cost: Cost | None = field(default=None, repr=False)
+    kernel: Mapping[str, Any] | None = field(default=None, repr=False)
     channels: tuple[Channel, ...] = field(default=(), repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -67,6 +70,7 @@ class LayerInfo:
             flops=None if data.get("flops") is None else int(data["flops"]),
             options=data.get("options") or {},
             cost=None if cost is None else Cost.from_dict(cost),
+            kernel=data.get("kernel"),
             channels=tuple(
                 Channel.from_dict(ch, pngs.get(str(ch.get("file"))) if pngs else None)
                 for ch in data.get("channels") or ()

@@ -7,6 +7,7 @@
     convserve presets | preset gabor --channels 3 | engines | health
     convserve explain x.json --kernel kernel.json --at 0,0,0
     convserve layers cat.png --layers stack.json --format onnx -o model.onnx
+    convserve layers cat.png --layers stack.json --kernel-file vgg.safetensors -o maps/
     convserve convolve photos/ --recursive --preset sobel --jobs 4 -o edges/   a batch
 
 Global options come before the command. Exit status: 0 success, 1 the server answered with

@@ -29,6 +29,7 @@ __all__ = [
     "position_arg",
     "positive_int",
     "read_json",
+    "read_kernel_file",
     "read_stdin",
 ]
 
@@ -114,6 +115,16 @@ def read_json(spec: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{what} {spec!r} is not valid JSON: {exc}") from None
+
+
+def read_kernel_file(spec: str | None) -> bytes | None:
+    """The bytes of ``--kernel-file`` (read once for every request of a batch), or None."""
+    if spec is None:
+        return None
+    try:
+        return Path(spec).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read --kernel-file {spec!r}: {exc.strerror or exc}") from None
 
 
 @cache

@@ -21,6 +21,7 @@ from convserve_client.cli._args import (
     conv_kwargs,
     load_input,
     read_json,
+    read_kernel_file,
 )
 from convserve_client.cli._batch import Batch, batch_sources, run_batch, single_file
 from convserve_client.cli._text import (
@@ -116,6 +117,7 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
         stack = stack["layers"]
     if not isinstance(stack, list):
         raise UsageError(f"--layers {args.layers!r} must hold a JSON list of layer objects")
+    weights = read_kernel_file(args.kernel_file)
     fmt = args.format
     sources = batch_sources(args.image, args.recursive)
     if sources is not None:
@@ -124,7 +126,8 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
         async def send(client: AsyncClient, image: Any) -> LayersResult:
             return await client.layers(image, layers=stack, return_=args.return_, format=fmt,
                                        normalize=args.normalize, color_mode=args.color_mode,
-                                       engine=args.engine, device=args.device)
+                                       engine=args.engine, device=args.device,
+                                       kernel_file=weights)
 
         files = LayersResult.files if suffix is None else single_file
         return run_batch(args, Batch(send, files, suffix), sources)
@@ -132,7 +135,8 @@ def cmd_layers(cs: Client, args: argparse.Namespace) -> int:
         raise UsageError(f"--format {fmt} returns a file: give -o FILE (or -o - for stdout)")
     result = cs.layers(load_input(args.image[0]), layers=stack, return_=args.return_, format=fmt,
                        normalize=args.normalize, color_mode=args.color_mode,
-                       engine=args.engine, device=args.device, dry_run=args.dry_run)
+                       engine=args.engine, device=args.device, dry_run=args.dry_run,
+                       kernel_file=weights)
     out = args.output
     if out is not None and not result.dry_run:
         _write_single(result, out, fmt)

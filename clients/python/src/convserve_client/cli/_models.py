@@ -17,6 +17,7 @@ from typing import Any
 from convserve_client._async_client import AsyncClient
 from convserve_client._client import Client
 from convserve_client._model_types import FeatureMaps, ModelInfo
+from convserve_client._types import DEVICES
 from convserve_client.cli._args import EXIT_OK, UsageError, load_input, read_json
 from convserve_client.cli._batch import (
     Batch,
@@ -120,13 +121,13 @@ def cmd_features(cs: Client, args: argparse.Namespace) -> int:
         async def send(client: AsyncClient, image: Any) -> FeatureMaps:
             return await client.features(args.id, image, layers, preprocess=preprocess,
                                          format=args.format, normalize=args.normalize,
-                                         color_mode=args.color_mode)
+                                         color_mode=args.color_mode, device=args.device)
 
         files = FeatureMaps.files if suffix is None else single_file
         return run_batch(args, Batch(send, files, suffix), sources)
     maps = cs.features(args.id, load_input(args.image[0]), layers, preprocess=preprocess,
                        format=args.format, normalize=args.normalize,
-                       color_mode=args.color_mode)
+                       color_mode=args.color_mode, device=args.device)
     if args.format != "json":
         if args.output is None:
             raise UsageError(f"--format {args.format} needs -o FILE (or - for stdout)")
@@ -204,6 +205,8 @@ def add_model_commands(commands: Any) -> None:
     p.add_argument("--format", default="json", choices=("json", "npy", "zip", "grid"))
     p.add_argument("--normalize", choices=("auto", "clip", "minmax", "abs", "symmetric"))
     p.add_argument("--color-mode", choices=("rgb", "gray", "rgba", "keep"))
+    p.add_argument("--device", choices=DEVICES,
+                   help="cpu or cuda (default: the server's CONVSERVE_DEVICE)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="directory for the PNGs (json), or file (npy, zip, grid); - for "
                         "stdout; a batch's directory (<input>/<layer>/channel_<k>.png for "

@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", required=True, metavar="FILE",
                    help='JSON file (or inline JSON) with the list of layers, e.g. '
                         '[{"type": "conv2d", "preset": "sobel"}, {"type": "relu"}]')
+    p.add_argument("--kernel-file", metavar="FILE",
+                   help="trained weights (.npz, .safetensors, or .npy of one tensor) whose "
+                        'tensors conv2d layers name: {"type": "conv2d", "kernel_key": '
+                        '"features.0.weight"} (or "kernel_file": true for a .npy)')
     p.add_argument("--return", dest="return_", choices=RETURNS,
                    help="whose feature maps come back")
     p.add_argument("--format", default="json", choices=LAYERS_FORMATS)

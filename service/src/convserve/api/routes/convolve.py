@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.middleware import reserve_work
-from convserve.api.parsing import layer_options, multipart_schema, parse_body
+from convserve.api.parsing import multipart_schema, parse_conv_body
 from convserve.api.responses import BINARY_MEDIA, PROBLEMS, respond
 from convserve.api.schemas import ConvolveOptions, ConvolveRequest, ConvolveResponse
 from convserve.flows.memory import working_bytes
@@ -63,9 +63,8 @@ async def convolve(request: Request, runtime: RuntimeDep) -> Response:
     answer reports the resolved padding (top, bottom, left, right), engine, device, cost and
     timings.
     """
-    options, source = await parse_body(request, runtime.limits, ConvolveOptions,
-                                       ConvolveRequest, _JSON_FIELDS)
-    layer = layer_options(options)
+    options, source, layer = await parse_conv_body(request, runtime.limits, ConvolveOptions,
+                                                   ConvolveRequest, _JSON_FIELDS)
     engine = options.engine or runtime.settings.engine
     await reserve_work(request, working_bytes(source, [layer], options.format, engine=engine))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from convserve import flows
 from convserve.api.deps import RuntimeDep, require_api_key
 from convserve.api.middleware import reserve_work
-from convserve.api.parsing import layer_options, multipart_schema, parse_body
+from convserve.api.parsing import multipart_schema, parse_conv_body
 from convserve.api.responses import PROBLEMS, respond
 from convserve.api.schemas import ExplainOptions, ExplainRequest, ExplainResponse
 from convserve.conv.explain import MAX_EXPLAIN_PRODUCTS
@@ -85,9 +85,8 @@ position outside the output is a 422 naming the valid ranges.
 async def explain(request: Request, runtime: RuntimeDep) -> Response:
     """Show how output element ``at`` = (channel, y, x) of a layer is computed (see
     :data:`_DESCRIPTION`, the OpenAPI description)."""
-    options, source = await parse_body(request, runtime.limits, ExplainOptions, ExplainRequest,
-                                       _JSON_FIELDS)
-    layer = layer_options(options)
+    options, source, layer = await parse_conv_body(request, runtime.limits, ExplainOptions,
+                                                   ExplainRequest, _JSON_FIELDS)
     at = (options.at.channel, options.at.y, options.at.x)
     # The answer is one element's products; the work is a whole convolution (format "npy").
     await reserve_work(request, working_bytes(source, [layer], "npy"))

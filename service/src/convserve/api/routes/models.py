@@ -1,7 +1,7 @@
 """/v1/models: upload ONNX models, list and delete them, and look inside them.
 
 Glue only: parse, call :class:`convserve.models.ModelService` in the compute pool, respond.
-The service is built on first use from the app's settings and kept on ``app.state``.
+The service is built on first use from the app's settings and kept by its ``Runtime``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from convserve.api.schemas.models import (
     ModelInfo,
     ModelKernelResponse,
     ModelList,
+    SampleModelStatus,
 )
 from convserve.errors import InvalidArgumentError, UnsupportedMediaTypeError
 from convserve.flows import models as flows
 from convserve.flows.memory import model_working_bytes
 from convserve.models import ModelService, Preprocess
-from convserve.models.sample import SAMPLE_FILENAME, sample_model_bytes
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 
@@ -61,16 +61,9 @@ ModelId = Annotated[str, Path(description="The model's id (32 hex digits)",
                               examples=["3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"])]
 
 
-async def get_models(request: Request) -> ModelService:
-    """The app's model service, built on first use (the event loop runs this, so once)."""
-    service: ModelService | None = getattr(request.app.state, "models", None)
-    if service is None:
-        settings = request.app.state.runtime.settings
-        service = ModelService(settings.model_dir, request.app.state.runtime.limits,
-                               sessions=settings.model_sessions,
-                               intra_op_threads=settings.threads_per_op)
-        request.app.state.models = service
-    return service
+async def get_models(runtime: RuntimeDep) -> ModelService:
+    """The app's model service (:meth:`Runtime.model_service`)."""
+    return runtime.model_service()
 
 
 ModelsDep = Annotated[ModelService, Depends(get_models)]
@@ -171,19 +164,38 @@ async def upload_model(request: Request, runtime: RuntimeDep, models: ModelsDep)
     description="Build and store the demo page's sample network: the Keras reference CNN "
                 "(150x150x3, 9,494,561 parameters) whose first Conv holds the gabor preset's "
                 "16 orientations at 3x3 and whose later layers hold seeded weights (untrained). "
-                "201 when stored now, 200 with the same id when it was stored already.",
+                "The server stores it at start-up unless CONVSERVE_SAMPLE_MODEL=0; this stores "
+                "it again after an eviction or deletion. 201 when stored now, 200 with the "
+                "same id when it was stored already.",
     status_code=201,
     response_model=ModelInfo,
     responses={200: {"model": ModelInfo, "description": "Stored already"},
                **_problems(**{"413": "The store is smaller than the sample (38 MB)",
-                              "503": "Compute queue full (Retry-After)"})},
+                              "503": "Compute queue full, or the store cannot be written "
+                                     "(Retry-After)"})},
 )
 async def store_sample(runtime: RuntimeDep, models: ModelsDep) -> Response:
-    meta, created = await runtime.pool.run(
-        lambda: models.upload(sample_model_bytes(), None, SAMPLE_FILENAME))
+    meta, created = await runtime.pool.run(models.store_sample)
     return Response(jsonbody.dumps(meta), status_code=201 if created else 200,
                     media_type="application/json",
                     headers={"Location": f"/v1/models/{meta['id']}"})
+
+
+@router.get(
+    "/models/sample",
+    summary="The sample network's id and whether it is stored",
+    description="The id of the demo page's sample network, whether it is in the store now "
+                "(GET /v1/models/{id} then describes it) and whether the server stores it at "
+                "start-up (CONVSERVE_SAMPLE_MODEL). Nothing is stored here: POST "
+                "/v1/models/sample does that.",
+    response_model=SampleModelStatus,
+    responses=_problems(**{"503": "Compute queue full (Retry-After)"}),
+)
+async def sample_status(runtime: RuntimeDep, models: ModelsDep) -> SampleModelStatus:
+    # The id needs the sample's bytes once per process (read or built): off the event loop.
+    ident = await runtime.pool.run(models.sample_id)
+    return SampleModelStatus(id=ident, stored=models.store.has(ident),
+                             store_at_start=runtime.settings.sample_model)
 
 
 @router.get("/models", summary="Stored models", response_model=ModelList,
@@ -269,7 +281,8 @@ async def model_features(model_id: ModelId, request: Request, runtime: RuntimeDe
     options, source = await parse_body(request, runtime.limits, FeaturesOptions,
                                        FeaturesRequest, ())
     wanted = flows.FeatureOptions(layers=list(options.layers), preprocess=_steps(options),
-                                  format=options.format, normalize=options.normalize)
+                                  format=options.format, normalize=options.normalize,
+                                  device=options.device)
     meta = models.get(model_id).meta  # 404 for an unknown model, before any work
     await reserve_work(request, model_working_bytes(meta, source, wanted.layers, wanted.format))
     outcome = await runtime.pool.run(
@@ -306,5 +319,6 @@ async def model_explain(model_id: ModelId, request: Request, runtime: RuntimeDep
     meta = models.get(model_id).meta  # 404 for an unknown model, before any work
     await reserve_work(request, model_working_bytes(meta, source, [options.layer], "npy"))
     outcome = await runtime.pool.run(lambda: flows.layer_explanation(
-        runtime.context, models, model_id, source, options.layer, at, _steps(options)))
+        runtime.context, models, model_id, source, options.layer, at, _steps(options),
+        options.device))
     return respond(outcome)

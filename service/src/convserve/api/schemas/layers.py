@@ -83,17 +83,44 @@ ActivationSpec = Annotated[
 ]
 
 
-class Conv2dLayerSpec(ConvLayerOptions):
-    """A convolution layer: give exactly one of ``kernel``, ``preset`` or ``filters`` (with
-    ``kernel_size``, for seeded initial weights). Padding defaults to 0 and zeros with a kernel
-    or filters, to 'same' and reflect with a preset."""
+def _only_with_file(schema: dict[str, Any], file_fields: tuple[str, ...],
+                    dependent: tuple[str, ...]) -> dict[str, Any]:
+    """``schema``'s ``oneOf`` branches with ``dependent`` fields null or absent wherever the
+    branch is not one of ``file_fields``, as the validator checks."""
+    for branch in schema["oneOf"]:
+        if not set(branch["required"]) & set(file_fields):
+            branch["properties"].update({name: {"type": "null"} for name in dependent})
+    return schema
 
-    model_config = ConfigDict(json_schema_extra=exactly_one(
+
+class Conv2dLayerSpec(ConvLayerOptions):
+    """A convolution layer: give exactly one of ``kernel``, ``preset``, ``filters`` (with
+    ``kernel_size``, for seeded initial weights), ``kernel_key`` (a tensor of the request's
+    ``kernel_file`` part, e.g. a ``state_dict`` saved as .safetensors or .npz) or
+    ``kernel_file: true`` (that file's only tensor, e.g. a .npy). Padding defaults to 0 and
+    zeros with a kernel, filters or a file's tensor, to 'same' and reflect with a preset."""
+
+    model_config = ConfigDict(json_schema_extra=_only_with_file(exactly_one(
         {"kernel": {"type": "object"}}, {"preset": {"type": "string"}},
         {"filters": {"type": "integer", "minimum": 1}, "kernel_size": {"not": {"type": "null"}}},
-    ))
+        {"kernel_key": {"type": "string"}}, {"kernel_file": {"const": True}},
+    ), ("kernel_key", "kernel_file"), ("bias_key", "layout")))
 
     type: Literal["conv2d"]
+    kernel_key: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, examples=["features.0.weight"])
+    """multipart only: the weight's name in the request's kernel_file part (.npz or
+    .safetensors), e.g. features.0.weight; when it ends in weight, the bias of the same prefix
+    (features.0.bias) is read with it if the file has one."""
+    kernel_file: Annotated[Literal[True], json_typed(bool)] | None = None
+    """multipart only: true takes the weight from the request's kernel_file part when it holds
+    one tensor (a .npy, or an .npz or .safetensors with one tensor)."""
+    bias_key: Annotated[str, Field(min_length=1)] | None = None
+    """With kernel_key or kernel_file: the bias's name in the file, when it is not the
+    weight's prefix + bias."""
+    layout: Literal["OIHW", "HWIO"] | None = None
+    """With kernel_key or kernel_file: the order of the file's weight, OIHW (PyTorch, ONNX;
+    the default) or HWIO (Keras' get_weights()), converted to OIHW."""
     filters: Annotated[int, Field(ge=1), json_typed(int)] | None = None
     """Output channels of seeded initial weights (c_out); needs kernel_size."""
     kernel_size: IntPair | None = None
@@ -113,18 +140,34 @@ class Conv2dLayerSpec(ConvLayerOptions):
     )
     """An activation applied to this layer's output, as a name or a layer object."""
 
+    @property
+    def from_file(self) -> bool:
+        """Whether the weight comes from the request's kernel_file part."""
+        return self.kernel_key is not None or self.kernel_file is not None
+
+    # Named as ConvLayerOptions' validator, which it replaces (that one knows two sources).
     @model_validator(mode="after")
     def _kernel_xor_preset(self) -> Conv2dLayerSpec:
         given = [name for name, value in (("kernel", self.kernel), ("preset", self.preset),
-                                          ("filters", self.filters)) if value is not None]
+                                          ("filters", self.filters),
+                                          ("kernel_key", self.kernel_key),
+                                          ("kernel_file", self.kernel_file)) if value is not None]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of kernel (an explicit weight tensor), preset (a name from "
-                "GET /v1/presets) and filters (+ kernel_size, seeded weights); got "
-                + (", ".join(given) or "none")
+                "GET /v1/presets), filters (+ kernel_size, seeded weights), kernel_key (a "
+                "tensor of the request's kernel_file part) and kernel_file: true (its only "
+                "tensor); got " + (", ".join(given) or "none")
             )
         if (self.filters is None) != (self.kernel_size is None):
             raise ValueError("kernel_size goes with filters (seeded weights), and only with it")
+        stray = [name for name, value in (("bias_key", self.bias_key), ("layout", self.layout))
+                 if value is not None]
+        if stray and not self.from_file:
+            verb = "goes" if len(stray) == 1 else "go"
+            raise ValueError(
+                f"{' and '.join(stray)} {verb} with kernel_key or kernel_file (a weight "
+                "file's tensor); an explicit kernel takes kernel.bias and kernel.layout")
         return self
 
 
@@ -218,7 +261,8 @@ class LayerResult(BaseModel):
     options: dict[str, Any]
     """The layer's resolved options (padding as [top, bottom, left, right] for conv2d)."""
     kernel: dict[str, Any] | None = None
-    """conv2d: where the weights came from (kernel, preset or init)."""
+    """conv2d: where the weights came from (``source``: kernel, preset, init or kernel_file,
+    with a file's format, weight_key, bias_key and layout)."""
     cost: Cost
     normalize: str | None = None
     channels: list[ChannelResult] | None = None

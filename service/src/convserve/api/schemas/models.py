@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from convserve.api.schemas.common import ColorMode, InputSpec, Normalize
+from convserve.api.schemas.common import ColorMode, DeviceName, InputSpec, Normalize
 from convserve.api.schemas.explain import ExplainAt, ExplainTerm
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ModelList",
     "ModelListItem",
     "PreprocessSpec",
+    "SampleModelStatus",
 ]
 
 FeatureFormat = Literal["json", "npy", "zip", "grid"]
@@ -98,6 +99,17 @@ class ModelInfo(ModelListItem):
     layers: list[ModelLayer]
 
 
+class SampleModelStatus(BaseModel):
+    """Where the demo page's sample network stands (GET /v1/models/sample)."""
+
+    id: str
+    """The sample's id, stored or not (a content hash: the same on every server)."""
+    stored: bool
+    """Whether it is in the model store now (it may have been evicted like any model)."""
+    store_at_start: bool
+    """Whether the server stores it when it starts (CONVSERVE_SAMPLE_MODEL)."""
+
+
 class ModelList(BaseModel):
     models: list[ModelListItem]
     """Every stored model, oldest upload first."""
@@ -133,6 +145,9 @@ def _json_text(value: Any) -> Any:
 
 
 class _ModelRunOptions(_Strict):
+    device: DeviceName | None = None
+    """cpu or cuda (ONNX Runtime's CUDAExecutionProvider); default from CONVSERVE_DEVICE.
+    CUDA where it is not active is a 422, as on /v1/convolve (never a quiet run on the CPU)."""
     color_mode: ColorMode = "rgb"
     """How an image becomes channels: rgb (C=3), gray (C=1), rgba (C=4), keep (the file's)."""
     preprocess: PreprocessValue = "none"
@@ -220,6 +235,11 @@ class FeaturesResponse(BaseModel):
 
     model: str
     """The model's id."""
+    engine: Literal["onnxruntime"]
+    device: DeviceName
+    """The device the model ran on."""
+    provider: str
+    """The execution provider that ran it (CPUExecutionProvider, CUDAExecutionProvider)."""
     preprocess: dict[str, Any]
     """What was done to the input: name, resize, scale, mean, std, channel_order, input_shape,
     model_input_shape, layout."""
@@ -251,6 +271,11 @@ class ModelExplainResponse(BaseModel):
     """One output element of a model's Conv layer, term by term (as /v1/explain)."""
 
     model: str
+    engine: Literal["onnxruntime"]
+    device: DeviceName
+    """The device the model ran on (to compute the layer's input and value)."""
+    provider: str
+    """The execution provider that ran it (CPUExecutionProvider, CUDAExecutionProvider)."""
     layer: ModelLayer
     at: ExplainAt
     value: float | None

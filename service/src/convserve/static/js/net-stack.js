@@ -196,7 +196,9 @@ export function describeStackLayer(layer) {
     const k = layer.kernel || {};
     const source = k.source === 'preset' ? `the preset ${k.name} (${k.rule})`
       : k.source === 'init' ? `seeded ${k.init} weights (seed ${k.seed})`
-        : 'the given kernel';
+        : k.source === 'kernel_file'
+          ? `the weight file's ${k.weight_key ?? 'only tensor'} (${k.format}${k.layout === 'HWIO' ? ', HWIO' : ''})`
+          : 'the given kernel';
     const activation = activationOf(o);
     return `conv2d ${io}: weight ${shape(o.weight_shape)} from ${source}${o.bias ? ' with a bias' : ''}, `
       + `stride ${o.stride.join(' × ')}, padding ${shape(o.padding)} ${o.padding_mode}, dilation `
