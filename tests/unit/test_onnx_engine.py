@@ -294,6 +294,9 @@ def test_select_providers_for_cpu_and_for_cuda_when_offered() -> None:
     both = [CUDA_PROVIDER, CPU_PROVIDER]
     assert select_providers("cpu", both) == [CPU_PROVIDER]
     assert select_providers("cuda", both) == [(CUDA_PROVIDER, CUDA_PROVIDER_OPTIONS), CPU_PROVIDER]
+    # TF32 (10-bit mantissa products on Ampere and newer) would break the 1e-4 parity.
+    cuda_options = select_providers("cuda", both)[0][1]
+    assert isinstance(cuda_options, dict) and cuda_options["use_tf32"] == "0"
 
 
 def test_select_providers_fails_fast_when_cuda_is_not_offered() -> None:

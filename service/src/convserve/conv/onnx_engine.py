@@ -76,6 +76,10 @@ CUDA_PROVIDER_OPTIONS: dict[str, str] = {
     # A cuDNN heuristic instead of timing every algorithm keeps a new shape's first run short.
     "cudnn_conv_algo_search": "HEURISTIC",
     "arena_extend_strategy": "kSameAsRequested",
+    # Full float32 arithmetic: on Ampere and newer GPUs the CUDA provider may otherwise run
+    # convolutions and GEMMs in TF32 (10-bit mantissa products), which drifts past the 1e-4
+    # parity with the CPU engines and PyTorch's float32 conv2d that convserve promises.
+    "use_tf32": "0",
 }
 
 Provider: TypeAlias = str | tuple[str, dict[str, str]]
