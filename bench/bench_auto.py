@@ -32,6 +32,7 @@ from convserve.conv.auto import (
     applicable_paths,
     family,
     features,
+    path_engine,
 )
 from convserve.conv.numpy_engine import NumpyEngine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
@@ -46,7 +47,7 @@ def measure(wid: str, auto: AutoEngine, rounds: int) -> dict[str, Any]:
     x, weight, bias = w.arrays()
     runners: dict[str, Callable[[], np.ndarray]] = {}
     for path in applicable_paths(spec, weight):
-        plan = Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        plan = Plan(path, path_engine(path))
         runners[path] = (lambda p: lambda: auto.run(p, x, weight, bias, spec))(plan)
     reference = runners["onnxruntime"]()
     for path, run in runners.items():

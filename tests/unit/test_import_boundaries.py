@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE = ROOT / "service" / "src" / "convserve"
 CLIENT = ROOT / "clients" / "python" / "src" / "convserve_client"
 
-CORE_ALLOWED = {"numpy", "onnx", "onnxruntime", "convserve.errors", "convserve.cores"}
+CORE_ALLOWED = {"numpy", "onnx", "onnxruntime", "cv2", "convserve.errors", "convserve.cores"}
 """What conv/ may import besides the standard library and itself (cores: stdlib-only CPU
-counting, shared with the launcher)."""
+counting, shared with the launcher; cv2: OpenCV's filters, paths of engine="auto")."""
 
 
 def imports(path: Path) -> set[str]:
@@ -43,7 +43,7 @@ def allowed_in_core(name: str) -> bool:
 
 
 @pytest.mark.parametrize("path", modules(SERVICE / "conv"), ids=lambda p: p.name)
-def test_core_imports_only_stdlib_numpy_onnx_and_errors(path: Path) -> None:
+def test_core_imports_only_stdlib_numpy_onnx_opencv_and_errors(path: Path) -> None:
     bad = sorted(name for name in imports(path) if not allowed_in_core(name))
     # `from convserve.conv.spec import X` also records `convserve.conv.spec.X`: fine
     assert bad == [], f"{path.name} imports {bad}"

@@ -294,6 +294,9 @@ def test_select_providers_for_cpu_and_for_cuda_when_offered() -> None:
     both = [CUDA_PROVIDER, CPU_PROVIDER]
     assert select_providers("cpu", both) == [CPU_PROVIDER]
     assert select_providers("cuda", both) == [(CUDA_PROVIDER, CUDA_PROVIDER_OPTIONS), CPU_PROVIDER]
+    # TF32 (10-bit mantissa products on Ampere and newer) would break the 1e-4 parity.
+    cuda_options = select_providers("cuda", both)[0][1]
+    assert isinstance(cuda_options, dict) and cuda_options["use_tf32"] == "0"
 
 
 def test_select_providers_fails_fast_when_cuda_is_not_offered() -> None:
@@ -397,6 +400,25 @@ def test_runs_ask_the_arena_to_shrink() -> None:
     from convserve.conv.onnx_engine import run_options
 
     assert run_options().get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+
+
+def test_the_arena_shrinks_once_runs_have_drawn_its_budget() -> None:
+    from convserve.conv.onnx_engine import ArenaBudget
+
+    budget = ArenaBudget(100)
+    assert [budget.shrink_after(40) for _ in range(6)] == [False, False, True] * 2
+    assert budget.shrink_after(101) is True  # one run over the budget shrinks at once
+    assert budget.shrink_after(1, force=True) is True  # the last band of a layer
+    assert budget.shrink_after(100) is False  # the count started again
+
+
+def test_arena_bytes_count_the_output_and_the_padded_copy() -> None:
+    from convserve.conv.onnx_engine import arena_bytes
+
+    zeros = conv_spec((1, 3, 10, 20), (4, 3, 3, 3), padding=1)
+    assert arena_bytes(zeros) == 4 * 4 * 10 * 20
+    reflect = conv_spec((1, 3, 10, 20), (4, 3, 3, 3), padding=1, padding_mode="reflect")
+    assert arena_bytes(reflect) == 4 * 4 * 10 * 20 + 4 * 3 * 12 * 22
 
 
 _SHRINK_CHILD = """

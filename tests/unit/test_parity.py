@@ -7,7 +7,7 @@ groups, every padding form and mode, bias, batch, non-square and 3-D input) the 
 NumPy engine's strategy boundaries: rank-1 kernels (separable passes), wide layers (im2col),
 few channels with large kernels or many groups (Toeplitz), and images taller than one band.
 ``engine="auto"`` runs as a third engine, and every path it can take (each engine's strategies,
-with and without the subsample transform) runs on every case where it applies.
+OpenCV's, with and without the subsample transform) runs on every case where it applies.
 A property-based test then draws random small layers.
 """
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from convserve import conv2d
 from convserve.conv import ENGINE_CHOICES, EngineChoice
-from convserve.conv.auto import AutoEngine, Plan, applicable_paths
+from convserve.conv.auto import AutoEngine, Plan, applicable_paths, path_engine
 from convserve.conv.spec import conv_spec
 from tests.reference import ConvOptions, conv2d_reference
 
@@ -210,6 +210,12 @@ CASES = [
     case("depthwise-12ch-k3", 1, 12, 9, 8, w=(12, 1, 3, 3), groups=12, padding=1),
     case("depthwise-16ch-m2-tall", 2, 16, 33, 6, w=(32, 1, 3, 3), groups=16, padding=1,
          bias=False),
+    # OpenCV (depthwise, stride 1, pads no wider than the kernel): cropped and mirrored borders
+    case("depthwise-valid-k3x4", 1, 2, 7, 9, w=(2, 1, 3, 4), groups=2, padding="valid"),
+    case("depthwise-reflect-asym-k5", 1, 2, 9, 8, w=(4, 1, 5, 5), groups=2,
+         padding=(0, 3, 2, 1), padding_mode="reflect"),
+    case("1ch-replicate-k2x3-top-only", 1, 1, 6, 7, w=(3, 1, 2, 3), padding=(1, 0, 0, 1),
+         padding_mode="replicate"),
 ]
 
 
@@ -253,7 +259,7 @@ def test_every_auto_path_matches_reference(
     paths = applicable_paths(spec, w)
     assert "onnxruntime" in paths and "numpy:im2col" in paths
     for path in paths:
-        plan = Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        plan = Plan(path, path_engine(path))
         y = auto.run(plan, x4, w, b, spec)
         assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
 
@@ -323,5 +329,5 @@ def test_every_auto_path_matches_reference_on_random_layers(
     spec = conv_spec(x.shape, w.shape, None if b is None else b.shape, **options)
     auto = AutoEngine()
     for path in applicable_paths(spec, w):
-        plan = Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        plan = Plan(path, path_engine(path))
         assert_matches(auto.run(plan, x, w, b, spec), expected)

@@ -7,6 +7,11 @@ transform:
     ONNX Runtime's ``Conv`` (:class:`~convserve.conv.onnx_engine.OnnxRuntimeEngine`).
 ``numpy:direct``, ``numpy:im2col``, ``numpy:toeplitz``, ``numpy:separable``
     The NumPy engine with that strategy forced (see :mod:`convserve.conv.numpy_engine`).
+``opencv:filter2d``, ``opencv:sepfilter2d``
+    OpenCV's ``filter2D`` or ``sepFilter2D`` (:mod:`convserve.conv.opencv_engine`), one filter
+    per pair of output and input channel of a group, summed: layers of stride 1 and dilation 1
+    without zero weights, where ``opencv-python-headless`` is installed; the answer then
+    reports engine ``"opencv"``.
 ``subsample+<path>``
     For a strided layer whose dilation is a multiple of its stride on both axes, with zero
     padding: such a layer reads only every ``s``-th row and column of the padded input, so it
@@ -21,14 +26,16 @@ layer, :class:`AutoTable` takes the probes of the same *family* (pointwise, dept
 stride 1, subsampled or strided), the nearest one by the logarithms of output pixels,
 channels per group, kernel taps and groups, and that probe's paths from fastest to slowest; the
 first path that applies to this layer and its weights runs (``numpy:separable`` needs rank-1
-kernels). A family without probes falls back to ONNX Runtime when it is installed, else to the
-NumPy engine's own choice (:func:`~convserve.conv.numpy_engine.choose_strategy`).
+kernels, the OpenCV paths kernels without a zero weight). A family without probes falls back
+to ONNX Runtime when it is installed, else to the NumPy engine's own choice
+(:func:`~convserve.conv.numpy_engine.choose_strategy`).
 
 On CUDA, ``auto`` is ONNX Runtime on CUDA, with the same error as ``engine="onnxruntime"``
 where CUDA is not active (never a CPU fallback).
 
-Every path multiplies every value it reads (no path skips zero weights), so a non-finite input
-value inside a receptive field always reaches the output: ``propagates_non_finite`` is true.
+Every path multiplies every value it reads (no path skips zero weights: OpenCV, which does,
+runs only kernels without one), so a non-finite input value inside a receptive field always
+reaches the output: ``propagates_non_finite`` is true.
 """
 
 from __future__ import annotations
@@ -40,11 +47,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
+from convserve.conv import opencv_engine
+from convserve.conv.arrays import all_finite
 from convserve.conv.engine import Device, DeviceStatus, Engine, EngineChoice, EngineName
+from convserve.conv.opencv_engine import OpenCvEngine
 from convserve.conv.spec import ConvSpec
 
 __all__ = [
@@ -52,6 +62,7 @@ __all__ = [
     "TABLE_PATH",
     "AutoEngine",
     "AutoTable",
+    "PathEngine",
     "Plan",
     "applicable_paths",
     "family",
@@ -63,10 +74,22 @@ TABLE_PATH = Path(__file__).with_name("auto_table.json")
 """The table ``make bench`` measures (``bench/bench_auto.py --write``) and the repository keeps."""
 
 _NUMPY_STRATEGIES = ("direct", "im2col", "toeplitz", "separable")
-PATHS: tuple[str, ...] = ("onnxruntime", *(f"numpy:{s}" for s in _NUMPY_STRATEGIES)) + tuple(
-    f"subsample+{p}" for p in ("onnxruntime", "numpy:im2col", "numpy:toeplitz")
+PATHS: tuple[str, ...] = (
+    "onnxruntime", *(f"numpy:{s}" for s in _NUMPY_STRATEGIES),
+    *(f"opencv:{s}" for s in opencv_engine.STRATEGIES),
+    *(f"subsample+{p}" for p in ("onnxruntime", "numpy:im2col", "numpy:toeplitz",
+                                 *(f"opencv:{s}" for s in opencv_engine.STRATEGIES))),
 )
 """Every path ``auto`` knows, in the order of preference used to break ties."""
+PathEngine: TypeAlias = Literal["numpy", "onnxruntime", "opencv"]
+"""The engine that runs a path (OpenCV is no engine a caller names, but the one that ran)."""
+
+
+def path_engine(path: str) -> PathEngine:
+    """The engine that runs ``path``."""
+    if path.endswith("onnxruntime"):
+        return "onnxruntime"
+    return "opencv" if path.removeprefix("subsample+").startswith("opencv:") else "numpy"
 
 
 # -- the subsample transform ----------------------------------------------------------------
@@ -163,9 +186,7 @@ def features(spec: ConvSpec) -> tuple[float, ...]:
 
 
 def _rank1(weight: np.ndarray) -> bool:
-    from convserve.conv.numpy_engine import rank1_factors
-
-    return rank1_factors(weight) is not None
+    return opencv_engine.rank1(weight) is not None  # memoised (the same SVDs as the engines')
 
 
 def _static_ok(path: str, spec: ConvSpec) -> bool:
@@ -178,13 +199,26 @@ def _static_ok(path: str, spec: ConvSpec) -> bool:
                 and not any(spec.pads))
     if path == "numpy:separable":
         return spec.in_per_group == 1 and spec.kernel_h > 1 and spec.kernel_w > 1
+    if path.startswith("opencv:"):
+        return opencv_engine.applies(spec)
     return path in PATHS
 
 
+def _weights_ok(path: str, weight: np.ndarray) -> bool:
+    """Whether ``path`` computes ``weight`` exactly (after :func:`_static_ok`)."""
+    if path.endswith("separable"):
+        return _rank1(weight)
+    if "opencv:" in path:
+        strategy: opencv_engine.OpenCvStrategy = (
+            "sepfilter2d" if path.endswith("sepfilter2d") else "filter2d"
+        )
+        return opencv_engine.installed() and opencv_engine.weights_apply(strategy, weight)
+    return True
+
+
 def applicable_paths(spec: ConvSpec, weight: np.ndarray) -> list[str]:
-    """Every path of :data:`PATHS` that can run ``spec`` with ``weight`` exactly."""
-    return [p for p in PATHS if _static_ok(p, spec)
-            and (not p.endswith("separable") or _rank1(weight))]
+    """Every path of :data:`PATHS` that can run ``spec`` with ``weight`` exactly here."""
+    return [p for p in PATHS if _static_ok(p, spec) and _weights_ok(p, weight)]
 
 
 @dataclass(frozen=True)
@@ -192,7 +226,7 @@ class Plan:
     """The path ``auto`` chose for one layer, and the engine that runs it (for reports)."""
 
     path: str
-    engine: EngineName
+    engine: PathEngine
 
 
 class AutoTable:
@@ -270,6 +304,10 @@ class AutoEngine:
         self._orders: dict[tuple[ConvSpec, bool], tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._ort_installed = importlib.util.find_spec("onnxruntime") is not None
+        self._cv_installed = opencv_engine.installed()
+        # OpenCV on as many threads as the NumPy engine given (default: every core).
+        threads = None if engines is None else getattr(engines.get("numpy"), "threads", None)
+        self._opencv = OpenCvEngine(threads)
 
     @property
     def ort_installed(self) -> bool:
@@ -279,21 +317,24 @@ class AutoEngine:
     def version(self) -> str:
         """The versions of the engines ``auto`` picks from."""
         return ", ".join(f"{name} {self.engine(name).version()}"
-                         for name in ("numpy", "onnxruntime"))
+                         for name in ("numpy", "onnxruntime", "opencv"))
 
     def devices(self) -> list[DeviceStatus]:
         """The CPU (the NumPy engine's, always there) and CUDA (ONNX Runtime's, with its
         reason when it is not active); ``details`` name the paths and the measured probes."""
         details: dict[str, object] = {
-            "paths": list(PATHS), "probes": sum(len(v) for v in self.table.entries.values()),
+            "paths": [p for p in PATHS if self._cv_installed or "opencv:" not in p],
+            "probes": sum(len(v) for v in self.table.entries.values()),
         }
         statuses = {s.device: s for s in self.engine("numpy").devices()}
         cuda = {s.device: s for s in self.engine("onnxruntime").devices()}["cuda"]
         return [DeviceStatus("cpu", statuses["cpu"].available, statuses["cpu"].reason, details),
                 DeviceStatus("cuda", cuda.available, cuda.reason, {"engine": "onnxruntime"})]
 
-    def engine(self, name: EngineName) -> Engine:
+    def engine(self, name: EngineName | Literal["opencv"]) -> Engine | OpenCvEngine:
         """The engine called ``name`` that this one runs on."""
+        if name == "opencv":
+            return self._opencv
         if self._engines is None:
             from convserve.conv.functional import get_engine
 
@@ -306,7 +347,8 @@ class AutoEngine:
             measured = self.table.order(spec, rank1)
             ranked = [p for p in (*measured, *_fallback(self._ort_installed))
                       if _static_ok(p, spec) and (rank1 or not p.endswith("separable"))
-                      and (self._ort_installed or not p.endswith("onnxruntime"))]
+                      and (self._ort_installed or not p.endswith("onnxruntime"))
+                      and (self._cv_installed or "opencv:" not in p)]
             order = tuple(dict.fromkeys(ranked))
             with self._lock:
                 if len(self._orders) >= 512:
@@ -319,27 +361,51 @@ class AutoEngine:
         if device != "cpu":
             return Plan("onnxruntime", "onnxruntime")
         rank1 = _static_ok("numpy:separable", spec) and _rank1(weight)
-        path = self._order(spec, rank1)[0]  # never empty: numpy:im2col runs every layer
-        return Plan(path, "onnxruntime" if path.endswith("onnxruntime") else "numpy")
+        # Never empty, and never without a path: numpy:im2col runs every layer.
+        path = next(p for p in self._order(spec, rank1)
+                    if "opencv:" not in p or _weights_ok(p, weight))
+        return Plan(path, path_engine(path))
 
     def run(self, plan: Plan, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             spec: ConvSpec, device: Device = "cpu") -> np.ndarray:
         """Run ``spec`` along ``plan`` (from :meth:`plan`); arrays as for :meth:`conv2d`."""
+        return self._run(plan, x, weight, bias, spec, device, check=False)[0]
+
+    def _run(self, plan: Plan, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+             spec: ConvSpec, device: Device, *, check: bool) -> tuple[np.ndarray, bool]:
+        """:meth:`run`, and with ``check`` whether the output is all finite (else True)."""
         path = plan.path
         if path.startswith("subsample+"):
             sub = subsample_spec(spec)
             if sub is None:
                 raise ValueError(f"path {path!r} does not apply to {spec}")
             x, spec, path = sub.take(x, spec.stride), sub.spec, path.removeprefix("subsample+")
-        engine = self.engine(plan.engine)
         strategy = path.partition(":")[2]
+        if plan.engine == "opencv":  # checks each band while it is in cache
+            cv_strategy: opencv_engine.OpenCvStrategy = (
+                "sepfilter2d" if strategy == "sepfilter2d" else "filter2d"
+            )
+            if check:
+                return self._opencv.conv2d_checked(x, weight, bias, spec, device,
+                                                   strategy=cv_strategy)
+            return self._opencv.conv2d(x, weight, bias, spec, device, strategy=cv_strategy), True
+        engine = self.engine(plan.engine)
         if strategy:
             run: Callable[..., np.ndarray] = engine.conv2d
-            return run(x, weight, bias, spec, device, strategy=strategy)
-        return engine.conv2d(x, weight, bias, spec, device)
+            y = run(x, weight, bias, spec, device, strategy=strategy)
+        else:
+            y = engine.conv2d(x, weight, bias, spec, device)
+        return y, not check or all_finite(y)
 
     def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                spec: ConvSpec, device: Device = "cpu") -> np.ndarray:
         """Run ``spec`` on the fastest path for it; arrays and result as for
         :meth:`convserve.conv.engine.Engine.conv2d`."""
         return self.run(self.plan(spec, weight, device), x, weight, bias, spec, device)
+
+    def conv2d_checked(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                       spec: ConvSpec, device: Device = "cpu") -> tuple[np.ndarray, bool]:
+        """:meth:`conv2d`, and whether every output value is finite (the OpenCV paths check
+        band by band as they go; the others in one pass over the output)."""
+        return self._run(self.plan(spec, weight, device), x, weight, bias, spec, device,
+                         check=True)

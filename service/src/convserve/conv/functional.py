@@ -82,13 +82,15 @@ def conv2d(
     padding_mode : "zeros", "reflect", "replicate" or "circular"
     engine : "auto" (default), "numpy", "onnxruntime" or an engine instance
         ``"auto"`` runs the fastest exact path measured for this shape
-        (:mod:`convserve.conv.auto`); on CUDA it is ONNX Runtime.
+        (:mod:`convserve.conv.auto`: ONNX Runtime, a NumPy strategy or OpenCV's filters);
+        on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
         Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
-        the smaller of input and output: the output stands in for the input where every input
-        lies in a receptive field (a non-finite input always reaches the output then), and the
-        input is scanned only when that output is not finite.
+        the smaller of input and output: the output, when it is no larger, stands in for the
+        input where every input lies in a receptive field (a non-finite input always reaches
+        the output then; ``auto``'s OpenCV paths check it band by band as they write it), and
+        the input is scanned only when that output is not finite. The error names the input.
         Pass False when the input is known to be finite, e.g. decoded from an image.
         ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
@@ -121,12 +123,19 @@ def conv2d(
     # The output stands in for the input where every input reaches it and it is smaller.
     via_output = check_finite and (
         getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
-        and math.prod(spec.output_shape) < x_arr.size
+        and math.prod(spec.output_shape) <= x_arr.size
     )
     if check_finite and not via_output:
         check_finite_array("input", x_arr)
-    y = impl.conv2d(x_arr.reshape(spec.input_shape), w_arr, b_arr, spec, dev)
-    if via_output and not all_finite(y):
+    x4 = x_arr.reshape(spec.input_shape)
+    checked = getattr(impl, "conv2d_checked", None) if via_output else None
+    y: np.ndarray
+    if checked is not None:  # auto checks the output as it goes where a path can
+        y, finite = checked(x4, w_arr, b_arr, spec, dev)
+    else:
+        y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
+        finite = not via_output or all_finite(y)
+    if not finite:
         check_finite_array("input", x_arr)
     return y[0] if x_arr.ndim == 3 else y
 

@@ -16,10 +16,14 @@ providers exist and what to install. ONNX Runtime's own CPU fallback is switched
 
 Memory: every session created here draws CPU buffers from one arena shared by the process
 (``session.use_env_allocators``), so the memory ONNX Runtime keeps is bounded by the largest
-single run rather than growing with each cached shape. Every run asks the arena to shrink when
-it returns (:func:`run_options`): without that, one 7000x7000 RGB request with reflect padding
-left the process 600 MB larger for good (the padded copy); with it, the process returns to its
-size before the run, at no measurable cost per run.
+single run rather than growing with each cached shape. A run asks the arena to shrink when it
+returns (:func:`run_options`) once the runs since the last shrink have drawn more than
+:data:`SHRINK_AFTER_BYTES` from it (outputs and padded copies, :class:`ArenaBudget`): without
+shrinking, one 7000x7000 RGB request with reflect padding left the process 600 MB larger for
+good (the padded copy); with it, the process returns to its size before the run. Shrinking
+after *every* run, as this engine first did, unmapped and faulted in again the working memory
+of each small layer: 1.4x a raw session's time on a 512x512 3->2 layer. So the arena keeps at
+most about that many bytes beyond what callers still hold.
 
 ``onnx`` and ``onnxruntime`` are imported on first use, so this module imports without them.
 The helpers :data:`OPSET`, :data:`IR_VERSION`, :func:`conv_nodes`, :func:`make_session` are
@@ -49,6 +53,9 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "SHRINK_AFTER_BYTES",
+    "ArenaBudget",
+    "arena_bytes",
     "run_options",
     "CPU_PROVIDER",
     "CUDA_PROVIDER",
@@ -69,6 +76,10 @@ CUDA_PROVIDER_OPTIONS: dict[str, str] = {
     # A cuDNN heuristic instead of timing every algorithm keeps a new shape's first run short.
     "cudnn_conv_algo_search": "HEURISTIC",
     "arena_extend_strategy": "kSameAsRequested",
+    # Full float32 arithmetic: on Ampere and newer GPUs the CUDA provider may otherwise run
+    # convolutions and GEMMs in TF32 (10-bit mantissa products), which drifts past the 1e-4
+    # parity with the CPU engines and PyTorch's float32 conv2d that convserve promises.
+    "use_tf32": "0",
 }
 
 Provider: TypeAlias = str | tuple[str, dict[str, str]]
@@ -174,6 +185,52 @@ def _register_shared_arena(ort: ModuleType) -> None:
         # (max_mem=0: unlimited, extend strategy 1: kSameAsRequested, defaults for the rest)
         ort.create_and_register_allocator(memory_info, ort.OrtArenaCfg(0, 1, -1, -1))
         _arena_registered = True
+
+
+SHRINK_AFTER_BYTES = 64 * 2**20
+"""Bytes the runs since the last arena shrink may draw before the next run shrinks it."""
+
+
+class ArenaBudget:
+    """Decides which runs shrink the shared CPU arena: one in every ``limit`` bytes drawn.
+
+    Parameters
+    ----------
+    limit : int
+        Bytes (outputs and padded copies) that runs may draw from the arena between shrinks.
+
+    Notes
+    -----
+    Thread-safe. The arena only grows by what runs draw that its free chunks cannot serve, so
+    between two shrinks it grows by at most the bytes counted here.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._drawn = 0
+        self._lock = threading.Lock()
+
+    def shrink_after(self, nbytes: int, *, force: bool = False) -> bool:
+        """Count a run that draws ``nbytes``; True when it is to shrink the arena (then the
+        count starts again). ``force`` shrinks regardless (the last band of a layer)."""
+        with self._lock:
+            self._drawn += nbytes
+            if force or self._drawn > self.limit:
+                self._drawn = 0
+                return True
+            return False
+
+
+_ARENA_BUDGET = ArenaBudget(SHRINK_AFTER_BYTES)
+
+
+def arena_bytes(spec: ConvSpec) -> int:
+    """Bytes a run of ``spec`` draws from the arena: its output and, for reflect, replicate
+    and circular padding, the ``Pad`` node's padded copy of the input."""
+    out = 4 * spec.batch * spec.out_channels * spec.out_height * spec.out_width
+    if spec.padding_mode != "zeros" and any(spec.pads):
+        out += 4 * spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
+    return out
 
 
 @functools.cache
@@ -442,7 +499,7 @@ class OnnxRuntimeEngine:
             # The bands reuse one band's working memory; the arena shrinks after the last.
             last = plan.bands[-1].spec
             return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device,
-                                                                  shrink=sb is last))
+                                                                  last_band=sb is last))
         return self._run(x, weight, bias, spec, device)
 
     def band_plan(self, spec: ConvSpec) -> BandPlan | None:
@@ -459,8 +516,11 @@ class OnnxRuntimeEngine:
         return plan_bands(spec, self.band_bytes, whole_bytes=padded)
 
     def _run(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, spec: ConvSpec,
-             device: Device, *, shrink: bool = True) -> np.ndarray:
+             device: Device, *, last_band: bool = False) -> np.ndarray:
+        """One session run; the arena shrinks after it when :class:`ArenaBudget` says so, and
+        always after the last band of a layer."""
         session = self.session(spec, device)
+        shrink = _ARENA_BUDGET.shrink_after(arena_bytes(spec), force=last_band)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),
             "W": np.ascontiguousarray(weight, dtype=np.float32),

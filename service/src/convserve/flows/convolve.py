@@ -142,17 +142,18 @@ def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
     elif prepared.engine == "auto":
         plan = ctx.auto.plan(prepared.spec, prepared.weight, device)
         prepared.engine = plan.engine  # the answer names the engine that ran
-    engine = ctx.engine(prepared.engine)
-    if prepared.engine == "onnxruntime" and banded:
+    if plan is not None:  # its engine may be OpenCV, which only auto runs
+        y = ctx.auto.run(plan, prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
+    elif prepared.engine == "onnxruntime" and banded:
         # A large image: never the whole float32 input, nor ONNX Runtime's padded copy of it.
+        engine = ctx.engine(prepared.engine)
         y = convolve_in_bands(
             prepared.decoded, prepared.spec,
             lambda band, spec: engine.conv2d(band, prepared.weight, prepared.bias, spec, device),
         )
-    elif plan is not None:
-        y = ctx.auto.run(plan, prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
     else:
-        y = engine.conv2d(prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
+        y = ctx.engine(prepared.engine).conv2d(prepared.x, prepared.weight, prepared.bias,
+                                               prepared.spec, device)
     seconds = time.perf_counter() - started
     prepared.timing_ms["convolve"] = round(1000 * seconds, 3)
     ctx.observe_convolution(prepared.engine, prepared.device, seconds)
