@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 # Dive into Deep Learning, "Multiple Input and Output Channels": the contract's reference.
@@ -105,6 +107,73 @@ def check_photo(client: httpx.Client, image: Path) -> str:
     return f"{image.name} {width}x{height} -> shape {answer['shape']}, {c_out} PNGs decoded"
 
 
+def wait_sample(client: httpx.Client, timeout: float = 90.0) -> str:
+    """The sample network's id once a worker has stored it (at start, from the image's file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get("/v1/models/sample")
+        if answer.status_code != 200:
+            raise CheckFailed(f"GET /v1/models/sample answered {answer.status_code}: "
+                              f"{answer.text[:300]}")
+        if answer.json().get("stored"):
+            return str(answer.json()["id"])
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"the sample network was not stored {timeout:g} s after start: "
+                              f"{answer.json()}")
+        time.sleep(0.5)
+
+
+def tiny_model() -> bytes:
+    """A 1->2 3x3 Conv model made here, distinct from anything the image ships."""
+    weight = np.arange(18, dtype=np.float32).reshape(2, 1, 3, 3) / 10 - 0.8
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["conv"], name="conv", kernel_shape=[3, 3])],
+        "ci_tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("conv", TensorProto.FLOAT, [1, 2, 6, 6])],
+        initializer=[numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    data: bytes = model.SerializeToString()
+    return data
+
+
+def check_models(client: httpx.Client, image: Path | None, rounds: int) -> str:
+    """The sample is stored at start; an upload is seen by every worker (and every replica)."""
+    sample = wait_sample(client)
+    listed = client.get("/v1/models").json()["models"]
+    if sample not in {m["id"] for m in listed}:
+        raise CheckFailed(f"the sample {sample} is not in GET /v1/models: {listed}")
+    if image is not None:
+        files = {"image": (image.name, image.read_bytes(), "application/octet-stream")}
+        data = {"layers": '["conv1", "relu1"]', "preprocess": '{"resize": "stretch"}'}
+        answer = client.post(f"/v1/models/{sample}/features", files=files, data=data)
+        if answer.status_code != 200:
+            raise CheckFailed(f"sample features answered {answer.status_code}: "
+                              f"{answer.text[:500]}")
+        shapes = [layer["shape"] for layer in answer.json()["layers"]]
+        if shapes != [[16, 148, 148]] * 2:
+            raise CheckFailed(f"sample conv1/relu1 features have shapes {shapes}")
+    created = client.post("/v1/models", files={"model": ("tiny.onnx", tiny_model())})
+    if created.status_code not in (200, 201):
+        raise CheckFailed(f"uploading a model answered {created.status_code}: {created.text}")
+    ident = created.json()["id"]
+    body = {"input": {"array": [[[float(x + 8 * y) for x in range(8)] for y in range(8)]]},
+            "layers": ["conv"], "format": "json"}
+    upstreams: set[str] = set()
+    for _ in range(rounds):  # behind the balancer: replicas that did not take the upload
+        answer = client.post(f"/v1/models/{ident}/features", json=body)
+        if answer.status_code != 200:
+            raise CheckFailed(f"features of the uploaded model answered {answer.status_code} "
+                              f"from {answer.headers.get('X-Convserve-Upstream')}: "
+                              f"{answer.text[:300]}")
+        upstreams.add(answer.headers.get("X-Convserve-Upstream", "direct"))
+    deleted = client.delete(f"/v1/models/{ident}")
+    gone = client.get(f"/v1/models/{ident}")
+    if deleted.status_code != 204 or gone.status_code != 404:
+        raise CheckFailed(f"DELETE answered {deleted.status_code}, then GET {gone.status_code}")
+    return (f"sample {sample[:12]} stored at start; an upload served {rounds} feature requests"
+            f" via {sorted(upstreams)}, then deleted (404)")
+
+
 def check_replicas(client: httpx.Client, replicas: int, requests: int = 40) -> str:
     seen: dict[str, int] = {}
     for _ in range(requests):
@@ -139,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
                 step(f"PNG maps of {image.name}", lambda image=image: check_photo(client, image))
             if args.replicas:
                 step("load balancing", lambda: check_replicas(client, args.replicas))
+            first = args.image[0] if args.image else None
+            rounds = 12 if args.replicas else 3
+
+            def models() -> str:
+                return check_models(client, first, rounds)
+
+            step("models: sample at start, shared store", models)
         except CheckFailed as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             return 1
