@@ -118,6 +118,30 @@ def test_kernels_with_a_zero_weight_never_take_opencv() -> None:
         OpenCvEngine(1).conv2d(np.ones((1, 1, 16, 16), np.float32), laplace, None, spec)
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(("x_shape", "w_shape", "options"), LAYERS)
+def test_zero_weights_run_on_opencv_for_a_finite_input(
+    x_shape: tuple[int, int, int, int], w_shape: tuple[int, int, int, int],
+    options: ConvOptions, strategy: OpenCvStrategy,
+) -> None:
+    """Skipped zero taps change nothing when every input is finite: the reference's numbers."""
+    rng = np.random.default_rng(sum(x_shape) * 7 + sum(w_shape))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = _weights(w_shape, strategy == "sepfilter2d", rng)
+    if strategy == "sepfilter2d":  # a zero in a factor zeroes a whole row of the kernel
+        w[:, :, 0, :] = 0.0
+    else:
+        w.reshape(-1)[::3] = 0.0
+    spec = conv_spec(x.shape, w.shape, **options)
+    assert not weights_apply(strategy, w)
+    assert weights_apply(strategy, w, finite_input=True)
+    y = OpenCvEngine(3, band_bytes=1).conv2d(x, w, None, spec, strategy=strategy,
+                                             finite_input=True)
+    expected = conv2d_reference(x, w, None, **options)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
 def _opencv_first() -> AutoEngine:
     x_shape, w_shape = (1, 3, 256, 256), (3, 1, 5, 5)
     spec = conv_spec(x_shape, w_shape, groups=3)
@@ -134,6 +158,16 @@ def test_auto_reports_opencv_and_falls_back_for_zero_weights() -> None:
     assert auto.plan(spec, w) == Plan("opencv:filter2d", "opencv")
     w[1, 0, 2, 2] = 0.0
     assert auto.plan(spec, w) == Plan("numpy:toeplitz", "numpy")
+    # An input known to be finite (every request's) may run the zero on OpenCV; a checked
+    # call (conv2d's check_finite) never plans that way.
+    finite = auto.plan(spec, w, finite_input=True)
+    assert finite == Plan("opencv:filter2d", "opencv", finite_input=True)
+    x = rng.standard_normal((1, 3, 200, 90)).astype(np.float32)
+    np.testing.assert_allclose(auto.run(finite, x, w, None, spec),
+                               conv2d_reference(x, w, None, groups=3, padding=2),
+                               rtol=1e-4, atol=1e-5)
+    y, _ = auto.conv2d_checked(x, w, None, spec)
+    np.testing.assert_allclose(y, auto.run(finite, x, w, None, spec), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("row", "col"), [(0, 0), (39, 44), (41, 3), (199, 89)])

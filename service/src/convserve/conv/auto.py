@@ -204,15 +204,17 @@ def _static_ok(path: str, spec: ConvSpec) -> bool:
     return path in PATHS
 
 
-def _weights_ok(path: str, weight: np.ndarray) -> bool:
-    """Whether ``path`` computes ``weight`` exactly (after :func:`_static_ok`)."""
+def _weights_ok(path: str, weight: np.ndarray, finite_input: bool = False) -> bool:
+    """Whether ``path`` computes ``weight`` exactly (after :func:`_static_ok`); OpenCV paths
+    take zero weights only for a ``finite_input`` (:func:`opencv_engine.weights_apply`)."""
     if path.endswith("separable"):
         return _rank1(weight)
     if "opencv:" in path:
         strategy: opencv_engine.OpenCvStrategy = (
             "sepfilter2d" if path.endswith("sepfilter2d") else "filter2d"
         )
-        return opencv_engine.installed() and opencv_engine.weights_apply(strategy, weight)
+        return opencv_engine.installed() and opencv_engine.weights_apply(
+            strategy, weight, finite_input=finite_input)
     return True
 
 
@@ -227,6 +229,8 @@ class Plan:
 
     path: str
     engine: PathEngine
+    finite_input: bool = False
+    """Planned for an input known to hold only finite values (OpenCV may then skip zeros)."""
 
 
 class AutoTable:
@@ -356,15 +360,21 @@ class AutoEngine:
                 self._orders[(spec, rank1)] = order
         return order
 
-    def plan(self, spec: ConvSpec, weight: np.ndarray, device: Device = "cpu") -> Plan:
-        """The path for ``spec`` with ``weight`` on ``device`` (CUDA: always ONNX Runtime)."""
+    def plan(self, spec: ConvSpec, weight: np.ndarray, device: Device = "cpu", *,
+             finite_input: bool = False) -> Plan:
+        """The path for ``spec`` with ``weight`` on ``device`` (CUDA: always ONNX Runtime).
+
+        ``finite_input``: the caller knows the input holds no NaN or infinity (the flows do:
+        every image and array a request brings is checked), so OpenCV may run kernels with zero
+        weights, such as Laplacians and Sobels; :meth:`run` only, never :meth:`conv2d_checked`.
+        """
         if device != "cpu":
             return Plan("onnxruntime", "onnxruntime")
         rank1 = _static_ok("numpy:separable", spec) and _rank1(weight)
         # Never empty, and never without a path: numpy:im2col runs every layer.
         path = next(p for p in self._order(spec, rank1)
-                    if "opencv:" not in p or _weights_ok(p, weight))
-        return Plan(path, path_engine(path))
+                    if "opencv:" not in p or _weights_ok(p, weight, finite_input))
+        return Plan(path, path_engine(path), finite_input)
 
     def run(self, plan: Plan, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             spec: ConvSpec, device: Device = "cpu") -> np.ndarray:
@@ -385,10 +395,11 @@ class AutoEngine:
             cv_strategy: opencv_engine.OpenCvStrategy = (
                 "sepfilter2d" if strategy == "sepfilter2d" else "filter2d"
             )
-            if check:
+            if check:  # a checked run is for inputs not known to be finite
                 return self._opencv.conv2d_checked(x, weight, bias, spec, device,
                                                    strategy=cv_strategy)
-            return self._opencv.conv2d(x, weight, bias, spec, device, strategy=cv_strategy), True
+            return self._opencv.conv2d(x, weight, bias, spec, device, strategy=cv_strategy,
+                                       finite_input=plan.finite_input), True
         engine = self.engine(plan.engine)
         if strategy:
             run: Callable[..., np.ndarray] = engine.conv2d

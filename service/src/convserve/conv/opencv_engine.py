@@ -115,14 +115,23 @@ def applies(spec: ConvSpec) -> bool:
             and spec.kernel_h * spec.kernel_w <= MAX_TAPS)
 
 
-def weights_apply(strategy: OpenCvStrategy, weight: np.ndarray) -> bool:
-    """Whether ``strategy`` computes ``weight`` (C_out, C_in // groups, k_h, k_w) exactly: no
-    zero weight, and for ``sepfilter2d`` rank-1 kernels whose factors hold no zero."""
-    if not np.all(weight):
+def weights_apply(strategy: OpenCvStrategy, weight: np.ndarray, *,
+                  finite_input: bool = False) -> bool:
+    """Whether ``strategy`` computes ``weight`` (C_out, C_in // groups, k_h, k_w) exactly: for
+    ``sepfilter2d`` rank-1 kernels, and unless ``finite_input``, no zero weight (nor factor).
+
+    OpenCV skips zero taps. For finite inputs that changes nothing (each skipped product is a
+    zero), but a NaN or an infinity under a zero tap would never reach the output, where
+    PyTorch's ``0 * nan`` is NaN; so zeros are allowed only when the caller knows the input
+    holds no such value (``finite_input``: every image and array a request brings is checked).
+    """
+    if not finite_input and not np.all(weight):
         return False
     if strategy == "sepfilter2d":
         factors = rank1(weight)
-        return factors is not None and bool(np.all(factors[0]) and np.all(factors[1]))
+        if factors is None:
+            return False
+        return finite_input or bool(np.all(factors[0]) and np.all(factors[1]))
     return True
 
 
@@ -208,9 +217,10 @@ class OpenCvEngine:
 
     def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                spec: ConvSpec, device: Device = "cpu", *,
-               strategy: OpenCvStrategy = "filter2d") -> np.ndarray:
+               strategy: OpenCvStrategy = "filter2d", finite_input: bool = False) -> np.ndarray:
         """Run ``spec`` with ``strategy``; arrays and result as for
-        :meth:`convserve.conv.engine.Engine.conv2d`.
+        :meth:`convserve.conv.engine.Engine.conv2d`; ``finite_input`` as for
+        :func:`weights_apply`.
 
         Raises
         ------
@@ -218,7 +228,8 @@ class OpenCvEngine:
             ``spec`` or ``weight`` is one that ``strategy`` does not compute exactly
             (:func:`applies`, :func:`weights_apply`), or ``device`` is not ``"cpu"``.
         """
-        return self._conv2d(x, weight, bias, spec, device, strategy, check=False)[0]
+        return self._conv2d(x, weight, bias, spec, device, strategy, check=False,
+                            finite_input=finite_input)[0]
 
     def conv2d_checked(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                        spec: ConvSpec, device: Device = "cpu", *,
@@ -229,8 +240,9 @@ class OpenCvEngine:
 
     def _conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                 spec: ConvSpec, device: Device, strategy: OpenCvStrategy,
-                check: bool) -> tuple[np.ndarray, bool]:
-        if device != "cpu" or not applies(spec) or not weights_apply(strategy, weight):
+                check: bool, finite_input: bool = False) -> tuple[np.ndarray, bool]:
+        if (device != "cpu" or not applies(spec)
+                or not weights_apply(strategy, weight, finite_input=finite_input)):
             raise ValueError(f"path 'opencv:{strategy}' does not compute {spec} with these "
                              f"weights on {device!r}")
         spec.check_arrays(x, weight, bias)

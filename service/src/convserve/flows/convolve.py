@@ -140,7 +140,9 @@ def run_convolution(prepared: PreparedConv, ctx: FlowContext) -> np.ndarray:
         # samples is the path the admission estimate (flows.memory) reserves for.
         prepared.engine = "onnxruntime"
     elif prepared.engine == "auto":
-        plan = ctx.auto.plan(prepared.spec, prepared.weight, device)
+        # Every input a flow sees is finite (images by construction; arrays, .npy files and
+        # float TIFFs are refused with a 422 otherwise), so OpenCV may skip zero taps.
+        plan = ctx.auto.plan(prepared.spec, prepared.weight, device, finite_input=True)
         prepared.engine = plan.engine  # the answer names the engine that ran
     if plan is not None:  # its engine may be OpenCV, which only auto runs
         y = ctx.auto.run(plan, prepared.x, prepared.weight, prepared.bias, prepared.spec, device)
