@@ -17,8 +17,9 @@ providers exist and what to install. ONNX Runtime's own CPU fallback is switched
 Memory: every session created here draws CPU buffers from one arena shared by the process
 (``session.use_env_allocators``), so the memory ONNX Runtime keeps is bounded by the largest
 single run rather than growing with each cached shape. A run asks the arena to shrink when it
-returns (:func:`run_options`) once the runs since the last shrink have drawn more than
-:data:`SHRINK_AFTER_BYTES` from it (outputs and padded copies, :class:`ArenaBudget`): without
+returns (:func:`~convserve.conv.arena.run_options`) once the runs since the last shrink have
+drawn more than :data:`~convserve.conv.arena.SHRINK_AFTER_BYTES` from it (outputs and padded
+copies, :class:`~convserve.conv.arena.ArenaBudget`, all in :mod:`convserve.conv.arena`): without
 shrinking, one 7000x7000 RGB request with reflect padding left the process 600 MB larger for
 good (the padded copy); with it, the process returns to its size before the run. Shrinking
 after *every* run, as this engine first did, unmapped and faulted in again the working memory
@@ -32,7 +33,6 @@ meant for any module that builds ONNX graphs (multi-layer models, exports).
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -42,6 +42,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from convserve.conv.arena import (
+    SHARED_BUDGET,
+    SHRINK_AFTER_BYTES,
+    ArenaBudget,
+    arena_bytes,
+    register_shared_arena,
+    run_options,
+)
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName, check_device
 from convserve.conv.graphs import OPSET, conv_model, import_onnx
 from convserve.conv.spec import ConvSpec
@@ -89,9 +97,6 @@ _INSTALL_CUDA = (
     "pip install 'convserve[cuda]' (onnxruntime-gpu in place of onnxruntime, "
     "with CUDA 12 and cuDNN 9 libraries and an NVIDIA driver)"
 )
-
-_arena_lock = threading.Lock()
-_arena_registered = False
 
 
 def _import_ort() -> ModuleType:
@@ -173,83 +178,6 @@ def check_active(device: str, active: Sequence[str], available: Sequence[str]) -
         )
 
 
-def _register_shared_arena(ort: ModuleType) -> None:
-    """Register once per process the CPU arena that sessions share (see module docstring)."""
-    global _arena_registered
-    with _arena_lock:
-        if _arena_registered:
-            return
-        memory_info = ort.OrtMemoryInfo(
-            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
-        )
-        # (max_mem=0: unlimited, extend strategy 1: kSameAsRequested, defaults for the rest)
-        ort.create_and_register_allocator(memory_info, ort.OrtArenaCfg(0, 1, -1, -1))
-        _arena_registered = True
-
-
-SHRINK_AFTER_BYTES = 64 * 2**20
-"""Bytes the runs since the last arena shrink may draw before the next run shrinks it."""
-
-
-class ArenaBudget:
-    """Decides which runs shrink the shared CPU arena: one in every ``limit`` bytes drawn.
-
-    Parameters
-    ----------
-    limit : int
-        Bytes (outputs and padded copies) that runs may draw from the arena between shrinks.
-
-    Notes
-    -----
-    Thread-safe. The arena only grows by what runs draw that its free chunks cannot serve, so
-    between two shrinks it grows by at most the bytes counted here.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._drawn = 0
-        self._lock = threading.Lock()
-
-    def shrink_after(self, nbytes: int, *, force: bool = False) -> bool:
-        """Count a run that draws ``nbytes``; True when it is to shrink the arena (then the
-        count starts again). ``force`` shrinks regardless (the last band of a layer)."""
-        with self._lock:
-            self._drawn += nbytes
-            if force or self._drawn > self.limit:
-                self._drawn = 0
-                return True
-            return False
-
-
-_ARENA_BUDGET = ArenaBudget(SHRINK_AFTER_BYTES)
-
-
-def arena_bytes(spec: ConvSpec) -> int:
-    """Bytes a run of ``spec`` draws from the arena: its output and, for reflect, replicate
-    and circular padding, the ``Pad`` node's padded copy of the input."""
-    out = 4 * spec.batch * spec.out_channels * spec.out_height * spec.out_width
-    if spec.padding_mode != "zeros" and any(spec.pads):
-        out += 4 * spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
-    return out
-
-
-@functools.cache
-def run_options(shrink: bool = True) -> Any:
-    """``onnxruntime.RunOptions`` for a run: shrink the CPU arena when the run returns.
-
-    The arena (extend strategy ``kSameAsRequested``) then gives back every chunk the run
-    allocated beyond its first, so a large request does not pin its working memory in the
-    process afterwards. ``shrink=False`` keeps it for the next band of the same layer. One
-    object per value of ``shrink`` serves every run (a run only reads it), so no run pays for
-    building it.
-    """
-    ort = _import_ort()
-    options = ort.RunOptions()
-    if shrink:
-        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
-
-
 def session_options(intra_op_threads: int) -> Any:
     """``onnxruntime.SessionOptions`` for one small, latency-bound graph.
 
@@ -295,7 +223,7 @@ def make_session(
     ort = _import_ort()
     available = list(ort.get_available_providers())
     providers = select_providers(device, available)  # fails fast, before any session exists
-    _register_shared_arena(ort)
+    register_shared_arena(ort)
     options = session_options(intra_op_threads or available_cores())
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
@@ -520,7 +448,7 @@ class OnnxRuntimeEngine:
         """One session run; the arena shrinks after it when :class:`ArenaBudget` says so, and
         always after the last band of a layer."""
         session = self.session(spec, device)
-        shrink = _ARENA_BUDGET.shrink_after(arena_bytes(spec), force=last_band)
+        shrink = SHARED_BUDGET.shrink_after(arena_bytes(spec), force=last_band)
         feeds = {
             "X": np.ascontiguousarray(x, dtype=np.float32),
             "W": np.ascontiguousarray(weight, dtype=np.float32),
