@@ -236,26 +236,29 @@ class RequestContextMiddleware:
         """The body as its chunks, or the status already answered (408, 413; 499: gone)."""
         chunks: list[bytes] = []
         received = 0
-        deadline = time.monotonic() + self.body_timeout_s
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
-            except TimeoutError:
-                self.metrics.body_timeouts.inc()
-                await self._send_problem(send, 408, _body_timeout(self.body_timeout_s, received),
-                                         request_id)
-                return 408
-            if message["type"] != "http.request":  # http.disconnect: the client went away
-                return _CLIENT_CLOSED
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > max_body:  # a chunked body, or more than it declared
-                await self._send_problem(send, 413, _too_large_body(too_large), request_id)
-                return 413
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks
+        # One deadline for the whole body, not a wait_for (a task and a timer) per chunk; the
+        # problems are sent outside it, so a slow send is never cut short by it.
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # http.disconnect: the client left
+                        return _CLIENT_CLOSED
+                    chunk = message.get("body", b"")
+                    received += len(chunk)
+                    if received > max_body:  # a chunked body, or more than it declared
+                        break
+                    if chunk:
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return chunks
+        except TimeoutError:
+            self.metrics.body_timeouts.inc()
+            await self._send_problem(send, 408, _body_timeout(self.body_timeout_s, received),
+                                     request_id)
+            return 408
+        await self._send_problem(send, 413, _too_large_body(too_large), request_id)
+        return 413
 
     @staticmethod
     async def _send_problem(send: Send, status: int, body: bytes, request_id: str, *,
