@@ -1219,6 +1219,87 @@ export interface components {
         /**
          * FeaturesResponse
          * @description The format=json answer of /v1/models/{id}/features.
+         * @example {
+         *       "device": "cpu",
+         *       "engine": "onnxruntime",
+         *       "input": {
+         *         "bit_depth": 8,
+         *         "channels": [
+         *           "R",
+         *           "G",
+         *           "B"
+         *         ],
+         *         "format": "PNG",
+         *         "mode": "RGB",
+         *         "shape": [
+         *           3,
+         *           300,
+         *           451
+         *         ]
+         *       },
+         *       "layers": [
+         *         {
+         *           "channels": [
+         *             {
+         *               "index": 0,
+         *               "max": 0.1543,
+         *               "mean": 0,
+         *               "min": -0.1691,
+         *               "png_base64": "iVBORw0KGgoAAAANSUhEUgAAAJQAAACUCAAAAABQ..."
+         *             },
+         *             {
+         *               "index": 1,
+         *               "max": 0.1737,
+         *               "mean": 0,
+         *               "min": -0.2058,
+         *               "png_base64": "iVBORw0KGgoAAAANSUhEUgAAAJQAAACUCAAAAABQ..."
+         *             }
+         *           ],
+         *           "index": 0,
+         *           "layout": "NCHW",
+         *           "name": "conv1",
+         *           "op": "Conv",
+         *           "shape": [
+         *             16,
+         *             148,
+         *             148
+         *           ]
+         *         }
+         *       ],
+         *       "model": "de583471b31f841960ecfa41fe4b60f6",
+         *       "normalize": "minmax",
+         *       "preprocess": {
+         *         "channel_order": "RGB",
+         *         "input_shape": [
+         *           3,
+         *           300,
+         *           451
+         *         ],
+         *         "layout": "NCHW",
+         *         "mean": [
+         *           0
+         *         ],
+         *         "model_input_shape": [
+         *           1,
+         *           3,
+         *           150,
+         *           150
+         *         ],
+         *         "name": "custom",
+         *         "resize": "stretch",
+         *         "scale": 1,
+         *         "std": [
+         *           1
+         *         ]
+         *       },
+         *       "provider": "CPUExecutionProvider",
+         *       "timing_ms": {
+         *         "decode": 3.211,
+         *         "encode": 13.122,
+         *         "preprocess": 1.833,
+         *         "run": 223.643
+         *       }
+         *     }
          */
         FeaturesResponse: {
             /**
@@ -1612,6 +1693,314 @@ export interface components {
         /**
          * ModelExplainResponse
          * @description One output element of a model's Conv layer, term by term (as /v1/explain).
+         * @example {
+         *       "at": {
+         *         "channel": 0,
+         *         "x": 20,
+         *         "y": 10
+         *       },
+         *       "bias": 0,
+         *       "cols": [
+         *         20,
+         *         21,
+         *         22
+         *       ],
+         *       "device": "cpu",
+         *       "dilation": [
+         *         1,
+         *         1
+         *       ],
+         *       "engine": "onnxruntime",
+         *       "expression": "(0.489257×(-0.0489021) + 0.519226×0.0978042 + 0.542901×(-0.0489021) + 0.490953×(-0.0516958) + 0.51883×0.103392 + 0.536886×(-0.0516958) + 0.475013×(-0.0489021) + 0.517121×0.0978042 + 0.531053×(-0.0489021)) + (0.266977×(-0.0960051) + 0.295416×0.19201 + 0.323465×(-0.0960051) + 0.273188×(-0.10149) + 0.297294×0.202979 + 0.321863×(-0.10149) + 0.264866×(-0.0960051) + 0.302463×0.19201 + 0.317296×(-0.0960051)) + (0.192017×(-0.018645) + 0.226167×0.0372899 + 0.248111×(-0.018645) + 0.196276×(-0.0197101) + 0.225186×0.0394202 + 0.247438×(-0.0197101) + 0.183731×(-0.018645) + 0.222256×0.0372899 + 0.242118×(-0.018645)) + 0 = 0.00507595",
+         *       "groups": 1,
+         *       "layer": {
+         *         "index": 0,
+         *         "layout": "NCHW",
+         *         "macs": 9462528,
+         *         "name": "conv1",
+         *         "node": "/conv1/Conv",
+         *         "op": "Conv",
+         *         "output_shape": [
+         *           16,
+         *           148,
+         *           148
+         *         ],
+         *         "params": 448
+         *       },
+         *       "model": "de583471b31f841960ecfa41fe4b60f6",
+         *       "output_shape": [
+         *         16,
+         *         148,
+         *         148
+         *       ],
+         *       "padding": [
+         *         0,
+         *         0,
+         *         0,
+         *         0
+         *       ],
+         *       "preprocess": {
+         *         "channel_order": "RGB",
+         *         "input_shape": [
+         *           3,
+         *           300,
+         *           451
+         *         ],
+         *         "layout": "NCHW",
+         *         "mean": [
+         *           0
+         *         ],
+         *         "model_input_shape": [
+         *           1,
+         *           3,
+         *           150,
+         *           150
+         *         ],
+         *         "name": "custom",
+         *         "resize": "stretch",
+         *         "scale": 1,
+         *         "std": [
+         *           1
+         *         ]
+         *       },
+         *       "provider": "CPUExecutionProvider",
+         *       "rows": [
+         *         10,
+         *         11,
+         *         12
+         *       ],
+         *       "stride": [
+         *         1,
+         *         1
+         *       ],
+         *       "terms": [
+         *         {
+         *           "in_padding": [
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ]
+         *           ],
+         *           "input_channel": 0,
+         *           "kernel": [
+         *             [
+         *               -0.0489,
+         *               0.0978,
+         *               -0.0489
+         *             ],
+         *             [
+         *               -0.0517,
+         *               0.1034,
+         *               -0.0517
+         *             ],
+         *             [
+         *               -0.0489,
+         *               0.0978,
+         *               -0.0489
+         *             ]
+         *           ],
+         *           "products": [
+         *             [
+         *               -0.0239,
+         *               0.0508,
+         *               -0.0265
+         *             ],
+         *             [
+         *               -0.0254,
+         *               0.0536,
+         *               -0.0278
+         *             ],
+         *             [
+         *               -0.0232,
+         *               0.0506,
+         *               -0.026
+         *             ]
+         *           ],
+         *           "sum": 0.0022,
+         *           "window": [
+         *             [
+         *               0.4893,
+         *               0.5192,
+         *               0.5429
+         *             ],
+         *             [
+         *               0.491,
+         *               0.5188,
+         *               0.5369
+         *             ],
+         *             [
+         *               0.475,
+         *               0.5171,
+         *               0.5311
+         *             ]
+         *           ]
+         *         },
+         *         {
+         *           "in_padding": [
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ]
+         *           ],
+         *           "input_channel": 1,
+         *           "kernel": [
+         *             [
+         *               -0.096,
+         *               0.192,
+         *               -0.096
+         *             ],
+         *             [
+         *               -0.1015,
+         *               0.203,
+         *               -0.1015
+         *             ],
+         *             [
+         *               -0.096,
+         *               0.192,
+         *               -0.096
+         *             ]
+         *           ],
+         *           "products": [
+         *             [
+         *               -0.0256,
+         *               0.0567,
+         *               -0.0311
+         *             ],
+         *             [
+         *               -0.0277,
+         *               0.0603,
+         *               -0.0327
+         *             ],
+         *             [
+         *               -0.0254,
+         *               0.0581,
+         *               -0.0305
+         *             ]
+         *           ],
+         *           "sum": 0.0022,
+         *           "window": [
+         *             [
+         *               0.267,
+         *               0.2954,
+         *               0.3235
+         *             ],
+         *             [
+         *               0.2732,
+         *               0.2973,
+         *               0.3219
+         *             ],
+         *             [
+         *               0.2649,
+         *               0.3025,
+         *               0.3173
+         *             ]
+         *           ]
+         *         },
+         *         {
+         *           "in_padding": [
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ],
+         *             [
+         *               false,
+         *               false,
+         *               false
+         *             ]
+         *           ],
+         *           "input_channel": 2,
+         *           "kernel": [
+         *             [
+         *               -0.0186,
+         *               0.0373,
+         *               -0.0186
+         *             ],
+         *             [
+         *               -0.0197,
+         *               0.0394,
+         *               -0.0197
+         *             ],
+         *             [
+         *               -0.0186,
+         *               0.0373,
+         *               -0.0186
+         *             ]
+         *           ],
+         *           "products": [
+         *             [
+         *               -0.0036,
+         *               0.0084,
+         *               -0.0046
+         *             ],
+         *             [
+         *               -0.0039,
+         *               0.0089,
+         *               -0.0049
+         *             ],
+         *             [
+         *               -0.0034,
+         *               0.0083,
+         *               -0.0045
+         *             ]
+         *           ],
+         *           "sum": 0.0007,
+         *           "window": [
+         *             [
+         *               0.192,
+         *               0.2262,
+         *               0.2481
+         *             ],
+         *             [
+         *               0.1963,
+         *               0.2252,
+         *               0.2474
+         *             ],
+         *             [
+         *               0.1837,
+         *               0.2223,
+         *               0.2421
+         *             ]
+         *           ]
+         *         }
+         *       ],
+         *       "timing_ms": {
+         *         "total": 65.277
+         *       },
+         *       "total": 0.0051,
+         *       "value": 0.0051,
+         *       "window_origin": {
+         *         "x": 20,
+         *         "y": 10
+         *       }
+         *     }
          */
         ModelExplainResponse: {
             at: components["schemas"]["ExplainAt"];
@@ -1670,6 +2059,216 @@ export interface components {
         /**
          * ModelInfo
          * @description A stored model with its layer table (POST /v1/models, GET /v1/models/{id}).
+         * @example {
+         *       "bytes": 37979665,
+         *       "created": "2026-12-02T06:26:07Z",
+         *       "filename": "sample-keras-cnn.onnx",
+         *       "id": "de583471b31f841960ecfa41fe4b60f6",
+         *       "inputs": [
+         *         {
+         *           "channels": 3,
+         *           "layout": "NCHW",
+         *           "name": "input",
+         *           "shape": [
+         *             1,
+         *             3,
+         *             150,
+         *             150
+         *           ],
+         *           "size": [
+         *             150,
+         *             150
+         *           ]
+         *         }
+         *       ],
+         *       "layers": [
+         *         {
+         *           "index": 0,
+         *           "layout": "NCHW",
+         *           "macs": 9462528,
+         *           "name": "conv1",
+         *           "node": "/conv1/Conv",
+         *           "op": "Conv",
+         *           "output_shape": [
+         *             16,
+         *             148,
+         *             148
+         *           ],
+         *           "params": 448
+         *         },
+         *         {
+         *           "index": 1,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "relu1",
+         *           "node": "/relu1/Relu",
+         *           "op": "Relu",
+         *           "output_shape": [
+         *             16,
+         *             148,
+         *             148
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 2,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "pool1",
+         *           "node": "/pool1/MaxPool",
+         *           "op": "MaxPool",
+         *           "output_shape": [
+         *             16,
+         *             74,
+         *             74
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 3,
+         *           "layout": "NCHW",
+         *           "macs": 23887872,
+         *           "name": "conv2",
+         *           "node": "/conv2/Conv",
+         *           "op": "Conv",
+         *           "output_shape": [
+         *             32,
+         *             72,
+         *             72
+         *           ],
+         *           "params": 4640
+         *         },
+         *         {
+         *           "index": 4,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "relu2",
+         *           "node": "/relu2/Relu",
+         *           "op": "Relu",
+         *           "output_shape": [
+         *             32,
+         *             72,
+         *             72
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 5,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "pool2",
+         *           "node": "/pool2/MaxPool",
+         *           "op": "MaxPool",
+         *           "output_shape": [
+         *             32,
+         *             36,
+         *             36
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 6,
+         *           "layout": "NCHW",
+         *           "macs": 21307392,
+         *           "name": "conv3",
+         *           "node": "/conv3/Conv",
+         *           "op": "Conv",
+         *           "output_shape": [
+         *             64,
+         *             34,
+         *             34
+         *           ],
+         *           "params": 18496
+         *         },
+         *         {
+         *           "index": 7,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "relu3",
+         *           "node": "/relu3/Relu",
+         *           "op": "Relu",
+         *           "output_shape": [
+         *             64,
+         *             34,
+         *             34
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 8,
+         *           "layout": "NCHW",
+         *           "macs": 0,
+         *           "name": "pool3",
+         *           "node": "/pool3/MaxPool",
+         *           "op": "MaxPool",
+         *           "output_shape": [
+         *             64,
+         *             17,
+         *             17
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 9,
+         *           "macs": 0,
+         *           "name": "flatten",
+         *           "node": "/flatten/Flatten",
+         *           "op": "Flatten",
+         *           "output_shape": [
+         *             18496
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 10,
+         *           "macs": 9469952,
+         *           "name": "dense1",
+         *           "node": "/dense1/Gemm",
+         *           "op": "Gemm",
+         *           "output_shape": [
+         *             512
+         *           ],
+         *           "params": 9470464
+         *         },
+         *         {
+         *           "index": 11,
+         *           "macs": 0,
+         *           "name": "relu4",
+         *           "node": "/relu4/Relu",
+         *           "op": "Relu",
+         *           "output_shape": [
+         *             512
+         *           ],
+         *           "params": 0
+         *         },
+         *         {
+         *           "index": 12,
+         *           "macs": 512,
+         *           "name": "dense2",
+         *           "node": "/dense2/Gemm",
+         *           "op": "Gemm",
+         *           "output_shape": [
+         *             1
+         *           ],
+         *           "params": 513
+         *         },
+         *         {
+         *           "index": 13,
+         *           "macs": 0,
+         *           "name": "probability",
+         *           "node": "/sigmoid/Sigmoid",
+         *           "op": "Sigmoid",
+         *           "output_shape": [
+         *             1
+         *           ],
+         *           "params": 0
+         *         }
+         *       ],
+         *       "opset": 17,
+         *       "producer": "convserve sample",
+         *       "total_macs": 64128256,
+         *       "total_params": 9494561
+         *     }
          */
         ModelInfo: {
             /** Bytes */
@@ -1718,6 +2317,150 @@ export interface components {
          * ModelKernelResponse
          * @description A Conv layer's kernel: ``weight``, ``bias``, ``stride``, ``padding``, ``dilation`` and
          *     ``groups`` go to /v1/convolve unchanged (kernel={weight, bias}) on the layer's input.
+         * @example {
+         *       "bias": [
+         *         0,
+         *         0
+         *       ],
+         *       "dilation": [
+         *         1,
+         *         1
+         *       ],
+         *       "groups": 1,
+         *       "input": "input",
+         *       "layer": {
+         *         "index": 0,
+         *         "layout": "NCHW",
+         *         "macs": 9462528,
+         *         "name": "conv1",
+         *         "node": "/conv1/Conv",
+         *         "op": "Conv",
+         *         "output_shape": [
+         *           16,
+         *           148,
+         *           148
+         *         ],
+         *         "params": 448
+         *       },
+         *       "padding": [
+         *         0,
+         *         0,
+         *         0,
+         *         0
+         *       ],
+         *       "stride": [
+         *         1,
+         *         1
+         *       ],
+         *       "weight": [
+         *         [
+         *           [
+         *             [
+         *               -0.0489,
+         *               0.0978,
+         *               -0.0489
+         *             ],
+         *             [
+         *               -0.0517,
+         *               0.1034,
+         *               -0.0517
+         *             ],
+         *             [
+         *               -0.0489,
+         *               0.0978,
+         *               -0.0489
+         *             ]
+         *           ],
+         *           [
+         *             [
+         *               -0.096,
+         *               0.192,
+         *               -0.096
+         *             ],
+         *             [
+         *               -0.1015,
+         *               0.203,
+         *               -0.1015
+         *             ],
+         *             [
+         *               -0.096,
+         *               0.192,
+         *               -0.096
+         *             ]
+         *           ],
+         *           [
+         *             [
+         *               -0.0186,
+         *               0.0373,
+         *               -0.0186
+         *             ],
+         *             [
+         *               -0.0197,
+         *               0.0394,
+         *               -0.0197
+         *             ],
+         *             [
+         *               -0.0186,
+         *               0.0373,
+         *               -0.0186
+         *             ]
+         *           ]
+         *         ],
+         *         [
+         *           [
+         *             [
+         *               0.0015,
+         *               0.0946,
+         *               -0.1005
+         *             ],
+         *             [
+         *               -0.049,
+         *               0.1068,
+         *               -0.049
+         *             ],
+         *             [
+         *               -0.1005,
+         *               0.0946,
+         *               0.0015
+         *             ]
+         *           ],
+         *           [
+         *             [
+         *               0.003,
+         *               0.1856,
+         *               -0.1974
+         *             ],
+         *             [
+         *               -0.0961,
+         *               0.2097,
+         *               -0.0961
+         *             ],
+         *             [
+         *               -0.1974,
+         *               0.1856,
+         *               0.003
+         *             ]
+         *           ],
+         *           [
+         *             [
+         *               0.0006,
+         *               0.0361,
+         *               -0.0383
+         *             ],
+         *             [
+         *               -0.0187,
+         *               0.0407,
+         *               -0.0187
+         *             ],
+         *             [
+         *               -0.0383,
+         *               0.0361,
+         *               0.0006
+         *             ]
+         *           ]
+         *         ]
+         *       ]
+         *     }
          */
         ModelKernelResponse: {
             /** Bias */
@@ -1758,7 +2501,41 @@ export interface components {
             /** Params */
             params: number;
         };
-        /** ModelList */
+        /**
+         * ModelList
+         * @description Every stored model (GET /v1/models).
+         * @example {
+         *       "models": [
+         *         {
+         *           "bytes": 37979665,
+         *           "created": "2026-12-02T06:26:07Z",
+         *           "filename": "sample-keras-cnn.onnx",
+         *           "id": "de583471b31f841960ecfa41fe4b60f6",
+         *           "inputs": [
+         *             {
+         *               "channels": 3,
+         *               "layout": "NCHW",
+         *               "name": "input",
+         *               "shape": [
+         *                 1,
+         *                 3,
+         *                 150,
+         *                 150
+         *               ],
+         *               "size": [
+         *                 150,
+         *                 150
+         *               ]
+         *             }
+         *           ],
+         *           "opset": 17,
+         *           "producer": "convserve sample",
+         *           "total_macs": 64128256,
+         *           "total_params": 9494561
+         *         }
+         *       ]
+         *     }
+         */
         ModelList: {
             /** Models */
             models: components["schemas"]["ModelListItem"][];
@@ -1874,6 +2651,11 @@ export interface components {
         /**
          * SampleModelStatus
          * @description Where the demo page's sample network stands (GET /v1/models/sample).
+         * @example {
+         *       "id": "de583471b31f841960ecfa41fe4b60f6",
+         *       "store_at_start": false,
+         *       "stored": true
+         *     }
          */
         SampleModelStatus: {
             /** Id */

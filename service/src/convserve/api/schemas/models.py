@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from convserve.api.schemas.common import ColorMode, DeviceName, InputSpec, Normalize
 from convserve.api.schemas.explain import ExplainAt, ExplainTerm
+from convserve.api.schemas.model_examples import MODEL_EXAMPLES
 
 __all__ = [
     "FeatureLayer",
@@ -34,6 +35,11 @@ __all__ = [
 
 FeatureFormat = Literal["json", "npy", "zip", "grid"]
 LayerKey = str | Annotated[int, Field(ge=0)]
+
+
+def _example(name: str) -> ConfigDict:
+    """A response schema's config: its real example (:mod:`.model_examples`) in the OpenAPI."""
+    return ConfigDict(json_schema_extra={"examples": [MODEL_EXAMPLES[name]]})
 
 
 class _Strict(BaseModel):
@@ -96,11 +102,15 @@ class ModelListItem(BaseModel):
 class ModelInfo(ModelListItem):
     """A stored model with its layer table (POST /v1/models, GET /v1/models/{id})."""
 
+    model_config = _example("ModelInfo")
+
     layers: list[ModelLayer]
 
 
 class SampleModelStatus(BaseModel):
     """Where the demo page's sample network stands (GET /v1/models/sample)."""
+
+    model_config = _example("SampleModelStatus")
 
     id: str
     """The sample's id, stored or not (a content hash: the same on every server)."""
@@ -111,6 +121,10 @@ class SampleModelStatus(BaseModel):
 
 
 class ModelList(BaseModel):
+    """Every stored model (GET /v1/models)."""
+
+    model_config = _example("ModelList")
+
     models: list[ModelListItem]
     """Every stored model, oldest upload first."""
 
@@ -233,6 +247,8 @@ class FeatureLayer(BaseModel):
 class FeaturesResponse(BaseModel):
     """The format=json answer of /v1/models/{id}/features."""
 
+    model_config = _example("FeaturesResponse")
+
     model: str
     """The model's id."""
     engine: Literal["onnxruntime"]
@@ -253,6 +269,8 @@ class ModelKernelResponse(BaseModel):
     """A Conv layer's kernel: ``weight``, ``bias``, ``stride``, ``padding``, ``dilation`` and
     ``groups`` go to /v1/convolve unchanged (kernel={weight, bias}) on the layer's input."""
 
+    model_config = _example("ModelKernelResponse")
+
     layer: ModelLayer
     input: str
     """The name of the tensor the layer reads."""
@@ -269,6 +287,8 @@ class ModelKernelResponse(BaseModel):
 
 class ModelExplainResponse(BaseModel):
     """One output element of a model's Conv layer, term by term (as /v1/explain)."""
+
+    model_config = _example("ModelExplainResponse")
 
     model: str
     engine: Literal["onnxruntime"]
