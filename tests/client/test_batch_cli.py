@@ -14,7 +14,6 @@ import signal
 import struct
 import subprocess
 import termios
-import time
 import zipfile
 from pathlib import Path
 
@@ -158,26 +157,34 @@ def test_batch_usage_errors_exit_2(photos: Path, args: list[str], message: str) 
 def test_ctrl_c_stops_cleanly_without_partial_outputs(server_url: str, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
-    # Far more than the few that finish before the signal: with engine="auto" a 512x512 Sobel
-    # takes a few ms, and 300 inputs once all finished while a loaded test process waited to
-    # see the first output.
+    # Far more than the few that finish before the signal, and more progress lines than a
+    # pipe holds (64 KiB): the batch cannot end before this test reads its first line, however
+    # long the test process waits for the CPU (polling the output folder once lost that race).
     count = 2000
     for i in range(count):
         os.link(DATA / "camera.png", inputs / f"frame_{i:04d}.png")
     out = tmp_path / "out"
-    process = subprocess.Popen([*CLI, "--url", server_url, "convolve", "in", "--preset",
-                                "sobel", "--format", "zip", "-o", "out", "--jobs", "4"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The CLI gets SIGINT as a terminal's foreground job does: a disposition this test process
+    # was left with (SIG_IGN is inherited across exec) would make it ignore the Ctrl-C.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        while not (out.is_dir() and any(p.suffix == ".zip" for p in out.iterdir())):
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.02)
+        process = subprocess.Popen([*CLI, "--url", server_url, "convolve", "in", "--preset",
+                                    "sobel", "--format", "zip", "-o", "out", "--jobs", "4"],
+                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        if inherited is not None:  # None: a handler set outside Python, left in place
+            signal.signal(signal.SIGINT, inherited)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()  # "[1/2000] in/... -> out/...": one output written
+        assert first.startswith(b"[1/"), first + process.communicate()[1]
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, rest = process.communicate(timeout=60)
+        stderr = first + rest
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 130, (inherited, stderr[-500:])
     summary = stdout.decode()
     assert summary.startswith("interrupted: done "), summary
     names = sorted(p.name for p in out.iterdir())
