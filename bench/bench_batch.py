@@ -34,7 +34,8 @@ from PIL import Image, ImageOps
 if __package__ is None or __package__ == "":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_http import exchange, free_port, multipart_request, wait_ready  # noqa: E402
+from bench.bench_http import exchange, multipart_request, wait_ready  # noqa: E402
+from bench.wire import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "tests" / "data" / name for name in ("chelsea.png", "camera.png",

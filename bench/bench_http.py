@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ if __package__ is None or __package__ == "":  # run as a script: make the reposi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.thumbor_peer import r2_against_thumbor  # noqa: E402
+from bench.wire import free_port, multipart_post  # noqa: E402
 from convserve import flows  # noqa: E402
 from convserve.settings import Settings  # noqa: E402
 
@@ -77,12 +77,6 @@ def in_process_ms(data: bytes, fmt: str, runs: int) -> float:
     return statistics.median(times[2:])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CONVSERVE_LOG_LEVEL": "warning", "CONVSERVE_SAMPLE_MODEL": "0"}
     process = subprocess.Popen(
@@ -109,25 +103,9 @@ def wait_ready(
     raise SystemExit(f"the server did not become ready in {timeout_s:g} s")
 
 
-BOUNDARY = "convserve-bench-boundary"
-
-
 def multipart_request(port: int, data: bytes, fmt: str) -> bytes:
     """The whole HTTP/1.1 request of R1 (headers and multipart body), built once."""
-    fields = {"preset": "sobel", "format": fmt}
-    parts = [
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        .encode() for name, value in fields.items()
-    ]
-    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; '
-                 f'filename="r.png"\r\nContent-Type: image/png\r\n\r\n'.encode() + data
-                 + b"\r\n")
-    parts.append(f"--{BOUNDARY}--\r\n".encode())
-    body = b"".join(parts)
-    head = (f"POST /v1/convolve HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
-    return head.encode() + body
+    return multipart_post(port, "/v1/convolve", {"preset": "sobel", "format": fmt}, data)
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

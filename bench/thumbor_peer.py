@@ -22,7 +22,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from bench.wire import free_port, multipart_post
 
 LAPLACIAN = [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]
 THUMBOR_PATH = "/unsafe/filters:convolution(0;1;0;1;-4;1;0;1;0,3,false):format(png)/photo.png"
@@ -47,7 +48,6 @@ TARGET = 6.0
 WORKERS = 2
 CONNECTIONS = 4
 ROUNDS = 5
-BOUNDARY = "convserve-r2-boundary"
 
 
 def reference(png: bytes) -> np.ndarray:
@@ -65,19 +65,7 @@ def convserve_request(port: int, png: bytes) -> bytes:
         "groups": "3", "padding": "1", "padding_mode": "replicate", "normalize": "clip",
         "format": "image",
     }
-    parts = [
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        .encode() for name, value in fields.items()
-    ]
-    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; '
-                 f'filename="photo.png"\r\nContent-Type: image/png\r\n\r\n'.encode() + png
-                 + b"\r\n")
-    parts.append(f"--{BOUNDARY}--\r\n".encode())
-    body = b"".join(parts)
-    head = (f"POST /v1/convolve HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
-    return head.encode() + body
+    return multipart_post(port, "/v1/convolve", fields, png, "photo.png", close=True)
 
 
 def thumbor_request(port: int) -> bytes:
@@ -114,12 +102,6 @@ async def closed_loop(port: int, request: bytes, requests: int) -> float:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return requests / (time.perf_counter() - started)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(process: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
