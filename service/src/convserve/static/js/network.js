@@ -12,6 +12,7 @@ import { renderExplanation } from './explain.js';
 import { LatestRequest } from './lifetimes.js';
 import { describeStackLayer, EXAMPLE_STACKS, StackRun, stackNotes } from './net-stack.js';
 import { cs } from './page.js';
+import { PixelCursor } from './pixel-cursor.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,7 +22,7 @@ const state = {
   model: null, // the /v1/models/{id} answer
   layer: null, // the selected row
   image: null, // {blob, name}
-  cursor: { y: 0, x: 0 }, // the pixel Enter explains, shared by the maps shown
+  cursor: null, // the PixelCursor of the maps shown
 };
 
 const explaining = new LatestRequest();
@@ -244,7 +245,7 @@ function renderMaps(layer, explainable) {
   const box = clear($('net-maps'));
   box.classList.remove('picked');
   const [, height, width] = layer.shape;
-  state.cursor = { y: Math.floor(height / 2), x: Math.floor(width / 2) };
+  state.cursor = new PixelCursor(box, height, width, explainPixel);
   $('net-maps-heading').textContent = `Feature maps of ${layer.name} ${shapeText(layer.shape)}`;
   $('net-maps-hint').textContent = explainable
     ? 'Click a pixel of a map, or focus a map and move with the arrow keys (Shift for 10 pixels), '
@@ -258,56 +259,12 @@ function renderMaps(layer, explainable) {
       width: String(width), height: String(height), draggable: 'false',
       class: 'net-map pixels', dataset: { channel: String(channel.index) },
     });
-    const picture = explainable ? mapButton(img, channel.index, label, height, width) : img;
+    const picture = explainable ? state.cursor.button(img, channel.index, label) : img;
     box.append(h('figure', { class: 'net-map-card' }, picture,
       h('figcaption', {}, `#${channel.index}: ${fmt(channel.min)} … ${fmt(channel.max)}`)));
   }
-  moveCursor(0, 0);
+  state.cursor.move(0, 0);
   $('net-maps-card').hidden = false;
-}
-
-/** A map as a button: a click explains the pixel under the pointer, Enter the cursor's. */
-function mapButton(img, channel, label, height, width) {
-  const button = h('button', {
-    type: 'button', class: 'map-frame map-button', dataset: { channel: String(channel), label },
-  }, img, h('span', { class: 'cursor', 'aria-hidden': 'true' }));
-  button.addEventListener('click', (event) => {
-    if (event.detail > 0) {
-      const rect = img.getBoundingClientRect();
-      const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
-      const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
-      state.cursor = { y: Math.min(height - 1, Math.max(0, y)), x: Math.min(width - 1, Math.max(0, x)) };
-      moveCursor(0, 0);
-    }
-    $('net-maps').classList.add('picked');
-    explainPixel(channel, state.cursor.y, state.cursor.x);
-  });
-  button.addEventListener('keydown', (event) => {
-    const step = event.shiftKey ? 10 : 1;
-    const moves = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] };
-    if (!moves[event.key]) return;
-    event.preventDefault();
-    moveCursor(...moves[event.key]);
-  });
-  return button;
-}
-
-/** Move the maps' shared cursor by (dy, dx), clamped, and update each marker and label. */
-function moveCursor(dy, dx) {
-  const buttons = $('net-maps').querySelectorAll('.map-button');
-  if (!buttons.length) return;
-  const img = buttons[0].querySelector('img');
-  const height = Number(img.getAttribute('height'));
-  const width = Number(img.getAttribute('width'));
-  const y = Math.min(height - 1, Math.max(0, state.cursor.y + dy));
-  const x = Math.min(width - 1, Math.max(0, state.cursor.x + dx));
-  state.cursor = { y, x };
-  for (const button of buttons) {
-    const marker = button.querySelector('.cursor');
-    marker.style.left = `${((x + 0.5) / width) * 100}%`;
-    marker.style.top = `${((y + 0.5) / height) * 100}%`;
-    button.setAttribute('aria-label', `${button.dataset.label}. Press Enter to explain row ${y}, column ${x}; arrow keys move.`);
-  }
 }
 
 async function explainPixel(channel, y, x) {

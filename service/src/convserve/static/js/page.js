@@ -67,7 +67,7 @@ export const state = {
   autoGroups: null, // the groups value the page set itself when copying a preset
   busy: false,
   last: null, // {options, image, result}: the run the maps and the explain panel belong to
-  cursor: { y: 0, x: 0 },
+  cursor: null, // the PixelCursor of the maps shown (pixel-cursor.js)
   errorMarks: [],
 };
 

@@ -8,6 +8,7 @@ import { originOf, renderExplanation } from './explain.js';
 import { collectOptions } from './form.js';
 import { LatestRequest, objectUrls } from './lifetimes.js';
 import { $, cs, els, setBusy, setStatus, state } from './page.js';
+import { PixelCursor } from './pixel-cursor.js';
 import { cancelDryRun, rememberDecoded, renderPreview } from './preview.js';
 
 const COMPOSED_MODES = { 1: 'grey (L)', 3: 'RGB', 4: 'RGBA' };
@@ -67,7 +68,6 @@ function renderResults(result, roundTrip) {
   clear(els.explainBody);
   const [c_out, h_out, w_out] = result.shape;
   const [c_in, h_in, w_in] = result.input.shape;
-  state.cursor = { y: Math.floor(h_out / 2), x: Math.floor(w_out / 2) };
   const kernel = result.kernel.source === 'preset' ? `preset ${result.kernel.name}` : 'a custom kernel';
   els.resultSummary.textContent = `${kernel}, weight ${shapeText(result.kernel.weight_shape)}, `
     + `groups ${result.groups}, stride ${result.stride.join('×')}, dilation ${result.dilation.join('×')}, `
@@ -78,6 +78,8 @@ function renderResults(result, roundTrip) {
 
   const maps = clear(els.maps);
   maps.classList.remove('picked');
+  const names = Object.fromEntries(result.channels.map((channel) => [channel.index, channel.name]));
+  state.cursor = new PixelCursor(maps, h_out, w_out, (channel, y, x) => explainAt(channel, y, x, names[channel]));
   const { image } = state.last;
   const inputImg = image.isArray
     ? h('p', { class: 'hint no-preview' }, 'A NumPy array has no picture here.')
@@ -93,7 +95,7 @@ function renderResults(result, roundTrip) {
       h('div', { class: 'map-frame' }, h('p', { class: 'hint' }, 'Composing…')),
       h('figcaption', {}, h('strong', {}, 'Composed'), h('span', {}, `${c_out} channel${c_out === 1 ? '' : 's'} as ${COMPOSED_MODES[c_out]}`))));
   }
-  moveCursor(0, 0);
+  state.cursor.move(0, 0);
 }
 
 function mapFigure(channel, url, h_out, w_out) {
@@ -105,48 +107,13 @@ function mapFigure(channel, url, h_out, w_out) {
     class: 'pixels',
     draggable: 'false',
   });
-  const button = h('button', {
-    type: 'button', class: 'map-frame map-button', dataset: { channel: String(channel.index), label },
-  }, img, h('span', { class: 'cursor', 'aria-hidden': 'true' }));
-  button.addEventListener('click', (event) => {
-    if (event.detail > 0) {
-      const rect = img.getBoundingClientRect();
-      const x = Math.floor(((event.clientX - rect.left) / rect.width) * w_out);
-      const y = Math.floor(((event.clientY - rect.top) / rect.height) * h_out);
-      state.cursor = { y: Math.min(h_out - 1, Math.max(0, y)), x: Math.min(w_out - 1, Math.max(0, x)) };
-      moveCursor(0, 0);
-    }
-    els.maps.classList.add('picked');
-    explainAt(channel.index, state.cursor.y, state.cursor.x, channel.name);
-  });
-  button.addEventListener('keydown', (event) => {
-    const step = event.shiftKey ? 10 : 1;
-    const moves = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] };
-    if (!moves[event.key]) return;
-    event.preventDefault();
-    moveCursor(...moves[event.key]);
-  });
+  const button = state.cursor.button(img, channel.index, label);
   const stats = { channel: String(channel.index), min: String(channel.min), max: String(channel.max), mean: String(channel.mean) };
   return h('figure', { class: 'map', dataset: stats },
     button,
     h('figcaption', {},
       h('strong', {}, `${channel.index}${name ? ` · ${name}` : ''}`),
       h('span', { class: 'stats' }, `min ${fmt(channel.min)} · max ${fmt(channel.max)} · mean ${fmt(channel.mean)}`)));
-}
-
-/** Move the shared pixel cursor by (dy, dx), clamped, and update every map's marker and label. */
-function moveCursor(dy, dx) {
-  if (!state.last) return;
-  const [, h_out, w_out] = state.last.result.shape;
-  const y = Math.min(h_out - 1, Math.max(0, state.cursor.y + dy));
-  const x = Math.min(w_out - 1, Math.max(0, state.cursor.x + dx));
-  state.cursor = { y, x };
-  for (const button of els.maps.querySelectorAll('.map-button')) {
-    const marker = button.querySelector('.cursor');
-    marker.style.left = `${((x + 0.5) / w_out) * 100}%`;
-    marker.style.top = `${((y + 0.5) / h_out) * 100}%`;
-    button.setAttribute('aria-label', `${button.dataset.label}. Press Enter to explain row ${y}, column ${x}; arrow keys move.`);
-  }
 }
 
 async function loadComposed(options, image, c_out) {
