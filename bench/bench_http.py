@@ -38,7 +38,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -46,7 +45,7 @@ if __package__ is None or __package__ == "":  # run as a script: make the reposi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.thumbor_peer import r2_against_thumbor  # noqa: E402
-from bench.wire import free_port, multipart_post  # noqa: E402
+from bench.wire import free_port, multipart_post, wait_http  # noqa: E402
 from convserve import flows  # noqa: E402
 from convserve.settings import Settings  # noqa: E402
 
@@ -91,16 +90,8 @@ def wait_ready(
     process: subprocess.Popen[bytes], port: int, timeout_s: float
 ) -> subprocess.Popen[bytes]:
     """``process`` once its ``/readyz`` on ``port`` answers 200; killed after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the server did not become ready in {timeout_s:g} s")
+    wait_http(process, f"http://127.0.0.1:{port}/readyz", timeout_s)
+    return process
 
 
 def multipart_request(port: int, data: bytes, fmt: str) -> bytes:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import ipaddress
 import os
@@ -267,10 +268,8 @@ def show(counts: Counter[str]) -> str:
 async def sample(stop: asyncio.Event, every_s: float, probe: Callable[[], Awaitable[None]]) -> None:
     while not stop.is_set():
         await probe()
-        try:
+        with contextlib.suppress(TimeoutError):  # the next sample is due
             await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -488,14 +487,14 @@ async def abort_storm(server: Server, plan: Plan) -> StormResult:
         except OSError:
             return
         try:
-            writer.write(head + (form[: len(form) // 2] if mid_upload else form))
-            await writer.drain()
-            if mid_upload:
-                await asyncio.sleep(0.2)
-            else:
-                await asyncio.wait_for(reader.read(1024), 30)
-        except (OSError, TimeoutError):
-            pass
+            # The server may answer or close first; either way the client vanishes below.
+            with contextlib.suppress(OSError, TimeoutError):
+                writer.write(head + (form[: len(form) // 2] if mid_upload else form))
+                await writer.drain()
+                if mid_upload:
+                    await asyncio.sleep(0.2)
+                else:
+                    await asyncio.wait_for(reader.read(1024), 30)
         finally:
             writer.transport.abort()  # RST, as a killed client would
 

@@ -28,11 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
-from bench.wire import free_port, multipart_post
+from bench.wire import free_port, multipart_post, wait_http
 
 LAPLACIAN = [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]
 THUMBOR_PATH = "/unsafe/filters:convolution(0;1;0;1;-4;1;0;1;0,3,false):format(png)/photo.png"
@@ -102,21 +101,6 @@ async def closed_loop(port: int, request: bytes, requests: int) -> float:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return requests / (time.perf_counter() - started)
-
-
-def wait_http(process: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url}: the server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"{url} did not answer 200 in {timeout_s:g} s")
 
 
 def check(port: int, request: bytes, expected: np.ndarray, name: str) -> None:

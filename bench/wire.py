@@ -7,8 +7,13 @@ server's work plus loopback, not a client library's request building.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import time
 from collections.abc import Mapping
+
+import httpx
 
 BOUNDARY = "convserve-bench-boundary"
 
@@ -38,3 +43,18 @@ def multipart_post(port: int, path: str, fields: Mapping[str, str], image: bytes
             + f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
+
+
+def wait_http(process: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
+    """Return once ``url`` answers 200; exit if ``process`` (its server) ends first, and kill
+    it after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"{url} did not answer 200 in {timeout_s:g} s")

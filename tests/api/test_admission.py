@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,8 +98,7 @@ def exhausted_app() -> Iterator[TestClient]:
 
     @app.post("/test/missing-file")
     async def missing_file() -> None:
-        with open("/nonexistent/convserve-test", "rb"):
-            pass
+        Path("/nonexistent/convserve-test").read_bytes()  # FileNotFoundError, an OSError
 
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)

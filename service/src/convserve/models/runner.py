@@ -12,6 +12,7 @@ every request reads the model's description first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import threading
@@ -177,10 +178,8 @@ class ModelService:
                                    input_size=input_size)
         size = list(validated.input.size) if validated.input_size_given else None
         ident = model_id(data, size)
-        try:
+        with contextlib.suppress(NotFoundError):  # already stored: the same bytes, the same id
             return self.store.meta(ident), False
-        except NotFoundError:
-            pass
         summary = summarize(validated, max_macs=self.limits.max_macs,
                             max_tensor_bytes=self.limits.max_output_bytes)
         meta = self._describe(ident, data, validated.model, validated.input, validated.opset,
@@ -217,10 +216,8 @@ class ModelService:
         """
         known = self._sample_id
         if known is not None:
-            try:
+            with contextlib.suppress(NotFoundError):  # evicted or deleted: store it again
                 return self.store.meta(known), False
-            except NotFoundError:  # evicted or deleted: store it again
-                pass
         with self.store.exclusive("sample"):
             data = sample_bytes(self.sample_file)
             self._sample_id = model_id(data, None)

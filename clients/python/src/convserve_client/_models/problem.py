@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,10 +44,8 @@ class Problem:
     def from_response_body(cls, status: int, reason: str, body: bytes) -> Problem:
         """Parse a problem body; any other body becomes a problem whose detail is its text."""
         data: Any = None
-        try:
+        with contextlib.suppress(ValueError):  # not JSON: the text becomes the detail
             data = json.loads(body)
-        except ValueError:
-            pass
         if isinstance(data, dict):
             errors = tuple(
                 FieldError(str(e.get("field", "")), str(e.get("message", "")))
