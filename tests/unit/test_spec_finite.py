@@ -7,7 +7,7 @@ import pytest
 
 from convserve import InvalidArgumentError, conv2d
 from convserve.conv import EngineName
-from convserve.conv.spec import ConvSpec, prepare_arrays
+from convserve.conv.spec import ConvSpec, all_finite, conv_spec, prepare_arrays
 
 WEIGHT = np.ones((1, 2, 1, 1), np.float32)
 
@@ -116,3 +116,83 @@ def test_conv2d_scans_an_input_smaller_than_its_output(engine: EngineName) -> No
     x[0, 3, 0] = -np.inf
     with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
         conv2d(x, np.ones((4, 1, 1, 1), np.float32), engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+def test_conv2d_finds_non_finite_input_that_the_first_channel_weighs_zero(
+    engine: EngineName,
+) -> None:
+    """The first output channel stands in for the input: it reads every input channel, even one
+    it weighs by zero (IEEE ``0 * nan`` is NaN), so a NaN there is still found."""
+    x = np.ones((3, 6, 6), np.float32)
+    x[2, 4, 1] = np.nan
+    weight = np.ones((4, 3, 1, 1), np.float32)
+    weight[0, 2] = 0.0  # channel 0 weighs input channel 2 by zero
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, weight, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+@pytest.mark.parametrize("where", [0, 1, 2, 3])
+def test_conv2d_finds_non_finite_input_in_every_group(engine: EngineName, where: int) -> None:
+    """Two groups of two output channels each: the first channel of each group is checked,
+    and an infinity in either group's input channels is found."""
+    x = np.ones((2, 4, 5, 5), np.float32)
+    x[1, where, 2, 3] = -np.inf
+    weight = np.ones((4, 2, 3, 3), np.float32)
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, weight, padding=1, groups=2, engine=engine)
+
+
+def test_sentinel_outputs_are_the_first_channel_of_each_group() -> None:
+    spec = conv_spec((2, 4, 5, 5), (6, 2, 3, 3), None, padding=1, groups=2)
+    y = np.arange(np.prod(spec.output_shape), dtype=np.float32).reshape(spec.output_shape)
+    sentinel = spec.sentinel_outputs(y)
+    np.testing.assert_array_equal(sentinel, y[:, [0, 3]])
+    assert sentinel.size == spec.sentinel_size == 2 * 2 * 5 * 5
+    assert np.shares_memory(sentinel, y)
+    depthwise = conv_spec((1, 3, 4, 4), (3, 1, 3, 3), None, groups=3)
+    y = np.zeros(depthwise.output_shape, np.float32)
+    assert depthwise.sentinel_outputs(y) is y
+
+
+LARGE = (3 << 20) + 7  # over all_finite's exact-at-once size: parts on threads, a short tail
+
+
+@pytest.mark.parametrize("where", [0, 1 << 20, (1 << 21) + 5, LARGE - 1])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_one_non_finite_value_in_any_part(where: int, value: float) -> None:
+    x = np.ones(LARGE, np.float32)
+    assert all_finite(x)
+    x[where] = value
+    assert not all_finite(x)
+    assert not all_finite(x.reshape(1, -1))
+
+
+def test_all_finite_accepts_parts_whose_sum_overflows() -> None:
+    x = np.full(LARGE, 3e38, np.float32)
+    assert all_finite(x)
+    x[-1] = np.nan  # and still finds a NaN in another part than the overflowing ones
+    assert not all_finite(x)
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (1, 1, 700, 3), (1, 2, 1023, 1023)])
+def test_all_finite_on_a_strided_view_checks_only_its_values(
+    where: tuple[int, int, int, int],
+) -> None:
+    """Every fourth channel of (2, 12, 1024, 1024): six 4 MiB planes, not contiguous."""
+    y = np.zeros((2, 12, 1024, 1024), np.float32)
+    view = y[:, ::4]
+    y[:, 1::4] = np.nan  # outside the view
+    assert all_finite(view)
+    view[where] = np.inf
+    assert not all_finite(view)
+
+
+def test_all_finite_on_short_rows_of_a_strided_array() -> None:
+    y = np.zeros((4096, 2048), np.float32)
+    view = y[:, ::2]  # 4096 rows of 1024 values, 4 M values in all
+    y[:, 1::2] = np.nan
+    assert all_finite(view)
+    view[4095, 1023] = np.nan
+    assert not all_finite(view)

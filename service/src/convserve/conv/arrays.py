@@ -7,33 +7,64 @@ from __future__ import annotations
 
 import numpy as np
 
+from convserve.conv.threads import HelperThreads
+from convserve.cores import available_cores
 from convserve.errors import InvalidArgumentError, ShapeError
 
 __all__ = ["all_finite", "check_finite_array", "hwio_to_oihw", "oihw_to_hwio", "prepare_arrays"]
 
 
 _EXACT_UP_TO = 1 << 21
-"""Values up to which :func:`all_finite` runs the exact test at once (8 MiB of float32)."""
+"""Values up to which :func:`all_finite` runs ``np.isfinite(array).all()`` at once (8 MiB of
+float32)."""
+
+_PART = 1 << 20
+"""Values per part (4 MiB of float32) of a larger array, which :func:`all_finite` checks on
+several threads."""
+
+_FINITE_THREADS = HelperThreads(min(4, available_cores()), "convserve-finite")
 
 
 def all_finite(array: np.ndarray) -> bool:
     """Whether every value of ``array`` is finite.
 
-    Any NaN or infinity makes the sum non-finite, and above 8 MiB (out of cache) one summing
-    pass costs about two thirds of ``np.isfinite(array).all()``; the exact test runs only when
-    the sum is not finite (a NaN, an infinity, or a sum that overflowed). Up to 8 MiB (weights,
-    biases, most outputs, just written and still in cache) the exact test runs at once: there
-    its boolean temporary stays in cache and it takes about half the time of the sum. Not
-    ``np.dot(a, a)``: it is no faster and leaves BLAS threads spinning, which slows the
-    convolution that follows.
+    Up to 8 MiB (weights, biases, most outputs, just written and still in cache) the exact
+    test runs at once: there its boolean temporary stays in cache and it is as fast as one
+    summing pass. A larger array is cut into parts of 4 MiB, checked on up to 4 threads: a
+    part whose sum is finite holds no NaN or infinity, and the exact test runs only on a part
+    whose sum is not (a NaN, an infinity, or a sum that overflowed). One summing pass reads
+    the memory once, where ``np.minimum`` and ``np.maximum`` (NaN-propagating) would read it
+    twice; out of cache the pass is bound by memory, so the threads gain a third or so (16-128
+    MiB on 2 cores: 0.6-4.5 ms against 0.7-6 ms on one thread). Not ``np.dot(a, a)``: it is
+    no faster and leaves BLAS threads spinning, which slows the convolution that follows.
     """
     if array.size <= _EXACT_UP_TO:
         return bool(np.isfinite(array).all())
+    results: list[bool] = []
+    _FINITE_THREADS.share(_parts(array), lambda: lambda part: results.append(_part_finite(part)))
+    return all(results)
+
+
+def _part_finite(part: np.ndarray) -> bool:
     with np.errstate(all="ignore"):  # an overflowing sum is expected and handled below
-        total = np.add.reduce(array, axis=None)
-    if np.isfinite(total):
-        return True
-    return bool(np.isfinite(array).all())
+        total = np.add.reduce(part, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(part).all())
+
+
+def _parts(array: np.ndarray) -> list[np.ndarray]:
+    """Views that cover ``array`` once, each of at most about :data:`_PART` values: slices of
+    the flat array where it is contiguous, else blocks along its first axis (one view of the
+    output channels an engine wrote every ``k``-th is contiguous per channel)."""
+    if array.size <= _PART:
+        return [array]
+    if array.flags.c_contiguous:
+        flat = array.reshape(-1)
+        return [flat[i : i + _PART] for i in range(0, flat.size, _PART)]
+    per_index = array.size // array.shape[0]
+    if per_index <= _PART:
+        step = _PART // per_index
+        return [array[i : i + step] for i in range(0, array.shape[0], step)]
+    return [part for sub in array for part in _parts(sub)]
 
 
 def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarray:

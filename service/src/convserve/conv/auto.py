@@ -406,7 +406,7 @@ class AutoEngine:
             y = run(x, weight, bias, spec, device, strategy=strategy)
         else:
             y = engine.conv2d(x, weight, bias, spec, device)
-        return y, not check or all_finite(y)
+        return y, not check or all_finite(spec.sentinel_outputs(y))
 
     def conv2d(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                spec: ConvSpec, device: Device = "cpu") -> np.ndarray:

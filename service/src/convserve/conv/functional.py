@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -87,10 +86,12 @@ def conv2d(
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
         Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
-        the smaller of input and output: the output, when it is no larger, stands in for the
-        input where every input lies in a receptive field (a non-finite input always reaches
-        the output then; ``auto``'s OpenCV paths check it band by band as they write it), and
-        the input is scanned only when that output is not finite. The error names the input.
+        the smaller of the input and one output channel per group: that channel, when it is
+        no larger, stands in for the input where every input lies in a receptive field (every
+        output channel of a group reads all the group's input channels, so a non-finite input
+        always reaches it then; ``auto``'s OpenCV paths check their whole output band by band
+        as they write it), and the input is scanned only when that channel is not finite.
+        The error names the input.
         Pass False when the input is known to be finite, e.g. decoded from an image.
         ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
@@ -120,10 +121,11 @@ def conv2d(
         impl = get_engine(engine)
     if spec.batch == 0:  # PyTorch's empty batch: an empty output of the right shape
         return np.zeros(spec.output_shape, dtype=np.float32)
-    # The output stands in for the input where every input reaches it and it is smaller.
+    # One output channel per group stands in for the input where every input reaches it and
+    # it is no larger (ConvSpec.sentinel_outputs).
     via_output = check_finite and (
         getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
-        and math.prod(spec.output_shape) <= x_arr.size
+        and spec.sentinel_size <= x_arr.size
     )
     if check_finite and not via_output:
         check_finite_array("input", x_arr)
@@ -134,7 +136,7 @@ def conv2d(
         y, finite = checked(x4, w_arr, b_arr, spec, dev)
     else:
         y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
-        finite = not via_output or all_finite(y)
+        finite = not via_output or all_finite(spec.sentinel_outputs(y))
     if not finite:
         check_finite_array("input", x_arr)
     return y[0] if x_arr.ndim == 3 else y

@@ -49,10 +49,8 @@ OpenBLAS to one thread (reference-counted, restored afterwards) and does its own
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +61,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
+from convserve.conv.threads import HelperThreads
 from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError
@@ -618,9 +617,7 @@ class NumpyEngine:
                  band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
         self.threads = max(1, available_cores() if threads is None else int(threads))
         self.band_bytes = band_bytes
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
+        self._helpers = HelperThreads(self.threads, "convserve-numpy")
 
     def version(self) -> str:
         """NumPy's version."""
@@ -712,26 +709,6 @@ class NumpyEngine:
             self._run_bands(x, y, spec, kernel)
         return y
 
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            # A forked child inherits the pool object but not its threads: start a new one.
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.threads - 1, thread_name_prefix="convserve-numpy"
-                )
-                self._pool_pid = os.getpid()
-            return self._pool
-
-    def _parallel(self, jobs: Sequence[Callable[[], None]]) -> None:
-        """Run ``jobs[1:]`` on the pool and ``jobs[0]`` here; re-raise the first error."""
-        futures: list[Future[None]] = [self._executor().submit(job) for job in jobs[1:]]
-        try:
-            jobs[0]()
-        finally:
-            wait(futures)
-        for future in futures:
-            future.result()
-
     def _run_bands(self, x: np.ndarray, y: np.ndarray, spec: ConvSpec,
                    kernel: _BandKernel) -> None:
         padder = _BandPadder(spec) if kernel.padded else None
@@ -741,27 +718,15 @@ class NumpyEngine:
                 rows = min(kernel.band_rows, spec.out_height - row0)
                 runs = () if padder is None else padder.runs(row0, kernel.padded_rows(rows))
                 bands.append(_Band(n, row0, rows, runs))
-        # Threads take the next band when they finish one, so a thread the OS preempts (or a
-        # cheaper last band) does not leave the others waiting at the end.
-        queue = iter(bands)
-        queue_lock = threading.Lock()
-        failed = threading.Event()
+        def worker() -> Callable[[_Band], None]:
+            slots: dict[int, _Slot] = {}  # this thread's scratch, per band height
 
-        def take() -> _Band | None:
-            with queue_lock:
-                return None if failed.is_set() else next(queue, None)
+            def run(band: _Band) -> None:
+                slot = slots.get(band.rows) or slots.setdefault(band.rows,
+                                                                kernel.slot(band.rows))
+                if padder is not None:
+                    padder.fill(x[band.n], band, slot.padded)
+                kernel.run(slot, x, band, y)
+            return run
 
-        def job() -> None:
-            try:
-                slots: dict[int, _Slot] = {}
-                while (band := take()) is not None:
-                    slot = slots.get(band.rows) or slots.setdefault(band.rows,
-                                                                    kernel.slot(band.rows))
-                    if padder is not None:
-                        padder.fill(x[band.n], band, slot.padded)
-                    kernel.run(slot, x, band, y)
-            except BaseException:
-                failed.set()  # the other threads stop at their next band
-                raise
-
-        self._parallel([job] * min(self.threads, len(bands)))
+        self._helpers.share(bands, worker)

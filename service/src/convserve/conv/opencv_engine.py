@@ -43,10 +43,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal, TypeAlias
@@ -55,6 +52,7 @@ import numpy as np
 
 from convserve.conv.engine import Device, DeviceStatus
 from convserve.conv.spec import ConvSpec
+from convserve.conv.threads import HelperThreads
 from convserve.cores import available_cores
 from convserve.errors import EngineUnavailableError
 
@@ -196,9 +194,7 @@ class OpenCvEngine:
     def __init__(self, threads: int | None = None, band_bytes: int = BAND_BYTES) -> None:
         self.threads = max(1, available_cores() if threads is None else int(threads))
         self.band_bytes = band_bytes
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
+        self._helpers = HelperThreads(self.threads, "convserve-opencv")
 
     def version(self) -> str:
         """OpenCV's version, or ``"not installed"``."""
@@ -346,37 +342,8 @@ class OpenCvEngine:
     def _in_threads(self, jobs: Sequence[Callable[[], None]]) -> None:
         """Run ``jobs`` on up to ``threads`` threads (this one included), each taking the next
         job when it finishes one; the first error stops the others and is raised."""
-        queue = iter(jobs)
-        lock = threading.Lock()
-        failed = threading.Event()
+        self._helpers.share(jobs, lambda: _call)
 
-        def take() -> Callable[[], None] | None:
-            with lock:
-                return None if failed.is_set() else next(queue, None)
 
-        def worker() -> None:
-            try:
-                while (job := take()) is not None:
-                    job()
-            except BaseException:
-                failed.set()  # the other threads stop at their next job
-                raise
-
-        helpers = min(self.threads, len(jobs)) - 1
-        futures: list[Future[None]] = [self._executor().submit(worker) for _ in range(helpers)]
-        try:
-            worker()
-        finally:
-            wait(futures)
-        for future in futures:
-            future.result()
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            # A forked child inherits the pool object but not its threads: start a new one.
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(
-                    max_workers=max(1, self.threads - 1), thread_name_prefix="convserve-opencv"
-                )
-                self._pool_pid = os.getpid()
-            return self._pool
+def _call(job: Callable[[], None]) -> None:
+    job()

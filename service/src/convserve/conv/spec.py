@@ -250,6 +250,22 @@ class ConvSpec:
             self.width, left, self.kernel_w, self.stride[1], self.dilation[1], self.out_width
         )
 
+    def sentinel_outputs(self, y: np.ndarray) -> np.ndarray:
+        """The first output channel of each group of ``y`` (shape ``output_shape``): a view.
+
+        Every output channel of a group reads every input channel of the group over the same
+        windows, so where :attr:`reads_every_input` holds and the engine multiplies every value
+        it reads, a non-finite input value reaches each of them; one per group is enough to
+        stand in for the input, a ``1 / out_per_group`` share of the output's values.
+        """
+        step = self.out_per_group
+        return y if step == 1 else y[:, ::step]
+
+    @property
+    def sentinel_size(self) -> int:
+        """The number of values :meth:`sentinel_outputs` holds."""
+        return self.batch * self.groups * self.out_height * self.out_width
+
     @property
     def params(self) -> int:
         """Learnable parameters: ``c_out * c_in/groups * k_h * k_w (+ c_out with bias)``."""
