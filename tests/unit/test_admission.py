@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,9 @@ from convserve.admission import (
 from convserve.api.runtime import ComputePool
 from convserve.cores import cgroup_memory_limit
 from convserve.errors import OverloadedError, ResourceExhaustedError
+from convserve.imaging import probe_input
 from convserve.settings import Settings
-from tests.images import DATA, png_with_header_size
+from tests.images import DATA, odd_files, png_with_header_size
 
 MiB = 2**20
 
@@ -254,3 +257,27 @@ def test_a_timed_out_computation_keeps_its_bytes_until_its_thread_ends() -> None
         return seen
 
     assert run(scenario()) == [200, 0]
+
+
+def test_the_png_header_probe_agrees_with_pillow_on_every_png() -> None:
+    """The IHDR fast path gives what Pillow's header gives, for every PNG kind the tests
+    use, a bomb's header and a broken IHDR CRC included (those two go to Pillow)."""
+    pngs = {name: data for name, data in odd_files().items() if data[:4] == b"\x89PNG"}
+    pngs["chelsea.png"] = (DATA / "chelsea.png").read_bytes()  # an ICC profile before IDAT
+    bad_crc = bytearray(pngs["chelsea.png"])
+    bad_crc[30] ^= 0xFF
+    pngs["bad-ihdr-crc.png"] = bytes(bad_crc)
+    pngs["bomb.png"] = png_with_header_size(10_000, 10_000)
+    assert len(pngs) >= 8
+    for name, data in pngs.items():
+        via_pillow = None
+        with contextlib.suppress(Exception):  # what probe_input's Pillow path answers
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    via_pillow = (len(im.getbands()), im.size[1], im.size[0])
+        if name == "header_only.png":  # cut after IHDR: Pillow wants the next chunk's header
+            assert via_pillow is None
+            assert probe_input(data) == (3, 48, 64)  # the IHDR's size: the decoder refuses it
+            continue
+        assert probe_input(data) == via_pillow, name

@@ -667,3 +667,17 @@ def test_channel_names_must_match_channel_count() -> None:
         "channel_names=['R', 'G', 'B'] must be 4 strings, one per input channel"
     )
     assert info.value.field == "channel_names"
+
+
+def test_repeated_resolutions_are_memoised_and_still_fresh() -> None:
+    """A preset is resolved twice per request (admission, then the flow): the second comes
+    from the memo, equal to the first but with arrays and params of its own."""
+    first = resolve_preset("gabor", 3, {"orientations": 4})
+    second = resolve_preset("gabor", 3, {"orientations": 4})
+    np.testing.assert_array_equal(first.weight, second.weight)
+    assert first.weight is not second.weight and first.params is not second.params
+    second.weight[...] = 0.0  # the caller's to change
+    second.params["orientations"] = 99
+    third = resolve_preset("gabor", 3, {"orientations": 4})
+    np.testing.assert_array_equal(third.weight, first.weight)
+    assert third.params == first.params

@@ -53,24 +53,22 @@ _CLIENT_CLOSED = 499
 class _Replay:
     """A ``receive`` that hands out the body read already, then waits on the real one.
 
-    Each chunk is dropped as soon as it is handed out, so the body's memory moves to the
-    parser instead of being held twice.
+    The body waits in ``scope["state"]["body"]``, where a route may take it at once
+    (:func:`convserve.api.parsing.take_body`); otherwise the first call hands it out. Either
+    way it is held in one place only, and dropped from there as it is taken.
     """
 
-    def __init__(self, chunks: list[bytes], receive: Receive) -> None:
-        self._chunks = chunks[::-1]
+    def __init__(self, state: dict[str, Any], receive: Receive) -> None:
+        self._state = state
         self._receive = receive
         self._ended = False
 
     async def __call__(self) -> Message:
-        if self._chunks:
-            chunk = self._chunks.pop()
-            self._ended = not self._chunks
-            return {"type": "http.request", "body": chunk, "more_body": not self._ended}
         if self._ended:
             return await self._receive()  # after the body only http.disconnect can come
         self._ended = True
-        return {"type": "http.request", "body": b"", "more_body": False}
+        body = self._state.pop("body", b"")
+        return {"type": "http.request", "body": body, "more_body": False}
 
 
 def _body_timeout(timeout_s: float, received: int) -> bytes:
@@ -195,7 +193,10 @@ class RequestContextMiddleware:
                 if isinstance(body, int):
                     status = body
                     return
-                receive = _Replay(body, receive)
+                # One bytes object (the only chunk as it is): parsed in one pass, no copy.
+                scope["state"]["body"] = b"".join(body)
+                del body
+                receive = _Replay(scope["state"], receive)
             await self.app(scope, receive, send_with_id)
         finally:
             if reservation is not None:

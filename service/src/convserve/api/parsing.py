@@ -31,10 +31,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convserve import imaging
+from convserve.api.multipart import FilePart, MultipartError, parse_form
 from convserve.api.schemas import (
     Conv2dLayerSpec,
     ConvolveOptions,
@@ -209,6 +209,16 @@ def _form_value(name: str, text: str, json_fields: Collection[str],
     return text
 
 
+async def take_body(request: Request) -> bytes:
+    """The request's body: handed over by the request middleware, which read it whole and
+    holds it no longer (:class:`~convserve.api.middleware.RequestContextMiddleware`), else
+    read here."""
+    body = request.scope.get("state", {}).pop("body", None)
+    if isinstance(body, bytes):
+        return body
+    return await request.body()
+
+
 def _validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(exc.errors(include_url=False))
 
@@ -228,57 +238,57 @@ async def _parse_multipart(
     request: Request, limits: Limits, model: type[OptionsT], json_fields: Collection[str],
     *, keep_weight_file: bool = False,
 ) -> tuple[OptionsT, bytes, _KernelFilePart | None]:
+    body = await take_body(request)
     try:
-        form = await request.form(max_files=2, max_fields=64,
-                                  max_part_size=limits.max_upload_bytes)
-    except StarletteHTTPException as exc:  # Starlette's 400 for a body it cannot parse
+        form = parse_form(body, request.headers.get("content-type", ""), max_files=2,
+                          max_fields=64, max_part_size=limits.max_upload_bytes)
+    except MultipartError as exc:
         raise StarletteHTTPException(
-            exc.status_code,
-            f"the multipart/form-data body could not be parsed ({exc.detail}); send an 'image' "
+            400,
+            f"the multipart/form-data body could not be parsed ({exc}); send an 'image' "
             "file part and text fields, separated by the boundary the Content-Type names",
         ) from None
+    del body  # the parts hold copies of their bytes; the body is no longer needed
     takes_file = keep_weight_file or "kernel" in model.model_fields
     files = ("image", "kernel_file") if takes_file else ("image",)
     upload = None
-    try:
-        image = form.get("image")
-        fields: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            if name in files:
-                continue
-            if not isinstance(value, str):
-                raise InvalidArgumentError(
-                    f"form field {name!r} must be text; only {' and '.join(files)} are files",
-                    field=name,
-                )
-            fields[name] = _form_value(name, value, json_fields, model)
-        kernel_file = form.get("kernel_file") if "kernel_file" in files else None
-        if isinstance(kernel_file, str):
+    image = form.get("image")
+    fields: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name in files:
+            continue
+        if not isinstance(value, str):
             raise InvalidArgumentError(
-                "kernel_file must be a file part (curl -F kernel_file=@net.safetensors), not "
-                "text", field="kernel_file")
-        if keep_weight_file:
-            _refuse_form_file_keys(fields)
-            if isinstance(kernel_file, UploadFile):
-                upload = _KernelFilePart(await kernel_file.read(), kernel_file.filename)
-        elif isinstance(kernel_file, UploadFile):
-            fields["kernel"], described = _kernel_from_file(
-                await kernel_file.read(), kernel_file.filename, fields, limits)
-            upload = _KernelFilePart(b"", kernel_file.filename, described)
-        else:
-            stray = [name for name in _KERNEL_FILE_TEXT if name in fields]
-            if stray and "kernel" in model.model_fields:
-                raise InvalidArgumentError(
-                    f"{', '.join(stray)} describe a kernel_file, and no kernel_file part was "
-                    "sent", field=stray[0])
-        if not isinstance(image, UploadFile):
-            raise InvalidArgumentError(
-                f"multipart requests need an 'image' file part ({imaging.ACCEPTED_FORMATS})",
-                field="image",
+                f"form field {name!r} must be text; only {' and '.join(files)} are files",
+                field=name,
             )
-        data = await image.read()
-    finally:
-        await form.close()  # the spooled upload files
+        fields[name] = _form_value(name, value, json_fields, model)
+    kernel_file = form.get("kernel_file") if "kernel_file" in files else None
+    if isinstance(kernel_file, str):
+        raise InvalidArgumentError(
+            "kernel_file must be a file part (curl -F kernel_file=@net.safetensors), not "
+            "text", field="kernel_file")
+    if keep_weight_file:
+        _refuse_form_file_keys(fields)
+        if isinstance(kernel_file, FilePart):
+            upload = _KernelFilePart(kernel_file.data, kernel_file.filename)
+    elif isinstance(kernel_file, FilePart):
+        fields["kernel"], described = _kernel_from_file(
+            kernel_file.data, kernel_file.filename, fields, limits)
+        upload = _KernelFilePart(b"", kernel_file.filename, described)
+    else:
+        stray = [name for name in _KERNEL_FILE_TEXT if name in fields]
+        if stray and "kernel" in model.model_fields:
+            raise InvalidArgumentError(
+                f"{', '.join(stray)} describe a kernel_file, and no kernel_file part was "
+                "sent", field=stray[0])
+    if not isinstance(image, FilePart):
+        raise InvalidArgumentError(
+            f"multipart requests need an 'image' file part ({imaging.ACCEPTED_FORMATS})",
+            field="image",
+        )
+    data = image.data
+    del form, image, kernel_file
     try:
         # As JSON, so that a form field is held to the JSON types its text was turned into.
         options = model.model_validate_json(pydantic_core.to_json(fields))
@@ -349,7 +359,7 @@ async def _parse_any(
         return (options, Source(data=data, color_mode=getattr(options, "color_mode", "rgb")),
                 upload)
     if content_type == "application/json" or content_type.endswith("+json"):
-        body = await request.body()
+        body = await take_body(request)
         try:
             req = json_model.model_validate_json(body)
         except ValidationError as exc:

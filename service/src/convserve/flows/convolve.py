@@ -30,6 +30,7 @@ from convserve.flows.render import (
     finish,
     pngs_of,
     resolved_normalize,
+    serialise,
 )
 from convserve.limits import Limits
 
@@ -287,6 +288,8 @@ def convolve(
         # Popped, the maps are referenced by render alone, which frees them once encoded.
         rendered = render(held.pop(), prepared, ctx, fmt=fmt, normalize=normalize,
                           channel=channel, owned=True)
+    answer = serialise(rendered)
+    if not dry_run:
         prepared.timing_ms["total"] = elapsed_ms(started)
-    return prepared.outcome(finish(rendered, prepared.timing_ms))
+    return prepared.outcome(finish(answer, prepared.timing_ms))
 

@@ -10,7 +10,7 @@ from convserve.conv.explain import check_explainable, check_position, explain_po
 from convserve.flows.context import FlowContext
 from convserve.flows.convolve import describe, prepare_convolution, run_convolution
 from convserve.flows.inputs import Source, decode_source
-from convserve.flows.render import Outcome, elapsed_ms, finish
+from convserve.flows.render import Outcome, elapsed_ms, finish, serialise
 
 __all__ = ["explain"]
 
@@ -43,5 +43,6 @@ def explain(
         described.pop(unused)
     payload = {"value": value, **explanation.to_dict(value), **described}
     prepared.timing_ms["explain"] = elapsed_ms(explained_at)
+    answer = serialise(payload)
     prepared.timing_ms["total"] = elapsed_ms(started)
-    return prepared.outcome(finish(payload, prepared.timing_ms))
+    return prepared.outcome(finish(answer, prepared.timing_ms))

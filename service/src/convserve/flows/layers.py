@@ -55,6 +55,7 @@ from convserve.flows.render import (
     finish,
     pngs_of,
     resolved_normalize,
+    serialise,
 )
 from convserve.limits import Limits
 from convserve.weightfiles import WeightArchive
@@ -425,5 +426,6 @@ def run_layers(
         outputs = run_stack(prepared, ctx, keep_all=keep_all)
         rendered = render_stack(outputs, prepared, ctx, fmt=fmt, normalize=normalize,
                                 return_=return_)
+    answer = serialise(rendered)
     prepared.timing_ms["total"] = elapsed_ms(started)
-    return prepared.outcome(finish(rendered, prepared.timing_ms))
+    return prepared.outcome(finish(answer, prepared.timing_ms))

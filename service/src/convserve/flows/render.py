@@ -6,7 +6,6 @@ and returns an :class:`Outcome`: the encoded body plus the numbers the response 
 
 from __future__ import annotations
 
-import base64
 import functools
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from convserve.imaging import resolved_normalize  # the auto rule, defined once 
 
 __all__ = [
     "EncodedResult",
+    "JsonAnswer",
     "Outcome",
     "channel_stats",
     "channels_json",
@@ -28,6 +28,7 @@ __all__ = [
     "finish",
     "pngs_of",
     "resolved_normalize",
+    "serialise",
 ]
 
 
@@ -59,13 +60,34 @@ def elapsed_ms(started: float) -> float:
     return round(1000 * (time.perf_counter() - started), 3)
 
 
-def finish(rendered: EncodedResult | dict[str, Any], timing_ms: dict[str, float]) -> EncodedResult:
-    """A file as it is, or a JSON payload with its ``timing_ms`` added, serialised (NaN and
-    infinity written as null; see :mod:`convserve.jsonbody`)."""
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A JSON answer serialised but for its ``timing_ms`` (:func:`serialise`, :func:`finish`)."""
+
+    body: bytes
+
+
+def serialise(rendered: EncodedResult | dict[str, Any]) -> EncodedResult | JsonAnswer:
+    """A rendered answer's bytes: a file as it is, a JSON payload serialised (NaN and infinity
+    written as null; see :mod:`convserve.jsonbody`) to take its timings last."""
     if isinstance(rendered, EncodedResult):
         return rendered
-    return EncodedResult("application/json", jsonbody.dumps({**rendered,
-                                                             "timing_ms": timing_ms}))
+    return JsonAnswer(jsonbody.dumps(rendered))
+
+
+def finish(rendered: EncodedResult | JsonAnswer | dict[str, Any],
+           timing_ms: dict[str, float]) -> EncodedResult:
+    """The answer's body: a file as it is, a JSON payload with its ``timing_ms`` added last.
+
+    A flow serialises its payload first (:func:`serialise`) and then takes its ``total``, so
+    the time it reports includes the serialisation of all but the timings themselves.
+    """
+    if isinstance(rendered, EncodedResult):
+        return rendered
+    if isinstance(rendered, dict):
+        rendered = JsonAnswer(jsonbody.dumps(rendered))
+    return EncodedResult("application/json",
+                         jsonbody.with_member(rendered.body, "timing_ms", timing_ms))
 
 
 def channel_stats(y: np.ndarray, executor: Executor | None = None) -> list[dict[str, float]]:
@@ -108,5 +130,5 @@ def channels_json(
     channels: list[dict[str, Any]], pngs: Sequence[bytes]
 ) -> list[dict[str, Any]]:
     """Channel entries with each PNG inline as ``png_base64`` (format=json)."""
-    return [{**entry, "png_base64": base64.b64encode(png).decode("ascii")}
+    return [{**entry, "png_base64": jsonbody.Base64(png)}
             for entry, png in zip(channels, pngs, strict=True)]

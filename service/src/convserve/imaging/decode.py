@@ -54,6 +54,7 @@ import io
 import re
 import threading
 import warnings
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -377,6 +378,9 @@ def probe_input(data: bytes) -> tuple[int, int, int] | None:
         if len(dims) == 3:
             return dims[0], dims[1], dims[2]
         return None
+    png = _png_header(data)
+    if png is not None:
+        return png
     # Pillow warns about odd metadata and (between its guard and twice it) about bombs: the
     # same filters as the decoder's, under its lock (the filters are process-wide state).
     with _WARNINGS_LOCK, warnings.catch_warnings():
@@ -388,4 +392,26 @@ def probe_input(data: bytes) -> tuple[int, int, int] | None:
                 bands = len(im.getbands())
         except Exception:  # any header Pillow cannot read: the decoder
             return None  # refuses these bytes and says why
+    return bands, height, width
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_BANDS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+"""Bands Pillow opens a PNG colour type with: L or I;16, RGB, P, LA, RGBA."""
+
+
+def _png_header(data: bytes) -> tuple[int, int, int] | None:
+    """(bands, H, W) of a PNG from its IHDR chunk, as :func:`probe_input` reads it through
+    Pillow, which also decompresses chunks such as an ICC profile before the first IDAT; None
+    (Pillow decides) for anything else: not a PNG, an IHDR that is malformed or fails its
+    CRC, or a size past Pillow's bomb guard."""
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[8:16] != b"\x00\x00\x00\rIHDR":
+        return None
+    if zlib.crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    bands = _PNG_BANDS.get(data[25])
+    guard = Image.MAX_IMAGE_PIXELS
+    if bands is None or not width or not height or (guard is not None and width * height > guard):
+        return None
     return bands, height, width

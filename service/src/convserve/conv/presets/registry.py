@@ -7,6 +7,8 @@ each preset's bank, rule, parameters, source and description read in one place."
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -520,4 +522,42 @@ def resolve_preset(
             f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}",
             field="preset",
         )
-    return preset.resolve(channels, params, channel_names)
+    key = _memo_key(name, channels, params, channel_names)
+    if key is None:
+        return preset.resolve(channels, params, channel_names)
+    resolved = _resolve_memo(key)
+    return dataclasses.replace(  # fresh arrays and params for the caller, as without the memo
+        resolved, weight=resolved.weight.copy(),
+        bias=None if resolved.bias is None else resolved.bias.copy(),
+        params=dict(resolved.params),
+    )
+
+
+def _memo_key(name: str, channels: int, params: Mapping[str, object] | None,
+              channel_names: Sequence[str] | None) -> tuple[Any, ...] | None:
+    """The memo key of a resolution, or None when a parameter value is not hashable. Each
+    value goes with its type: ``True == 1``, yet a boolean is refused where 1 is not."""
+    if type(channels) is not int or (params is not None and not isinstance(params, Mapping)):
+        return None  # Preset.resolve says what is wrong with them
+    items = tuple(sorted((k, type(v).__name__, v) for k, v in (params or {}).items()))
+    names = None if channel_names is None else tuple(channel_names)
+    key = (name, channels, items, names)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_memo(key: tuple[Any, ...]) -> ResolvedKernel:
+    """:meth:`Preset.resolve`, memoised: presets are pure functions of their arguments, and the
+    same one is resolved twice per request (admission's estimate, then the flow). The arrays
+    are made read-only, as they are shared."""
+    name, channels, items, names = key
+    params: dict[str, object] = {k: v for k, _, v in items}
+    resolved = PRESETS[name].resolve(channels, params, names)
+    resolved.weight.flags.writeable = False
+    if resolved.bias is not None:
+        resolved.bias.flags.writeable = False
+    return resolved
