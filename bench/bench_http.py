@@ -46,7 +46,7 @@ if __package__ is None or __package__ == "":  # run as a script: make the reposi
 
 from bench.thumbor_peer import r2_against_thumbor  # noqa: E402
 from bench.wire import free_port, multipart_post, wait_http  # noqa: E402
-from convserve import flows  # noqa: E402
+from convserve import allocator, flows  # noqa: E402
 from convserve.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,6 +165,7 @@ def main() -> int:
     parser.add_argument("--thumbor", type=Path, default=ROOT / ".venv-thumbor" / "bin" / "thumbor",
                         help="thumbor's executable (R2 is skipped, and reported so, without it)")
     args = parser.parse_args()
+    allocator.tune()  # the in-process side runs as a service process does
 
     cases = [
         ("R1 512x512 json", photo_png(512), "json", args.requests),

@@ -23,7 +23,9 @@ and the range of the rounds' ratios, so that a burst of load from other processe
 round, not the verdict. The last column, "best of each", is each side's fastest run and their
 ratio: on a machine shared with other jobs, the closest thing to an idle measurement (not the
 target's verdict). The machine's load average (1 minute) is printed before and after,
-and the PNG bytes of each side, which show that both compress to a similar size.
+and the PNG bytes of each side, which show that both compress to a similar size. The process
+sets glibc's allocator as a service process does at start (``convserve.allocator``), for both
+sides.
 
 Usage: ``python bench/bench_io.py [--runs N] [--rounds R] [--skip-rss] [--strict]``
 (``--strict`` exits 1 when a target fails). libvips comes from the ``bench`` extra (pyvips,
@@ -52,7 +54,7 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
-from convserve import flows
+from convserve import allocator, flows
 from convserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +204,7 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocator.tune()  # as every service process does at start; libvips shares it here
     if args.rss_child:
         rss_child(args.rss_child)
         return 0

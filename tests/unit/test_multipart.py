@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from convserve.api.multipart import FilePart, MultipartError, parse_form
+from convserve.api.multipart import FilePart, MultipartError, _Collector, _parse_plain, parse_form
 
 BOUNDARY = "XyZ--b0undary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -157,3 +157,12 @@ def test_broken_bodies_are_parsed_or_refused_as_starlette_does() -> None:
     for round_ in range(2000):
         data = mutate(rng.choice(seeds), rng)
         assert ours(data) == starlette(data), (round_, data)
+
+
+@pytest.mark.parametrize("name", list(WELL_FORMED))
+def test_plain_bodies_take_the_one_pass_path(name: str) -> None:
+    """Bodies as clients send them are split with ``bytes.find`` alone; the rest (here a
+    preamble) go through python-multipart's state machine."""
+    collector = _Collector("utf-8", **LIMITS)
+    plain = _parse_plain(WELL_FORMED[name], BOUNDARY.encode(), collector)
+    assert plain == (name != "preamble-crlf")

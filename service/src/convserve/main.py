@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from convserve import __version__
+from convserve import __version__, allocator
 from convserve.api.metrics import Metrics
 from convserve.api.middleware import (
     JsonLogFormatter,
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
     _configure_logging(settings.log_level)
+    if settings.malloc_tuning:
+        allocator.tune()
     runtime = Runtime(settings=settings, metrics=Metrics())
 
     @asynccontextmanager

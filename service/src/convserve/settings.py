@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """Deflate level of returned PNGs: 0 stores them uncompressed; 1-3 compress fast (ISA-L,
     1 fastest); 4-9 use zlib, a few % fewer bytes for many times the CPU (convserve.png;
     bench/bench_encode.py measures the choice)."""
+    malloc_tuning: bool = True
+    """Keep a request's arrays of up to 4 MiB in glibc's heap for the next request instead of
+    mapping fresh pages for each (convserve.allocator); False leaves glibc as it is."""
     warmup: bool = True
     """Run one small convolution on each available engine at start-up before /readyz is 200."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import TOKEN_CHARS, MultipartParser, parse_options_header
 
 __all__ = ["FilePart", "Form", "MultipartError", "parse_form"]
 
@@ -166,10 +166,72 @@ def parse_form(body: bytes, content_type: str, *, max_files: int, max_fields: in
         "on_header_end": collector.on_header_end,
         "on_headers_finished": collector.on_headers_finished,
     }
-    try:
-        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-        parser.write(body)
-        parser.finalize()
-    except FormParserError:
-        raise MultipartError("Invalid multipart data.") from None
+    if not _parse_plain(body, boundary, collector):
+        collector = _Collector(charset, max_files, max_fields, max_part_size)
+        callbacks = {name: getattr(collector, name) for name in callbacks}
+        try:
+            parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+            parser.write(body)
+            parser.finalize()
+        except FormParserError:
+            raise MultipartError("Invalid multipart data.") from None
     return Form(collector.items)
+
+
+_MAX_HEADERS = 8
+_MAX_HEADER_LINE = 4096
+"""Below python-multipart's own bounds (8 headers a part, 4096 + 128 bytes a line)."""
+
+
+def _parse_plain(body: bytes, boundary: bytes, collector: _Collector) -> bool:
+    """Parse ``body`` when it has the plain shape every client sends, calling ``collector``
+    as python-multipart would; False at the first thing that is not plain (the caller then
+    starts again with python-multipart, which accepts or refuses it as Starlette does).
+
+    Plain: the first delimiter at offset 0, each delimiter followed by CRLF (another part) or
+    ``--`` (the last; anything after it is an epilogue), at most 8 headers of ``token: value``
+    a part (each line under 4096 bytes), and a part's data up to the first CRLF-delimiter.
+    A limit the collector enforces is raised at once: python-multipart would raise the same.
+    """
+    delimiter = b"--" + boundary
+    closing = b"\r\n" + delimiter
+    if not body.startswith(delimiter + b"\r\n"):
+        return False
+    pos = len(delimiter) + 2
+    while True:
+        if body.startswith(b"\r\n", pos):
+            lines: list[bytes] = []
+            data_start = pos + 2
+        else:
+            end = body.find(b"\r\n\r\n", pos)
+            if end < 0:
+                return False
+            lines = body[pos:end].split(b"\r\n")
+            data_start = end + 4
+        if len(lines) > _MAX_HEADERS:
+            return False
+        headers: list[tuple[bytes, bytes]] = []
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            if (not colon or not name or name.translate(None, TOKEN_CHARS)
+                    or len(line) >= _MAX_HEADER_LINE or b"\r" in line or b"\n" in line):
+                return False
+            headers.append((name, value.lstrip(b" ")))
+        data_end = body.find(closing, data_start)
+        if data_end < 0:
+            return False
+        after = data_end + len(closing)
+        last = body.startswith(b"--", after)
+        if not last and not body.startswith(b"\r\n", after):
+            return False
+        collector.on_part_begin()
+        for name, value in headers:
+            collector.on_header_field(name, 0, len(name))
+            collector.on_header_value(value, 0, len(value))
+            collector.on_header_end()
+        collector.on_headers_finished()
+        collector.on_part_data(body, data_start, data_end)
+        collector.on_part_end()
+        if last:
+            return True
+        pos = after + 2
