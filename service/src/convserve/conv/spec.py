@@ -14,6 +14,10 @@ Output size per axis: ``H_out = floor((H + top + bottom - d_h*(k_h - 1) - 1) / s
 goes to the bottom/right (PyTorch, ONNX ``SAME_UPPER``, TensorFlow).
 
 Pads are always reported begins-then-ends per axis as ``(top, bottom, left, right)``.
+
+One module, about 500 lines, on purpose: the formula above, its validation (:func:`conv_spec`)
+and the :class:`ConvSpec` that every engine takes are read together; array conversion and
+padding already live in ``arrays.py`` and ``padding.py`` (re-exported here).
 """
 
 from __future__ import annotations
