@@ -16,7 +16,6 @@ part's headers at most python-multipart's own bounds.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from python_multipart.exceptions import FormParserError
@@ -55,9 +54,6 @@ class Form:
             if key == name:
                 found = value
         return found
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
 
 
 def _decode(data: bytes, charset: str) -> str:

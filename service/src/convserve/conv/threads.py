@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -52,19 +52,14 @@ class HelperThreads:
                 self._pool_pid = os.getpid()
             return self._pool
 
-    def share(self, items: Iterable[T], make_worker: Callable[[], Callable[[T], None]],
-              *, count: int | None = None) -> None:
+    def share(self, items: Sequence[T], make_worker: Callable[[], Callable[[T], None]]) -> None:
         """Handle every item of ``items`` on up to :attr:`threads` threads.
 
-        Up to :attr:`threads` workers run at once, the caller's among them: each calls
-        ``make_worker()`` once (for its own scratch memory) and then the worker on each item it
-        takes. The first error stops the other threads at their next
+        Up to :attr:`threads` workers run at once, the caller's among them (fewer for fewer
+        items): each calls ``make_worker()`` once (for its own scratch memory) and then the
+        worker on each item it takes. The first error stops the other threads at their next
         item and is raised here, once every thread has stopped.
-
-        ``count``: the number of items when ``items`` has no ``len`` (fewer threads are started
-        for fewer items).
         """
-        total = count if count is not None else len(items)  # type: ignore[arg-type]
         queue = iter(items)
         lock = threading.Lock()
         failed = threading.Event()
@@ -82,7 +77,7 @@ class HelperThreads:
                 failed.set()  # the other threads stop at their next item
                 raise
 
-        helpers = min(self.threads, total) - 1
+        helpers = min(self.threads, len(items)) - 1
         futures: list[Future[None]] = (
             [self._executor().submit(thread) for _ in range(helpers)] if helpers > 0 else []
         )
