@@ -14,10 +14,6 @@ Output size per axis: ``H_out = floor((H + top + bottom - d_h*(k_h - 1) - 1) / s
 goes to the bottom/right (PyTorch, ONNX ``SAME_UPPER``, TensorFlow).
 
 Pads are always reported begins-then-ends per axis as ``(top, bottom, left, right)``.
-
-One module, about 500 lines, on purpose: the formula above, its validation (:func:`conv_spec`)
-and the :class:`ConvSpec` that every engine takes are read together; array conversion and
-padding already live in ``arrays.py`` and ``padding.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -255,13 +251,10 @@ class ConvSpec:
         )
 
     def sentinel_outputs(self, y: np.ndarray) -> np.ndarray:
-        """The first output channel of each group of ``y`` (shape ``output_shape``): a view.
-
-        Every output channel of a group reads every input channel of the group over the same
-        windows, so where :attr:`reads_every_input` holds and the engine multiplies every value
-        it reads, a non-finite input value reaches each of them; one per group is enough to
-        stand in for the input, a ``1 / out_per_group`` share of the output's values.
-        """
+        """The first output channel of each group of ``y`` (``output_shape``), a view: each
+        reads every input channel of its group over the same windows, so where
+        :attr:`reads_every_input` holds (and the engine multiplies every value it reads) a
+        non-finite input reaches it; it stands in for the input in the finiteness check."""
         step = self.out_per_group
         return y if step == 1 else y[:, ::step]
 
