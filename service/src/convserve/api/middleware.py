@@ -53,22 +53,25 @@ _CLIENT_CLOSED = 499
 class _Replay:
     """A ``receive`` that hands out the body read already, then waits on the real one.
 
-    The body waits in ``scope["state"]["body"]``, where a route may take it at once
-    (:func:`convserve.api.parsing.take_body`); otherwise the first call hands it out. Either
-    way it is held in one place only, and dropped from there as it is taken.
+    The body's chunks wait in ``scope["state"]["body"]``, where a route may take them all at
+    once (:func:`convserve.api.parsing.take_body`); otherwise they are handed out in order, each
+    dropped as it goes, so the body's memory moves to the parser instead of being held twice.
     """
 
     def __init__(self, state: dict[str, Any], receive: Receive) -> None:
         self._state = state
         self._receive = receive
+        self._chunks: list[bytes] | None = None
         self._ended = False
 
     async def __call__(self) -> Message:
         if self._ended:
             return await self._receive()  # after the body only http.disconnect can come
-        self._ended = True
-        body = self._state.pop("body", b"")
-        return {"type": "http.request", "body": body, "more_body": False}
+        if self._chunks is None:
+            self._chunks = self._state.pop("body", [])[::-1]
+        chunk = self._chunks.pop() if self._chunks else b""
+        self._ended = not self._chunks
+        return {"type": "http.request", "body": chunk, "more_body": not self._ended}
 
 
 def _body_timeout(timeout_s: float, received: int) -> bytes:
@@ -193,9 +196,8 @@ class RequestContextMiddleware:
                 if isinstance(body, int):
                     status = body
                     return
-                # One bytes object (the only chunk as it is): parsed in one pass, no copy.
-                scope["state"]["body"] = b"".join(body)
-                del body
+                scope["state"]["body"] = body
+                del body  # held in one place: the route takes it, or _Replay hands it out
                 receive = _Replay(scope["state"], receive)
             await self.app(scope, receive, send_with_id)
         finally:
