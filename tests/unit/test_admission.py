@@ -281,3 +281,14 @@ def test_the_png_header_probe_agrees_with_pillow_on_every_png() -> None:
             assert probe_input(data) == (3, 48, 64)  # the IHDR's size: the decoder refuses it
             continue
         assert probe_input(data) == via_pillow, name
+
+
+def test_the_probe_reads_npy_headers_of_versions_1_and_2_only() -> None:
+    """One reader of .npy headers (``imaging.arrays.read_npy_header``) serves the probe, the
+    decoder and weight files: a version 3.0 file is no shape to the probe, and the decoder
+    refuses it naming the version."""
+    array = np.zeros((2, 6, 9), dtype=np.float32)
+    for version, expected in (((1, 0), (2, 6, 9)), ((2, 0), (2, 6, 9)), ((3, 0), None)):
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, array, version=version)
+        assert probe_input(buffer.getvalue()) == expected, version

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from convserve.errors import InvalidArgumentError, InvalidInputError, UnsupportedMediaTypeError
+from convserve.imaging.arrays import read_npy_header
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -238,17 +239,11 @@ def _member_errors(key: str) -> Iterator[None]:
 def _npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
     """The shape and dtype in a .npy header (read from ``stream``), or None when it cannot be
     read (then the full read names what is wrong)."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            return None
+    try:  # NpyVersionError is a ValueError
+        shape, _, dtype = read_npy_header(stream)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, tokenize.TokenError):
         return None
-    return tuple(int(n) for n in shape), np.dtype(dtype)
+    return shape, dtype
 
 
 def _npy_shape(stream: Any) -> tuple[int, ...] | None:

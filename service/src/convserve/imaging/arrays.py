@@ -15,6 +15,35 @@ from convserve.imaging.formats import _PIXELS_ENV, _VALUES_ENV, DecodedInput, _r
 __all__ = ["array_input", "decode_npy"]
 
 
+class NpyVersionError(ValueError):
+    """A .npy file of a format version other than 1.0 and 2.0."""
+
+    def __init__(self, version: tuple[int, int]) -> None:
+        super().__init__(f".npy format version {version[0]}.{version[1]}")
+        self.version = version
+
+
+def read_npy_header(stream: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of the .npy header at ``stream``, which is left just
+    after it: the one reader of .npy headers (uploads, the admission probe, weight files).
+
+    Raises
+    ------
+    NpyVersionError
+        A version other than 1.0 and 2.0 (what ``numpy.save`` writes for numeric arrays).
+    Exception
+        Whatever NumPy raises for a malformed header (ValueError, EOFError, SyntaxError...).
+    """
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise NpyVersionError(version)
+    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype)
+
+
 def decode_npy(
     data: bytes, *, max_values: int | None, max_pixels: int | None = None
 ) -> DecodedInput:
@@ -40,18 +69,12 @@ def decode_npy(
     """
     stream = io.BytesIO(data)
     try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise InvalidInputError(
-                f"The .npy file has format version {version[0]}.{version[1]}; versions 1.0 "
-                "and 2.0 (what numpy.save writes for numeric arrays) are accepted."
-            )
-    except InvalidInputError:
-        raise
+        shape, fortran, dtype = read_npy_header(stream)
+    except NpyVersionError as exc:
+        raise InvalidInputError(
+            f"The .npy file has format version {exc.version[0]}.{exc.version[1]}; versions 1.0 "
+            "and 2.0 (what numpy.save writes for numeric arrays) are accepted."
+        ) from None
     except Exception as exc:  # a malformed header, whatever numpy says about it
         raise InvalidInputError(
             f"The .npy header could not be read ({_reason(exc)}); send the output of "

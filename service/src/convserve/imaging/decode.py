@@ -62,7 +62,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convserve.errors import InvalidArgumentError, InvalidInputError, PayloadTooLargeError
 from convserve.imaging import fastpath
-from convserve.imaging.arrays import _check_finite, decode_npy
+from convserve.imaging.arrays import _check_finite, decode_npy, read_npy_header
 from convserve.imaging.formats import (
     _ACCEPTED,
     _PILLOW_FORMATS,
@@ -365,14 +365,9 @@ def probe_input(data: bytes) -> tuple[int, int, int] | None:
     """
     if data[:6] == b"\x93NUMPY":
         try:
-            stream = io.BytesIO(data)
-            major, _ = np.lib.format.read_magic(stream)
-            read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, _ = read_header(stream)
-        except Exception:  # a broken .npy header: the decoder says why
+            dims, _, _ = read_npy_header(io.BytesIO(data))
+        except Exception:  # a broken .npy header, or another version: the decoder says why
             return None
-        dims = tuple(int(d) for d in shape)
         if len(dims) == 2:
             return 1, dims[0], dims[1]
         if len(dims) == 3:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from convserve import jsonbody, png
 from convserve.cores import available_cores
 from convserve.errors import InvalidArgumentError
-from convserve.imaging.tone import ChannelTone, NormalizeMode, resolved_normalize
+from convserve.imaging.tone import ChannelTone, NormalizeMode, float_maps, resolved_normalize
 
 __all__ = [
     "channel_png_name",
@@ -251,7 +251,7 @@ def maps_pngs(
     list of bytes, length C
         The PNG files, in channel order; each decodes to ``to_pixels(maps, mode)[c]``.
     """
-    values = _float_maps(maps, "maps_pngs")
+    values = float_maps(maps, "maps_pngs")
     _check_level(level)
     resolved = resolved_normalize(mode, range_preserving)
     tones = _tones(values, resolved, ranges)
@@ -272,24 +272,13 @@ def maps_png(
 
     Parameters and errors as for :func:`maps_pngs` and :func:`compose_png`.
     """
-    values = _float_maps(maps, "maps_png")
+    values = float_maps(maps, "maps_png")
     _check_level(level)
     _check_composable(values.shape[0])
     tones = _tones(values, resolved_normalize(mode, range_preserving), None)
     return png.write([png.Writer(_ToneRows(tuple(tones)), level)], _pool(executor))[0]
 
 
-def _float_maps(maps: np.ndarray, what: str) -> np.ndarray:
-    values = np.asarray(maps)
-    if values.ndim != 3 or values.dtype.kind not in "biuf" or min(values.shape) < 1:
-        raise InvalidArgumentError(
-            f"{what} needs real maps of shape (C, H, W), got shape {values.shape} of "
-            f"{values.dtype}"
-        )
-    if values.dtype != np.float32:
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
-            values = values.astype(np.float32)
-    return values
 
 
 def _tones(

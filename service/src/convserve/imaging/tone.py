@@ -11,7 +11,8 @@ import numpy as np
 
 from convserve.errors import InvalidArgumentError
 
-__all__ = ["NORMALIZE_MODES", "ChannelTone", "NormalizeMode", "resolved_normalize", "to_pixels"]
+__all__ = ["NORMALIZE_MODES", "ChannelTone", "NormalizeMode", "float_maps", "resolved_normalize",
+           "to_pixels"]
 
 NormalizeMode: TypeAlias = Literal["auto", "clip", "minmax", "abs", "symmetric"]
 NORMALIZE_MODES: tuple[NormalizeMode, ...] = get_args(NormalizeMode)
@@ -71,15 +72,7 @@ def to_pixels(
         With ``overwrite``, a view into ``maps``' memory (each plane C-contiguous).
     """
     resolved = resolved_normalize(mode, range_preserving)
-    values = np.asarray(maps)
-    if values.ndim != 3 or values.dtype.kind not in "biuf":
-        raise InvalidArgumentError(
-            f"to_pixels needs real maps of shape (C, H, W), got shape {values.shape} of "
-            f"{values.dtype}"
-        )
-    if values.dtype != np.float32:
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
-            values = values.astype(np.float32)
+    values = float_maps(maps, "to_pixels", allow_empty=True)
     channels, height, width = values.shape
     out: np.ndarray
     if (overwrite and values is maps and values.flags.c_contiguous and values.flags.writeable
@@ -254,3 +247,20 @@ def _affine(
     if offset:
         result += np.float64(offset)
     return result.astype(np.float32)
+
+
+def float_maps(maps: np.ndarray, what: str, *, allow_empty: bool = False) -> np.ndarray:
+    """``maps`` as float32 (C, H, W) (as it is when it already is), or an InvalidArgumentError
+    naming ``what`` for any other shape or a dtype that is not a real number (or, unless
+    ``allow_empty``, an empty axis)."""
+    values = np.asarray(maps)
+    if (values.ndim != 3 or values.dtype.kind not in "biuf"
+            or (not allow_empty and min(values.shape) < 1)):
+        raise InvalidArgumentError(
+            f"{what} needs real maps of shape (C, H, W), got shape {values.shape} of "
+            f"{values.dtype}"
+        )
+    if values.dtype != np.float32:
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, mapped like inf
+            values = values.astype(np.float32)
+    return values
