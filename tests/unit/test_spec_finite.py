@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 
@@ -62,17 +64,120 @@ def test_conv2d_check_finite(engine: EngineName) -> None:
 
 
 @pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
-def test_conv2d_finds_non_finite_input_that_reaches_no_output(engine: EngineName) -> None:
-    """Stride 2 with a 1x1 kernel reads no odd row: the input itself must be scanned."""
+def test_conv2d_accepts_non_finite_input_that_no_output_reads(engine: EngineName) -> None:
+    """Stride 2 with a 1x1 kernel reads no odd row: a value there cannot change the output,
+    which is the exact convolution of the values read (as ``torch`` computes it)."""
     x = np.ones((2, 5, 5), np.float32)
     x[1, 3, 2] = np.inf
+    y = conv2d(x, WEIGHT, stride=2, engine=engine)
+    clean = x.copy()
+    clean[1, 3, 2] = 0.0
+    np.testing.assert_array_equal(y, conv2d(clean, WEIGHT, stride=2, engine=engine))
+    assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+@pytest.mark.parametrize(("value", "stride", "dilation", "padding", "count"), [
+    pytest.param(np.inf, 2, 1, 0, 1, id="stride-2"),
+    pytest.param(np.nan, 2, 2, 2, 1, id="stride-2-dilation-2"),
+    pytest.param(-np.inf, 3, 1, 1, 1, id="stride-3"),
+])
+def test_conv2d_refuses_non_finite_input_that_an_output_reads_past_a_stride(
+    engine: EngineName, value: float, stride: int, dilation: int, padding: int, count: int,
+) -> None:
+    """A stride that skips rows and columns: a value in a row and column read is refused with
+    its count, and the message says it was counted where the convolution reads."""
+    x = np.ones((2, 12, 12), np.float32)
+    spec = conv_spec((1, *x.shape), (1, 2, 3, 3), stride=stride, padding=padding,
+                     dilation=dilation)
+    rows = np.arange(12)[spec.read_rows]
+    cols = np.arange(12)[spec.read_cols]
+    unread_row = sorted(set(range(12)) - set(rows))[0]
+    x[0, unread_row, cols[0]] = np.nan  # not counted: no output reads it
+    x[1, rows[-1], cols[len(cols) // 2]] = value
+    weight = np.ones((1, 2, 3, 3), np.float32)
+    kwargs = {"stride": stride, "dilation": dilation, "padding": padding, "engine": engine}
     with pytest.raises(InvalidArgumentError) as info:
-        conv2d(x, WEIGHT, stride=2, engine=engine)
+        conv2d(x, weight, **kwargs)  # type: ignore[arg-type]
     assert info.value.detail == (
-        "input holds 1 NaN or infinite value(s); only finite numbers are allowed"
+        f"input holds {count} NaN or infinite value(s) where the convolution reads it; "
+        "only finite numbers are allowed"
     )
     assert info.value.errors == [{"field": "input", "message": info.value.detail}]
-    assert np.isfinite(conv2d(x, WEIGHT, stride=2, engine=engine, check_finite=False)).all()
+
+
+@pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_conv2d_refuses_non_finite_input_read_only_through_the_padding(
+    engine: EngineName, mode: str,
+) -> None:
+    """Stride 3, 1x1 kernel, pad 1: the windows read padded rows -1, 2, 5, 8 of 9. Row -1 is a
+    copy of row 1 (reflect) or row 8 (circular): a NaN there reaches the output only through
+    the padding, and is refused."""
+    x = np.ones((1, 9, 9), np.float32)
+    source = 1 if mode == "reflect" else 8
+    spec = conv_spec((1, 1, 9, 9), (1, 1, 1, 1), stride=3, padding=1, padding_mode=mode)
+    assert source in np.arange(9)[spec.read_rows]
+    x[0, source, 2] = np.nan
+    with pytest.raises(InvalidArgumentError, match=r"^input holds 1 NaN"):
+        conv2d(x, np.ones((1, 1, 1, 1), np.float32), stride=3, padding=1, padding_mode=mode,
+               engine=engine)
+
+
+def _brute_force_read(h: int, w: int, pads: tuple[int, int, int, int], k: int, s: int,
+                      d: int, mode: str) -> tuple[set[int], set[int]]:
+    """The rows and columns a layer reads, through NumPy's padding: a row (column) is read
+    when a NaN placed along it reaches some window."""
+    spec = conv_spec((1, 1, h, w), (1, 1, k, k), stride=s, padding=pads, dilation=d,
+                     padding_mode=mode)
+    numpy_modes: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+        "zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap",
+    }
+    numpy_mode = numpy_modes[mode]
+    top, bottom, left, right = pads
+    read: list[set[int]] = [set(), set()]
+    for axis, size in ((0, h), (1, w)):
+        for i in range(size):
+            x = np.zeros((h, w))
+            x[(i, slice(None)) if axis == 0 else (slice(None), i)] = np.nan  # a whole line
+            xp = np.pad(x, ((top, bottom), (left, right)), mode=numpy_mode)
+            for r in range(spec.out_height):
+                for c in range(spec.out_width):
+                    window = xp[r * s : r * s + d * (k - 1) + 1 : d,
+                                c * s : c * s + d * (k - 1) + 1 : d]
+                    if np.isnan(window).any():
+                        read[axis].add(i)
+    return read[0], read[1]
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize(("s", "d", "k"), [(1, 1, 3), (2, 1, 1), (2, 2, 3), (3, 1, 2),
+                                           (3, 2, 2), (2, 3, 3), (4, 1, 3)])
+def test_read_input_matches_a_brute_force(mode: str, s: int, d: int, k: int) -> None:
+    for h, w, pads in [(9, 10, (0, 0, 0, 0)), (11, 9, (1, 0, 2, 1)), (10, 11, (2, 2, 0, 3))]:
+        try:
+            spec = conv_spec((1, 1, h, w), (1, 1, k, k), stride=s, padding=pads, dilation=d,
+                             padding_mode=mode)
+        except InvalidArgumentError:  # pads too wide for reflect, or no output
+            continue
+        rows, cols = _brute_force_read(h, w, pads, k, s, d, mode)
+        assert set(np.arange(h)[spec.read_rows]) == rows
+        assert set(np.arange(w)[spec.read_cols]) == cols
+        x = np.arange(2 * 3 * h * w, dtype=np.float32).reshape(2, 3, h, w)
+        expected = x[:, :, sorted(rows)][:, :, :, sorted(cols)]
+        np.testing.assert_array_equal(spec.read_input(x), expected)
+        assert spec.read_size == len(rows) * len(cols)
+        assert spec.reads_every_input == (len(rows) * len(cols) == h * w)
+
+
+def test_read_input_of_a_stride_is_a_view() -> None:
+    spec = conv_spec((1, 3, 1024, 1024), (8, 3, 3, 3), stride=2, dilation=2, padding=2)
+    x = np.zeros(spec.input_shape, np.float32)
+    assert spec.read_rows == slice(0, 1023, 2)
+    assert np.shares_memory(spec.read_input(x), x)
+    assert spec.read_size == x.size // 4
+    whole = conv_spec((1, 3, 8, 8), (1, 3, 3, 3), padding=1)
+    assert whole.read_input(x[:, :, :8, :8]) is not None and whole.reads_every_input
 
 
 @pytest.mark.parametrize("engine", ["auto", "numpy", "onnxruntime"])

@@ -79,13 +79,15 @@ def _float32(name: str, value: object, *, check_finite: bool = True) -> np.ndarr
     return array
 
 
-def check_finite_array(name: str, array: np.ndarray) -> None:
+def check_finite_array(name: str, array: np.ndarray, *, where: str = "") -> None:
     """Raise an InvalidArgumentError naming ``name`` and the count of NaN or infinite values
-    in ``array``, if it holds any."""
+    in ``array``, if it holds any; ``where`` says which part of ``name`` ``array`` is."""
     if not all_finite(array):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        place = f" {where}" if where else ""
         raise InvalidArgumentError(
-            f"{name} holds {bad} NaN or infinite value(s); only finite numbers are allowed",
+            f"{name} holds {bad} NaN or infinite value(s){place}; only finite numbers are "
+            "allowed",
             field=name,
         )
 

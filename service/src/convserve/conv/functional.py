@@ -17,6 +17,7 @@ from convserve.conv.engine import (
     check_engine_name,
 )
 from convserve.conv.spec import (
+    ConvSpec,
     IntOrPair,
     PaddingArg,
     all_finite,
@@ -85,13 +86,15 @@ def conv2d(
         on CUDA it is ONNX Runtime.
     device : "cpu" or "cuda"; CUDA where it is not active is an error, never a CPU fallback
     check_finite : bool, keyword only
-        Refuse an ``x`` holding NaN or infinity (as ``scipy.linalg`` does) with one pass over
-        the smaller of the input and one output channel per group: that channel, when it is
-        no larger, stands in for the input where every input lies in a receptive field (every
-        output channel of a group reads all the group's input channels, so a non-finite input
-        always reaches it then; ``auto``'s OpenCV paths check their whole output band by band
-        as they write it), and the input is scanned only when that channel is not finite.
-        The error names the input.
+        Refuse an ``x`` holding NaN or infinity where the convolution reads it: in the
+        receptive field of some output, directly or through the padding
+        (``ConvSpec.read_input``). A value no output reads, such as one in a row that a stride
+        of 2 skips, cannot change the result and is not refused. One pass goes over the
+        smaller of those values and one output channel per group: every output channel of a
+        group reads all the group's input channels over the same windows, so a non-finite
+        value it reads reaches that channel (``auto``'s OpenCV paths check their whole output
+        band by band as they write it); the input is scanned only when that channel is not
+        finite, and the error names the input and the count of values.
         Pass False when the input is known to be finite, e.g. decoded from an image.
         ``weight`` and ``bias`` are always checked. With an unchecked non-finite input the
         non-finite values spread to at least the outputs whose window covers them, and, as in
@@ -121,15 +124,14 @@ def conv2d(
         impl = get_engine(engine)
     if spec.batch == 0:  # PyTorch's empty batch: an empty output of the right shape
         return np.zeros(spec.output_shape, dtype=np.float32)
-    # One output channel per group stands in for the input where every input reaches it and
-    # it is no larger (ConvSpec.sentinel_outputs).
+    # One output channel per group stands in for the input values the convolution reads, where
+    # it is no larger (ConvSpec.sentinel_outputs, ConvSpec.read_input).
     via_output = check_finite and (
-        getattr(impl, "propagates_non_finite", False) and spec.reads_every_input
-        and spec.sentinel_size <= x_arr.size
+        getattr(impl, "propagates_non_finite", False) and spec.sentinel_size <= spec.read_size
     )
-    if check_finite and not via_output:
-        check_finite_array("input", x_arr)
     x4 = x_arr.reshape(spec.input_shape)
+    if check_finite and not via_output:
+        _check_read_input(x4, spec)
     checked = getattr(impl, "conv2d_checked", None) if via_output else None
     y: np.ndarray
     if checked is not None:  # auto checks the output as it goes where a path can
@@ -138,6 +140,13 @@ def conv2d(
         y = impl.conv2d(x4, w_arr, b_arr, spec, dev)
         finite = not via_output or all_finite(spec.sentinel_outputs(y))
     if not finite:
-        check_finite_array("input", x_arr)
+        _check_read_input(x4, spec)
     return y[0] if x_arr.ndim == 3 else y
 
+
+def _check_read_input(x: np.ndarray, spec: ConvSpec) -> None:
+    """Refuse ``x`` if a value the convolution reads is NaN or infinite, naming the input."""
+    if spec.reads_every_input:
+        check_finite_array("input", x)
+    else:
+        check_finite_array("input", spec.read_input(x), where="where the convolution reads it")

@@ -152,15 +152,38 @@ def output_size(size: int, pad_begin: int, pad_end: int, kernel: int, stride: in
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _covers(size: int, before: int, kernel: int, stride: int, dilation: int, out: int) -> bool:
-    """Whether outputs ``0 .. out - 1`` of one axis read every one of its ``size`` inputs."""
-    if stride == 1 and dilation == 1:
-        # Windows overlap and reach from the first pad to the last output's end.
-        return out + kernel - 1 - before >= size
-    read = np.zeros(before + size + kernel * dilation + out * stride, dtype=bool)
+AxisRead: TypeAlias = slice | np.ndarray
+"""The samples of one input axis that a convolution reads: a slice, or read-only indices."""
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_read(size: int, before: int, kernel: int, stride: int, dilation: int, out: int,
+               mode: PaddingMode) -> AxisRead:
+    """The samples of an axis of ``size`` that outputs ``0 .. out - 1`` read, directly or, for
+    ``mode`` other than zeros, through the padding: ``slice(None)`` for all of them, a slice
+    where they are evenly spaced, else their indices."""
+    if stride == 1 and dilation == 1:  # the windows overlap: one run from the first pad on
+        end = min(size, out + kernel - 1 - before)
+        return slice(None) if end == size else slice(0, end)
+    read_mask = np.zeros(size, dtype=bool)
+    outputs = np.arange(out, dtype=np.int64) * stride - before
     for u in range(kernel):
-        read[u * dilation : u * dilation + (out - 1) * stride + 1 : stride] = True
-    return bool(read[before : before + size].all())
+        sources = padding_source(outputs + u * dilation, size, mode)
+        read_mask[sources[sources >= 0]] = True
+    read = np.flatnonzero(read_mask)
+    if read.size == size:
+        return slice(None)
+    if read.size <= 1:
+        return slice(int(read[0]), int(read[0]) + 1) if read.size else slice(0, 0)
+    steps = np.diff(read)
+    if (steps == steps[0]).all():
+        return slice(int(read[0]), int(read[-1]) + 1, int(steps[0]))
+    read.setflags(write=False)
+    return read
+
+
+def _axis_count(read: AxisRead, size: int) -> int:
+    return len(range(size)[read]) if isinstance(read, slice) else int(read.size)
 
 
 @dataclass(frozen=True)
@@ -236,25 +259,49 @@ class ConvSpec:
         return self.width + self.pads[2] + self.pads[3]
 
     @functools.cached_property
+    def read_rows(self) -> AxisRead:
+        """The input rows some output reads (see :meth:`read_input`)."""
+        return _axis_read(self.height, self.pads[0], self.kernel_h, self.stride[0],
+                          self.dilation[0], self.out_height, self.padding_mode)
+
+    @functools.cached_property
+    def read_cols(self) -> AxisRead:
+        """The input columns some output reads (see :meth:`read_input`)."""
+        return _axis_read(self.width, self.pads[2], self.kernel_w, self.stride[1],
+                          self.dilation[1], self.out_width, self.padding_mode)
+
+    @functools.cached_property
+    def read_size(self) -> int:
+        """The number of input values the convolution reads (:meth:`read_input`'s size)."""
+        return (self.batch * self.in_channels * _axis_count(self.read_rows, self.height)
+                * _axis_count(self.read_cols, self.width))
+
+    @property
     def reads_every_input(self) -> bool:
-        """Whether every input pixel lies in the receptive field of some output.
+        """Whether every input value lies in the receptive field of some output (directly or,
+        for padding modes other than zeros, through the padding).
 
         Not so when a stride skips rows or columns the kernel does not reach, or when the last
-        rows or columns do not make up a whole window. Where it holds, a non-finite input value
-        always reaches the output (IEEE: ``nan * 0`` and ``inf * 0`` are NaN), so checking the
-        output, which is often smaller, can stand in for checking the input.
+        rows or columns do not make up a whole window.
         """
-        top, _, left, _ = self.pads
-        return _covers(self.height, top, self.kernel_h, self.stride[0], self.dilation[0],
-                       self.out_height) and _covers(
-            self.width, left, self.kernel_w, self.stride[1], self.dilation[1], self.out_width
-        )
+        return self.read_size == math.prod(self.input_shape)
+
+    def read_input(self, x: np.ndarray) -> np.ndarray:
+        """The values of ``x`` (``input_shape``) that the convolution reads: the samples in
+        some output's receptive field, directly or through the padding. ``x`` itself where it
+        reads them all, a view where the rows and columns read are evenly spaced (a stride
+        that skips some), else a copy. A value outside it cannot change the output. Where the
+        engine multiplies every value it reads, a non-finite one among these reaches every
+        output channel of its group (IEEE: ``nan * 0`` and ``inf * 0`` are NaN)."""
+        rows, cols = self.read_rows, self.read_cols
+        part = x[:, :, rows] if isinstance(rows, slice) else x.take(rows, axis=2)
+        return part[:, :, :, cols] if isinstance(cols, slice) else part.take(cols, axis=3)
 
     def sentinel_outputs(self, y: np.ndarray) -> np.ndarray:
         """The first output channel of each group of ``y`` (``output_shape``), a view: each
-        reads every input channel of its group over the same windows, so where
-        :attr:`reads_every_input` holds (and the engine multiplies every value it reads) a
-        non-finite input reaches it; it stands in for the input in the finiteness check."""
+        reads every input channel of its group over the same windows, so (where the engine
+        multiplies every value it reads) a non-finite value of :meth:`read_input` reaches it;
+        it stands in for the input in the finiteness check."""
         step = self.out_per_group
         return y if step == 1 else y[:, ::step]
 
