@@ -48,6 +48,36 @@ def test_subsample_starts_on_the_odd_phase_after_an_odd_pad() -> None:
     np.testing.assert_array_equal(sub.take(x, spec.stride)[0, 0, 0], x[0, 0, 1, 1::2])
 
 
+@pytest.mark.parametrize(("shape", "stride", "padding", "dilation"), [
+    pytest.param((1, 3, 1024, 1024), 2, 2, 2, id="W7-one-batch"),
+    pytest.param((2, 2, 900, 733), 3, 4, 3, id="batch-2-odd-phase-stride-3"),
+    pytest.param((1, 1, 2049, 1100), 2, 1, 2, id="one-channel-many-blocks"),
+])
+def test_a_large_subsample_is_copied_in_blocks_on_threads_exactly(
+    shape: tuple[int, int, int, int], stride: int, padding: int, dilation: int,
+) -> None:
+    """Rows spanning more than 4 MiB are copied in blocks of 64 rows on several threads:
+    every block, the last short one included, lands where the one-thread copy puts it."""
+    spec = conv_spec(shape, (2, shape[1], 3, 3), stride=stride, padding=padding,
+                     dilation=dilation)
+    sub = subsample_spec(spec)
+    assert sub is not None
+    x = np.random.default_rng(3).random(shape, dtype=np.float32)
+    assert x.nbytes > 4 << 20
+    taken = sub.take(x, spec.stride)
+    h, w = sub.spec.height, sub.spec.width
+    expected = x[:, :, sub.row0 : sub.row0 + (h - 1) * stride + 1 : stride,
+                 sub.col0 : sub.col0 + (w - 1) * stride + 1 : stride]
+    assert taken.flags.c_contiguous and taken.shape == sub.spec.input_shape
+    np.testing.assert_array_equal(taken, expected)
+    np.testing.assert_array_equal(conv2d(x, np.ones((2, shape[1], 3, 3), np.float32),
+                                         stride=stride, padding=padding, dilation=dilation,
+                                         engine="auto"),
+                                  conv2d(x, np.ones((2, shape[1], 3, 3), np.float32),
+                                         stride=stride, padding=padding, dilation=dilation,
+                                         engine="onnxruntime"))
+
+
 @pytest.mark.parametrize(
     ("stride", "dilation", "mode"),
     [

@@ -56,6 +56,8 @@ from convserve.conv.arrays import all_finite
 from convserve.conv.engine import Device, DeviceStatus, Engine, EngineChoice, EngineName
 from convserve.conv.opencv_engine import OpenCvEngine
 from convserve.conv.spec import ConvSpec
+from convserve.conv.threads import HelperThreads
+from convserve.cores import available_cores
 
 __all__ = [
     "PATHS",
@@ -105,12 +107,37 @@ class Subsample:
     col0: int
 
     def take(self, x: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-        """The C-contiguous subsampled input, shape ``self.spec.input_shape``."""
+        """The C-contiguous subsampled input, shape ``self.spec.input_shape``.
+
+        A copy bound by memory: where the rows it reads span more than
+        :data:`_TAKE_SPLIT_BYTES`, blocks of :data:`_TAKE_ROWS` rows are copied on up to 4
+        threads (W7's 12 MiB input, out of cache: 0.67 ms against 0.85 ms on one).
+        """
         s_h, s_w = stride
         h, w = self.spec.height, self.spec.width
         view = x[:, :, self.row0 : self.row0 + (h - 1) * s_h + 1 : s_h,
                  self.col0 : self.col0 + (w - 1) * s_w + 1 : s_w]
-        return np.ascontiguousarray(view)
+        if view.shape[0] * view.shape[1] * h * s_h * x.strides[2] <= _TAKE_SPLIT_BYTES:
+            return np.ascontiguousarray(view)
+        out = np.empty(view.shape, dtype=view.dtype)
+        blocks = [(n, c, r) for n in range(view.shape[0]) for c in range(view.shape[1])
+                  for r in range(0, h, _TAKE_ROWS)]
+
+        def copier() -> Callable[[tuple[int, int, int]], None]:
+            def copy(block: tuple[int, int, int]) -> None:
+                n, c, r = block
+                out[n, c, r : r + _TAKE_ROWS] = view[n, c, r : r + _TAKE_ROWS]
+            return copy
+
+        _TAKE_THREADS.share(blocks, copier)
+        return out
+
+
+_TAKE_SPLIT_BYTES = 4 << 20
+"""Bytes of input rows above which :meth:`Subsample.take` copies on several threads."""
+_TAKE_ROWS = 64
+"""Subsampled rows per block that :meth:`Subsample.take` copies on one thread."""
+_TAKE_THREADS = HelperThreads(min(4, available_cores()), "convserve-subsample")
 
 
 def _subsample_axis(size: int, before: int, kernel: int, stride: int, dilation: int,
