@@ -282,6 +282,7 @@ def test_session_caches_are_on_metrics(make_client: ClientFactory) -> None:
     assert _sample(metrics, 'convserve_session_cache_misses_total{cache="convolve"}') == 1
     assert _sample(metrics, 'convserve_session_cache_hits_total{cache="convolve"}') == 1
     assert _sample(metrics, 'convserve_session_cache_size{cache="layers"}') == 0
+    assert _sample(metrics, 'convserve_session_cache_capacity{cache="convolve_packed"}') == 16
 
 
 def test_problems_the_middleware_answers_carry_cors_headers(make_client: ClientFactory) -> None:

@@ -18,11 +18,13 @@ import onnxruntime
 import pytest
 
 from convserve import EngineUnavailableError, InvalidArgumentError, ShapeError, conv2d, conv_spec
+from convserve.conv import onnx_engine
 from convserve.conv.graphs import IR_VERSION, OPSET, conv_model, conv_nodes
 from convserve.conv.onnx_engine import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
     CUDA_PROVIDER_OPTIONS,
+    PACKED_MAX_WEIGHT_BYTES,
     CacheStats,
     OnnxRuntimeEngine,
     check_active,
@@ -184,6 +186,134 @@ def test_one_session_serves_every_kernel_of_the_same_shape() -> None:
     np.testing.assert_allclose(y1, reference_conv2d(x, w1, b1, spec), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(y2, reference_conv2d(x, w2, b2, spec), rtol=1e-4, atol=1e-5)
     assert engine.cache_stats() == CacheStats(hits=1, misses=1, evictions=0, size=1, capacity=64)
+
+
+PACKED_CASES = [
+    pytest.param((1, 3, 9, 11), (4, 3, 3, 3), True, {"padding": 1}, id="3to4-k3-p1"),
+    pytest.param((2, 16, 8, 7), (16, 16, 3, 3), True, {"padding": (0, 2, 1, 3)},
+                 id="n2-16to16-asym"),
+    pytest.param((1, 8, 12, 12), (8, 1, 3, 3), False,
+                 {"padding": 2, "stride": 2, "dilation": 2, "groups": 8}, id="s2-d2-depthwise"),
+    pytest.param((1, 4, 9, 9), (6, 2, 4, 4), True,
+                 {"padding": "same", "groups": 2, "padding_mode": "circular"},
+                 id="same-even-kernel-g2-circular"),
+    pytest.param((1, 8, 10, 13), (16, 8, 1, 1), True, {}, id="pointwise-8to16"),
+]
+
+
+@pytest.fixture
+def packed_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lift the output-channel rule of ``packed`` (speed, not results) for small layers."""
+    monkeypatch.setattr(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1)
+
+
+@pytest.mark.usefixtures("packed_everywhere")
+@pytest.mark.parametrize(("x_shape", "w_shape", "bias", "options"), PACKED_CASES)
+def test_packed_weights_match_the_reference(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: bool, options: ConvOptions,
+) -> None:
+    engine = OnnxRuntimeEngine(intra_op_threads=1)
+    x, w, b = random_case(x_shape, w_shape, bias, seed=4)
+    spec = conv_spec(x.shape, w.shape, None if b is None else b.shape, **options)
+    y = engine.conv2d(x, w, b, spec, strategy="packed")
+    expected = reference_conv2d(x, w, b, spec)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert engine.packed_cache_stats().misses == 1
+    assert engine.cache_stats().misses == 0  # the inputs session was never made
+
+
+@pytest.mark.usefixtures("packed_everywhere")
+def test_packed_sessions_are_keyed_by_the_weights_bit_for_bit() -> None:
+    """Equal weights in a new array reuse the session; weights that differ in one bit, or in
+    the bias only, get their own, never a stale one."""
+    engine = OnnxRuntimeEngine(intra_op_threads=1)
+    x, w, b = random_case((1, 4, 8, 8), (4, 4, 3, 3), True, seed=7)
+    spec = conv_spec(x.shape, w.shape, b.shape if b is not None else None, padding=1)
+    assert b is not None
+    first = engine.conv2d(x, w, b, spec, strategy="packed")
+    again = engine.conv2d(x, w.copy(), b.copy(), spec, strategy="packed")
+    np.testing.assert_array_equal(again, first)
+    assert engine.packed_cache_stats() == CacheStats(hits=1, misses=1, evictions=0, size=1,
+                                                     capacity=16)
+    nudged = w.copy()
+    nudged.view(np.uint32)[2, 1, 0, 2] ^= 1  # the last bit of one weight
+    other_bias = b + 1
+    for weight, bias in ((nudged, b), (w, other_bias)):
+        y = engine.conv2d(x, weight, bias, spec, strategy="packed")
+        fresh = OnnxRuntimeEngine(intra_op_threads=1)  # its first session of these weights
+        np.testing.assert_array_equal(y, fresh.conv2d(x, weight, bias, spec, strategy="packed"))
+    assert engine.packed_cache_stats().misses == 3
+    assert not np.array_equal(engine.conv2d(x, w, other_bias, spec, strategy="packed"), first)
+
+
+@pytest.mark.usefixtures("packed_everywhere")
+def test_packed_cache_is_bounded() -> None:
+    engine = OnnxRuntimeEngine(intra_op_threads=1, packed_cache_size=2)
+    x, _, _ = random_case((1, 2, 6, 6), (2, 2, 3, 3), False)
+    spec = conv_spec(x.shape, (2, 2, 3, 3), None)
+    for seed in range(3):
+        _, w, _ = random_case((1, 2, 6, 6), (2, 2, 3, 3), False, seed=seed)
+        engine.conv2d(x, w, None, spec, strategy="packed")
+    assert engine.packed_cache_stats() == CacheStats(hits=0, misses=3, evictions=1, size=2,
+                                                     capacity=2)
+
+
+def test_large_weights_and_banded_layers_run_as_inputs() -> None:
+    """Weights over PACKED_MAX_WEIGHT_BYTES are never copied into a session of their own, and
+    a layer cut into bands runs as inputs: both stay exact."""
+    engine = OnnxRuntimeEngine(intra_op_threads=1, band_bytes=4096)
+    c = int(np.sqrt(PACKED_MAX_WEIGHT_BYTES / 4 / 9)) + 1  # c x c x 3 x 3 floats: just over
+    x, w, b = random_case((1, c, 4, 4), (c, c, 3, 3), True)
+    assert w.nbytes > PACKED_MAX_WEIGHT_BYTES
+    spec = conv_spec(x.shape, w.shape, (c,), padding=1)
+    engine.band_bytes = None
+    y = engine.conv2d(x, w, b, spec, strategy="packed")
+    np.testing.assert_allclose(y, reference_conv2d(x, w, b, spec), rtol=1e-4, atol=1e-3)
+    engine.band_bytes = 4096
+    x2, w2, b2 = random_case((1, 2, 64, 40), (2, 2, 3, 3), True)
+    spec2 = conv_spec(x2.shape, w2.shape, (2,), padding=1, padding_mode="reflect")
+    assert engine.band_plan(spec2) is not None
+    y2 = engine.conv2d(x2, w2, b2, spec2, strategy="packed")
+    np.testing.assert_allclose(y2, reference_conv2d(x2, w2, b2, spec2), rtol=1e-4, atol=1e-4)
+    assert engine.packed_cache_stats().misses == 0
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "packed"), [
+    pytest.param((1, 3, 32, 32), (7, 3, 3, 3), False, id="7-output-channels"),
+    pytest.param((1, 3, 32, 32), (8, 3, 3, 3), True, id="8-output-channels"),
+    pytest.param((1, 16, 512, 513), (8, 16, 1, 1), False, id="input-over-16-MiB"),
+    pytest.param((1, 1, 512, 512), (17, 1, 1, 1), False, id="output-over-16-MiB"),
+    pytest.param((1, 16, 512, 512), (16, 16, 1, 1), True, id="16-MiB-each"),
+])
+def test_packed_runs_only_where_it_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                                        packed: bool) -> None:
+    """Few output channels, or inputs or outputs over 16 MiB, run as inputs (exact either way)."""
+    engine = OnnxRuntimeEngine(intra_op_threads=2)
+    x, w, b = random_case(x_shape, w_shape, True)
+    spec = conv_spec(x.shape, w.shape, (w_shape[0],))
+    assert onnx_engine.packed_applies(spec) is packed
+    y = engine.conv2d(x, w, b, spec, strategy="packed")
+    assert engine.packed_cache_stats().misses == int(packed)
+    assert engine.cache_stats().misses == int(not packed)
+    np.testing.assert_allclose(y, engine.conv2d(x, w, b, spec), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_strategy_is_refused(engine: OnnxRuntimeEngine) -> None:
+    x, w, _ = random_case((1, 1, 4, 4), (1, 1, 3, 3), False)
+    spec = conv_spec(x.shape, w.shape, None)
+    with pytest.raises(InvalidArgumentError, match="strategy='fast' is not one of inputs, packed"):
+        engine.conv2d(x, w, None, spec, strategy="fast")  # type: ignore[arg-type]
+
+
+def test_conv_model_with_weights_takes_them_as_initializers() -> None:
+    spec = conv_spec((1, 2, 5, 5), (3, 2, 3, 3), (3,), padding=1)
+    w = np.ones(spec.weight_shape, np.float32)
+    model = conv_model(spec, w, np.zeros(3, np.float32))
+    assert [i.name for i in model.graph.input] == ["X"]
+    assert sorted(t.name for t in model.graph.initializer) == ["B", "W"]
+    onnx.checker.check_model(model)
+    with pytest.raises(ValueError, match="do not fit"):
+        conv_model(spec, w, None)
 
 
 def test_session_cache_counts_hits_and_evicts_least_recently_used() -> None:

@@ -8,14 +8,18 @@ NumPy engine's strategy boundaries: rank-1 kernels (separable passes), wide laye
 few channels with large kernels or many groups (Toeplitz), and images taller than one band.
 ``engine="auto"`` runs as a third engine, and every path it can take (each engine's strategies,
 OpenCV's, with and without the subsample transform) runs on every case where it applies.
-A property-based test then draws random small layers.
+ONNX Runtime's ``packed`` strategy, which ``auto`` takes only on layers of 8 output channels or
+more, runs on every case with that rule lifted. A property-based test then draws random small
+layers.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,8 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convserve import conv2d
-from convserve.conv import ENGINE_CHOICES, EngineChoice
+from convserve.conv import ENGINE_CHOICES, EngineChoice, onnx_engine
 from convserve.conv.auto import AutoEngine, Plan, applicable_paths, path_engine
+from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.spec import conv_spec
 from tests.reference import ConvOptions, conv2d_reference
 
@@ -264,6 +269,33 @@ def test_every_auto_path_matches_reference(
         assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
 
 
+@pytest.fixture(scope="module")
+def packed_engine() -> Iterator[OnnxRuntimeEngine]:
+    """An ONNX Runtime engine whose ``packed`` strategy runs every layer: the output-channel
+    rule is about speed, not results, so the grid lifts it."""
+    with mock.patch.object(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1):
+        yield OnnxRuntimeEngine(intra_op_threads=2)
+
+
+@pytest.mark.parametrize(("case_id", "layer"), CASES)
+def test_packed_onnxruntime_matches_reference(
+    case_id: str, layer: Layer, expected: dict[str, np.ndarray],
+    packed_engine: OnnxRuntimeEngine,
+) -> None:
+    x, w, b = make_arrays(case_id, layer)
+    options = layer_options(layer)
+    if case_id not in expected:
+        expected[case_id] = conv2d_reference(x, w, b, **options)
+    x4 = x.reshape((1, *x.shape)) if x.ndim == 3 else x
+    spec = conv_spec(x4.shape, w.shape, None if b is None else b.shape, **options)
+    assert onnx_engine.packed_applies(spec)
+    misses = packed_engine.packed_cache_stats().misses
+    y = packed_engine.conv2d(x4, w, b, spec, strategy="packed")
+    if packed_engine.band_plan(spec) is None:
+        assert packed_engine.packed_cache_stats().misses == misses + 1  # it ran packed
+    assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
+
+
 @st.composite
 def layers(draw: st.DrawFn) -> tuple[ConvOptions, tuple[int, ...], tuple[int, ...], bool]:
     """A random valid small layer: options, x shape, weight shape, bias."""
@@ -331,3 +363,6 @@ def test_every_auto_path_matches_reference_on_random_layers(
     for path in applicable_paths(spec, w):
         plan = Plan(path, path_engine(path))
         assert_matches(auto.run(plan, x, w, b, spec), expected)
+    with mock.patch.object(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1):
+        packed = auto.engine("onnxruntime").conv2d(x, w, b, spec, strategy="packed")
+    assert_matches(packed, expected)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convserve import imaging
+from convserve.conv.onnx_engine import packed_work_bytes
 from convserve.cores import cgroup_memory_limit, physical_memory
 from convserve.errors import OverloadedError
 from convserve.settings import Settings
@@ -175,6 +176,7 @@ def estimate_working_bytes(
     body_bytes: int = 0,
     padding: int = 0,
     banded: bool = False,
+    packed: bool = False,
 ) -> int:
     """Peak bytes one convolution request needs beyond an idle process, from its header.
 
@@ -194,6 +196,10 @@ def estimate_working_bytes(
         Whether the convolve flow runs the layer in bands from the decoded samples
         (:mod:`convserve.flows.bands`: ONNX Runtime on a large image), which never makes the
         float32 input nor a padded copy of it.
+    packed : bool
+        Whether ``engine="auto"`` may run the layer on ONNX Runtime's ``packed`` strategy,
+        whose blocked layout holds about two outputs more while it convolves
+        (:func:`convserve.conv.onnx_engine.packed_work_bytes`).
 
     Returns
     -------
@@ -225,6 +231,8 @@ def estimate_working_bytes(
         return int(body_bytes + max(decode, convolve, encode))
     decode = 5 * values_in
     convolve = 4 * values_in + 4 * padded * channels + 4 * values_out
+    if packed:
+        convolve += packed_work_bytes(values_in, values_out, out_channels)
     encode = 4 * values_in + 4 * values_out + answer_bytes_per_value(fmt) * values_out
     return int(body_bytes + max(decode, convolve, encode))
 

@@ -63,6 +63,27 @@ def test_a_kernel_layer_and_a_stack_count_every_output_channel() -> None:
                                           padding=3)
 
 
+def test_auto_counts_the_blocked_output_of_onnx_runtimes_packed_strategy() -> None:
+    """``auto`` may run a layer of 8 output channels or more, up to 16 MiB in and out, on the
+    packed strategy, whose blocked layout holds two outputs more while it convolves: the
+    estimate counts them for ``auto`` only, and only where that strategy may run."""
+    data = png(256, 256)
+    eight = layer(kernel={"weight": np.ones((8, 3, 3, 3)).tolist(), "bias": None,
+                          "layout": "OIHW"})
+    named = working_bytes(Source(data=data), [eight], "npy", engine="onnxruntime")
+    auto = working_bytes(Source(data=data), [eight], "npy", engine="auto")
+    values_out = 8 * 256 * 256
+    convolve = 4 * 3 * 256 * 256 + 4 * 3 * 262 * 262 + 4 * values_out
+    assert named == estimate_working_bytes(256, 256, 3, 8, "npy", body_bytes=len(data),
+                                           padding=3)
+    assert auto == estimate_working_bytes(256, 256, 3, 8, "npy", body_bytes=len(data),
+                                          padding=3, packed=True)
+    assert auto == len(data) + max(convolve + 8 * values_out, named - len(data))
+    assert auto > named
+    sobel = working_bytes(Source(data=data), [layer(preset="sobel")], "npy", engine="auto")
+    assert sobel == working_bytes(Source(data=data), [layer(preset="sobel")], "npy")
+
+
 def test_what_the_flow_will_refuse_is_left_to_it() -> None:
     assert working_bytes(Source(data=b"not an image"), [layer(preset="sobel")], "json") == 0
     bad_kernel = layer(kernel={"weight": "nonsense", "bias": None, "layout": "OIHW"})

@@ -85,7 +85,8 @@ class Metrics:
         )
 
     def watch_session_caches(self, caches: Mapping[str, Callable[[], CacheStats]]) -> None:
-        """Expose the ONNX Runtime session caches (``cache`` label: ``convolve``, ``layers``)."""
+        """Expose the ONNX Runtime session caches (``cache`` label: ``convolve``,
+        ``convolve_packed``, ``layers``)."""
         self.registry.register(SessionCacheCollector(caches))
 
 

@@ -167,6 +167,7 @@ class Runtime:
         onnx_engine = self.engines["onnxruntime"]
         if isinstance(onnx_engine, OnnxRuntimeEngine):
             self.metrics.watch_session_caches({"convolve": onnx_engine.cache_stats,
+                                               "convolve_packed": onnx_engine.packed_cache_stats,
                                                "layers": self.layers.cache_stats})
         self._closed = True
         self.open()

@@ -4,7 +4,13 @@ A *path* is one engine, with one of its strategies, optionally behind the ``subs
 transform:
 
 ``onnxruntime``
-    ONNX Runtime's ``Conv`` (:class:`~convserve.conv.onnx_engine.OnnxRuntimeEngine`).
+    ONNX Runtime's ``Conv`` (:class:`~convserve.conv.onnx_engine.OnnxRuntimeEngine`), the
+    weights fed as graph inputs.
+``onnxruntime:packed``
+    The same with the weights built into a session of their own, which ONNX Runtime lays out
+    for its blocked kernels once; the first call with new weights makes that session. Only
+    for weights up to 1 MiB, 8 output channels or more, and inputs and outputs up to 16 MiB
+    (:func:`~convserve.conv.onnx_engine.packed_applies`).
 ``numpy:direct``, ``numpy:im2col``, ``numpy:toeplitz``, ``numpy:separable``
     The NumPy engine with that strategy forced (see :mod:`convserve.conv.numpy_engine`).
 ``opencv:filter2d``, ``opencv:sepfilter2d``
@@ -54,6 +60,7 @@ import numpy as np
 from convserve.conv import opencv_engine
 from convserve.conv.arrays import all_finite
 from convserve.conv.engine import Device, DeviceStatus, Engine, EngineChoice, EngineName
+from convserve.conv.onnx_engine import packed_applies, packs
 from convserve.conv.opencv_engine import OpenCvEngine
 from convserve.conv.spec import ConvSpec
 from convserve.conv.threads import HelperThreads
@@ -77,7 +84,7 @@ TABLE_PATH = Path(__file__).with_name("auto_table.json")
 
 _NUMPY_STRATEGIES = ("direct", "im2col", "toeplitz", "separable")
 PATHS: tuple[str, ...] = (
-    "onnxruntime", *(f"numpy:{s}" for s in _NUMPY_STRATEGIES),
+    "onnxruntime", "onnxruntime:packed", *(f"numpy:{s}" for s in _NUMPY_STRATEGIES),
     *(f"opencv:{s}" for s in opencv_engine.STRATEGIES),
     *(f"subsample+{p}" for p in ("onnxruntime", "numpy:im2col", "numpy:toeplitz",
                                  *(f"opencv:{s}" for s in opencv_engine.STRATEGIES))),
@@ -89,9 +96,10 @@ PathEngine: TypeAlias = Literal["numpy", "onnxruntime", "opencv"]
 
 def path_engine(path: str) -> PathEngine:
     """The engine that runs ``path``."""
-    if path.endswith("onnxruntime"):
+    inner = path.removeprefix("subsample+")
+    if inner.startswith("onnxruntime"):
         return "onnxruntime"
-    return "opencv" if path.removeprefix("subsample+").startswith("opencv:") else "numpy"
+    return "opencv" if inner.startswith("opencv:") else "numpy"
 
 
 # -- the subsample transform ----------------------------------------------------------------
@@ -228,6 +236,8 @@ def _static_ok(path: str, spec: ConvSpec) -> bool:
         return spec.in_per_group == 1 and spec.kernel_h > 1 and spec.kernel_w > 1
     if path.startswith("opencv:"):
         return opencv_engine.applies(spec)
+    if path == "onnxruntime:packed":
+        return packed_applies(spec)
     return path in PATHS
 
 
@@ -236,6 +246,8 @@ def _weights_ok(path: str, weight: np.ndarray, finite_input: bool = False) -> bo
     take zero weights only for a ``finite_input`` (:func:`opencv_engine.weights_apply`)."""
     if path.endswith("separable"):
         return _rank1(weight)
+    if path.endswith("onnxruntime:packed"):
+        return packs(weight, None)
     if "opencv:" in path:
         strategy: opencv_engine.OpenCvStrategy = (
             "sepfilter2d" if path.endswith("sepfilter2d") else "filter2d"
@@ -378,7 +390,7 @@ class AutoEngine:
             measured = self.table.order(spec, rank1)
             ranked = [p for p in (*measured, *_fallback(self._ort_installed))
                       if _static_ok(p, spec) and (rank1 or not p.endswith("separable"))
-                      and (self._ort_installed or not p.endswith("onnxruntime"))
+                      and (self._ort_installed or path_engine(p) != "onnxruntime")
                       and (self._cv_installed or "opencv:" not in p)]
             order = tuple(dict.fromkeys(ranked))
             with self._lock:

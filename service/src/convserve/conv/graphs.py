@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from convserve.conv.layers import (
     Activation,
     ActivationLayer,
@@ -110,24 +112,37 @@ def conv_nodes(
     return nodes
 
 
-def conv_model(spec: ConvSpec) -> onnx.ModelProto:
+def conv_model(spec: ConvSpec, weight: np.ndarray | None = None,
+               bias: np.ndarray | None = None) -> onnx.ModelProto:
     """A model of one convolution: inputs ``X``, ``W`` (and ``B``), output ``Y``, static shapes.
 
     ``X`` has shape ``spec.input_shape`` (N, C_in, H, W), ``W`` ``spec.weight_shape``
     (C_out, C_in // groups, k_h, k_w), ``B`` (C_out,) when ``spec.bias``; ``Y`` has shape
     ``spec.output_shape`` (N, C_out, H_out, W_out). All float32.
+
+    Given ``weight`` (and ``bias`` when ``spec.bias``), ``W`` and ``B`` are initializers
+    holding them instead of graph inputs: ONNX Runtime may then lay the weights out for its
+    kernels once, when the session is made (the ``packed`` strategy of the ONNX Runtime
+    engine), and ``X`` is the one input.
     """
     onnx_module = import_onnx()
     helper, f32 = onnx_module.helper, onnx_module.TensorProto.FLOAT
-    inputs = [
-        helper.make_tensor_value_info("X", f32, list(spec.input_shape)),
-        helper.make_tensor_value_info("W", f32, list(spec.weight_shape)),
-    ]
-    if spec.bias:
-        inputs.append(helper.make_tensor_value_info("B", f32, [spec.out_channels]))
+    inputs = [helper.make_tensor_value_info("X", f32, list(spec.input_shape))]
+    initializers = []
+    if weight is None:
+        inputs.append(helper.make_tensor_value_info("W", f32, list(spec.weight_shape)))
+        if spec.bias:
+            inputs.append(helper.make_tensor_value_info("B", f32, [spec.out_channels]))
+    else:
+        if tuple(weight.shape) != spec.weight_shape or spec.bias != (bias is not None):
+            raise ValueError(f"weights {weight.shape} (bias {bias is not None}) do not fit {spec}")
+        to_tensor = onnx_module.numpy_helper.from_array
+        initializers.append(to_tensor(np.asarray(weight, dtype=np.float32), "W"))
+        if bias is not None:
+            initializers.append(to_tensor(np.asarray(bias, dtype=np.float32), "B"))
     output = helper.make_tensor_value_info("Y", f32, list(spec.output_shape))
     nodes = conv_nodes(spec, "X", "W", "B" if spec.bias else None, "Y")
-    graph = helper.make_graph(nodes, "convserve_conv2d", inputs, [output])
+    graph = helper.make_graph(nodes, "convserve_conv2d", inputs, [output], initializers)
     model: onnx.ModelProto = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],

@@ -1,9 +1,17 @@
 """Convolution on ONNX Runtime: one ``Pad`` + ``Conv`` graph per shape, sessions cached LRU.
 
-The graph takes the weight ``W`` and bias ``B`` as graph inputs (not initializers), so one
-session serves every kernel of the same shape; sessions are kept in a bounded LRU keyed by the
-:class:`~convserve.conv.spec.ConvSpec` (shapes, stride, dilation, pads, groups, padding mode,
-bias) and the device.
+Two strategies. ``inputs`` (the default): the graph takes the weight ``W`` and bias ``B`` as
+graph inputs (not initializers), so one session serves every kernel of the same shape; sessions
+are kept in a bounded LRU keyed by the :class:`~convserve.conv.spec.ConvSpec` (shapes, stride,
+dilation, pads, groups, padding mode, bias) and the device. ``packed``: the weights are
+initializers of the graph, so ONNX Runtime lays them out for its kernels once, when the session
+is made (on CPU its blocked ``NCHWc`` convolutions, which it uses only for constant weights):
+a session per set of weights, in a second, smaller LRU keyed by the spec, the device and the
+weights' bytes, made on first use (1-4 ms). Measured on 2 cores (``bench/bench_auto.py``), it
+is faster on many-channel and depthwise layers (a 32-channel 3x3 depthwise layer, 128x128: 0.11
+against 0.30 ms; 64 to 64 channels 3x3, 256x256: 12-14 against 16-17 ms) and slower on the
+3-channel ones, so ``engine="auto"`` picks it per shape from its table. Weights over
+:data:`PACKED_MAX_WEIGHT_BYTES` always run as inputs.
 
 Padding: ``zeros`` pads go on the ``Conv`` itself; ``reflect``, ``replicate`` and ``circular``
 become a ``Pad`` node (``reflect``, ``edge``, ``wrap``; ``wrap`` needs opset 19) in front of a
@@ -33,12 +41,13 @@ meant for any module that builds ONNX graphs (multi-layer models, exports).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import numpy as np
 
@@ -69,10 +78,19 @@ __all__ = [
     "CUDA_PROVIDER",
     "CUDA_PROVIDER_OPTIONS",
     "CacheStats",
+    "ORT_STRATEGIES",
     "OnnxRuntimeEngine",
+    "OrtStrategy",
+    "PACKED_MAX_ARRAY_BYTES",
+    "PACKED_MAX_WEIGHT_BYTES",
+    "PACKED_MIN_OUT_CHANNELS",
     "SessionCache",
     "check_active",
     "make_session",
+    "packed_applies",
+    "packed_may_run",
+    "packed_work_bytes",
+    "packs",
     "select_providers",
     "session_options",
 ]
@@ -91,6 +109,25 @@ CUDA_PROVIDER_OPTIONS: dict[str, str] = {
 }
 
 Provider: TypeAlias = str | tuple[str, dict[str, str]]
+
+OrtStrategy: TypeAlias = Literal["inputs", "packed"]
+"""How the engine hands ONNX Runtime the weights: as graph inputs, or packed into the graph."""
+ORT_STRATEGIES: tuple[OrtStrategy, ...] = get_args(OrtStrategy)
+
+PACKED_MAX_WEIGHT_BYTES = 1 << 20
+"""Weights and bias above this many bytes run as graph inputs even under ``packed``: each packed
+session holds its own copies of them, so the packed LRU (16 sessions by default) holds at most
+a few times 16 MiB of weights. 1 MiB covers 3x3 layers up to 160 to 160 channels."""
+PACKED_MAX_ARRAY_BYTES = 16 << 20
+"""Layers whose float32 input or output is larger run as graph inputs even under ``packed``.
+ONNX Runtime's blocked layout rounds the channels up to its block (16 floats on AVX-512) and
+reorders the output back, about two outputs more at the peak (a 16 MiB output: 79-81 MiB
+against 46 MiB as inputs); on large images it was also slower (4096x4096, 3 to 4 channels:
+981 ms against 103 ms; 1024x1024, 3 to 16: 26.7 against 6.6 ms)."""
+PACKED_MIN_OUT_CHANNELS = 8
+"""Layers with fewer output channels run as graph inputs even under ``packed``: rounded up to
+a block of 16, most of the blocked output would be padding (512x512, 3 to 2 channels: 1.29
+against 0.85 ms)."""
 
 _INSTALL_CPU = "pip install 'convserve[cpu]'"
 _INSTALL_CUDA = (
@@ -311,6 +348,8 @@ class OnnxRuntimeEngine:
         Threads one convolution may use on CPU; None means the cores this process may use.
     cache_size : int
         Sessions kept (least recently used evicted first).
+    packed_cache_size : int
+        Sessions of the ``packed`` strategy kept, one per set of weights.
     band_bytes : int or None
         Working bytes above which a layer runs in horizontal bands of that size
         (:mod:`convserve.conv.tiling`), so ONNX Runtime never pads or unfolds the whole image;
@@ -328,13 +367,15 @@ class OnnxRuntimeEngine:
     so a non-finite input inside a receptive field reaches the output (see ``conv2d``)."""
 
     def __init__(self, intra_op_threads: int | None = None, cache_size: int = 64,
-                 band_bytes: int | None = DEFAULT_BAND_BYTES) -> None:
+                 band_bytes: int | None = DEFAULT_BAND_BYTES,
+                 packed_cache_size: int = 16) -> None:
         if intra_op_threads is not None and intra_op_threads < 1:
             raise InvalidArgumentError(
                 f"intra_op_threads={intra_op_threads} must be >= 1 (or None for all cores)"
             )
         self.intra_op_threads = intra_op_threads or available_cores()
         self._cache = SessionCache(cache_size)
+        self._packed = SessionCache(packed_cache_size)
         self.band_bytes = band_bytes
 
     def version(self) -> str:
@@ -377,6 +418,26 @@ class OnnxRuntimeEngine:
         """Hits, misses, evictions and the current and maximum number of cached sessions."""
         return self._cache.stats()
 
+    def packed_cache_stats(self) -> CacheStats:
+        """:meth:`cache_stats` of the ``packed`` strategy's sessions."""
+        return self._packed.stats()
+
+    def packed_session(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
+                       device: Device = "cpu") -> Any:
+        """The cached session of ``spec`` with these very weights built in (``packed``).
+
+        Keyed by the weights' bytes themselves, so two sets of weights share a session only
+        when they are equal bit for bit.
+        """
+        w = np.ascontiguousarray(weight, dtype=np.float32)
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        key = (spec, device, w.tobytes(), None if b is None else b.tobytes())
+        return self._packed.get(
+            key,
+            lambda: make_session(conv_model(spec, w, b), device,
+                                 intra_op_threads=self.intra_op_threads),
+        )
+
     def session(self, spec: ConvSpec, device: Device = "cpu") -> Any:
         """The cached ``onnxruntime.InferenceSession`` for ``spec`` on ``device`` (built on a miss).
 
@@ -398,6 +459,8 @@ class OnnxRuntimeEngine:
         bias: np.ndarray | None,
         spec: ConvSpec,
         device: Device = "cpu",
+        *,
+        strategy: OrtStrategy | None = None,
     ) -> np.ndarray:
         """Run ``spec`` on ``device``.
 
@@ -409,6 +472,10 @@ class OnnxRuntimeEngine:
         spec : ConvSpec
             Built by :func:`~convserve.conv.spec.conv_spec` for exactly these shapes.
         device : "cpu" or "cuda"
+        strategy : "inputs" (default) or "packed", keyword only
+            ``packed`` builds the weights into the session (see the module docstring); it runs
+            as ``inputs`` when they take more than :data:`PACKED_MAX_WEIGHT_BYTES`, where
+            :func:`packed_applies` does not hold, or when the layer runs in bands.
 
         Returns
         -------
@@ -421,6 +488,11 @@ class OnnxRuntimeEngine:
         EngineUnavailableError
             onnxruntime is missing, or ``device`` cannot be used here.
         """
+        if strategy is not None and strategy not in ORT_STRATEGIES:
+            raise InvalidArgumentError(
+                f"strategy={strategy!r} is not one of {', '.join(ORT_STRATEGIES)}",
+                field="strategy",
+            )
         spec.check_arrays(x, weight, bias)
         plan = self.band_plan(spec)
         if plan is not None:
@@ -428,7 +500,8 @@ class OnnxRuntimeEngine:
             last = plan.bands[-1].spec
             return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device,
                                                                   last_band=sb is last))
-        return self._run(x, weight, bias, spec, device)
+        packed = strategy == "packed" and packs(weight, bias) and packed_applies(spec)
+        return self._run(x, weight, bias, spec, device, packed=packed)
 
     def band_plan(self, spec: ConvSpec) -> BandPlan | None:
         """The bands :meth:`conv2d` cuts ``spec`` into, or None when it runs whole.
@@ -444,16 +517,43 @@ class OnnxRuntimeEngine:
         return plan_bands(spec, self.band_bytes, whole_bytes=padded)
 
     def _run(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, spec: ConvSpec,
-             device: Device, *, last_band: bool = False) -> np.ndarray:
+             device: Device, *, last_band: bool = False, packed: bool = False) -> np.ndarray:
         """One session run; the arena shrinks after it when :class:`ArenaBudget` says so, and
         always after the last band of a layer."""
-        session = self.session(spec, device)
         shrink = SHARED_BUDGET.shrink_after(arena_bytes(spec), force=last_band)
-        feeds = {
-            "X": np.ascontiguousarray(x, dtype=np.float32),
-            "W": np.ascontiguousarray(weight, dtype=np.float32),
-        }
-        if bias is not None:
-            feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
+        feeds = {"X": np.ascontiguousarray(x, dtype=np.float32)}
+        if packed:
+            session = self.packed_session(spec, weight, bias, device)
+        else:
+            session = self.session(spec, device)
+            feeds["W"] = np.ascontiguousarray(weight, dtype=np.float32)
+            if bias is not None:
+                feeds["B"] = np.ascontiguousarray(bias, dtype=np.float32)
         y: np.ndarray = session.run(None, feeds, run_options(shrink))[0]
         return y
+
+
+def packs(weight: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether the ``packed`` strategy builds these weights into a session (not too large)."""
+    return 4 * (weight.size + (0 if bias is None else bias.size)) <= PACKED_MAX_WEIGHT_BYTES
+
+
+def packed_may_run(in_values: int, out_values: int, out_channels: int) -> bool:
+    """Whether the ``packed`` strategy runs a layer of these sizes (float32 values of its input
+    and output): :data:`PACKED_MIN_OUT_CHANNELS` and :data:`PACKED_MAX_ARRAY_BYTES`. The
+    admission estimate asks too (:func:`packed_work_bytes`)."""
+    return (out_channels >= PACKED_MIN_OUT_CHANNELS
+            and 4 * max(in_values, out_values) <= PACKED_MAX_ARRAY_BYTES)
+
+
+def packed_applies(spec: ConvSpec) -> bool:
+    """:func:`packed_may_run` for ``spec``."""
+    return packed_may_run(math.prod(spec.input_shape), math.prod(spec.output_shape),
+                          spec.out_channels)
+
+
+def packed_work_bytes(in_values: int, out_values: int, out_channels: int) -> int:
+    """Bytes a packed run may need beyond an ``inputs`` run of the same layer: ONNX Runtime's
+    blocked output and its reorder, two outputs (see :data:`PACKED_MAX_ARRAY_BYTES`); 0 where
+    the packed strategy never runs."""
+    return 8 * out_values if packed_may_run(in_values, out_values, out_channels) else 0

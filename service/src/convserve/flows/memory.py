@@ -149,7 +149,8 @@ def working_bytes(source: Source, layers: Sequence[Mapping[str, Any]], fmt: str,
               and not _leading_bytes(source).startswith(b"\x93NUMPY")  # arrays are planar
               and 4 * channels * height * width > BANDED_ABOVE_BYTES)
     return estimate_working_bytes(height, width, channels, max(1, out_channels), fmt,
-                                  body_bytes=body, padding=side, banded=banded)
+                                  body_bytes=body, padding=side, banded=banded,
+                                  packed=engine == "auto" and len(layers) == 1)
 
 
 def weight_file_bytes(weights: WeightArchive | None,
