@@ -1,5 +1,5 @@
-"""What this process may use: cores (the affinity mask, lowered to the cgroup CPU quota) and
-memory (the cgroup memory limit, or the machine's RAM).
+"""What this process may use: cores (the affinity mask, lowered to the cgroup CPU quota),
+memory (the cgroup memory limit, or the machine's RAM) and one core's L2 cache.
 
 A module of the standard library only, below everything that counts threads: the launcher (before
 it starts uvicorn), the settings (default thread counts) and the engines (their own defaults).
@@ -19,10 +19,14 @@ __all__ = [
     "cgroup_cpu_quota",
     "cgroup_memory_limit",
     "effective_cores",
+    "l2_cache_bytes",
     "physical_memory",
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_CACHE_ROOT = Path("/sys/devices/system/cpu/cpu0/cache")
+DEFAULT_L2_BYTES = 1 << 20
+"""One core's L2 cache where the system does not say (1 MiB: recent x86_64 server cores)."""
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
@@ -129,3 +133,35 @@ def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
 def physical_memory() -> int:
     """Bytes of RAM of this machine (``SC_PHYS_PAGES x SC_PAGE_SIZE``)."""
     return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+
+
+def l2_cache_bytes(root: Path = CPU_CACHE_ROOT) -> int:
+    """Bytes of the first core's level-2 data (or unified) cache, from sysfs.
+
+    Parameters
+    ----------
+    root : Path
+        The core's ``cache`` folder (``/sys/devices/system/cpu/cpu0/cache``; tests pass one).
+
+    Returns
+    -------
+    int
+        The ``size`` (``1024K``, ``2M``) of the ``index*`` entry of level 2 whose type is
+        ``Data`` or ``Unified``; :data:`DEFAULT_L2_BYTES` when none is readable (not Linux, a
+        sandbox without sysfs).
+    """
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    try:
+        entries = sorted(root.glob("index*"))
+    except OSError:
+        return DEFAULT_L2_BYTES
+    for entry in entries:
+        if _read(entry / "level") != "2" or _read(entry / "type") not in ("Data", "Unified"):
+            continue
+        size = _read(entry / "size") or ""
+        number, unit = size[:-1], size[-1:].upper()
+        if unit in units and number.isdigit() and int(number) > 0:
+            return int(number) * units[unit]
+        if size.isdigit() and int(size) > 0:
+            return int(size)
+    return DEFAULT_L2_BYTES

@@ -63,7 +63,7 @@ from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 from convserve.conv.threads import HelperThreads
 from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
-from convserve.cores import available_cores
+from convserve.cores import available_cores, l2_cache_bytes
 from convserve.errors import EngineUnavailableError
 
 __all__ = [
@@ -89,15 +89,17 @@ _ITEM = np.dtype(np.float32).itemsize
 # this fraction of its scale (float32 rounding of a float64 outer product is about 1e-7).
 RANK1_RTOL = 1e-6
 
-# Band heights in output rows, tuned on a 2-core AVX-512 machine. Toeplitz bands stay short
-# because the zeros they multiply grow with the band. im2col unfolds parts whose columns take
-# about 256 KB (OpenBLAS with few output channels is bound by reading them: 2x slower at 384 KB
-# on 3->16 3x3) but are at least 768 pixels wide (wide matmuls want long rows), from bands
-# padded 16 rows or more at a time (up to 4 MB), so rows two bands share are copied rarely.
-# Direct bands hold about 16k pixels.
+# Band heights in output rows, tuned on 2-core AVX-512 machines. Toeplitz bands stay short
+# because the zeros they multiply grow with the band. im2col unfolds parts whose columns fill
+# one core's L2 cache, clamped to 256 KiB-2 MiB (paired runs on a 1 MiB L2, 2 threads, against
+# 256 KiB parts: W1 1.52-1.80 against 2.41 ms, P5 4.4-5.2 against 7.1, W7 3.3 against 3.8, a
+# 96x96 3->8 layer 0.18 against 0.41, 3->16 layers even; 2 MiB parts, past that L2, took W1 to
+# 3.2 ms) but are at least 768 pixels wide (wide matmuls want long rows), from bands padded 16
+# rows or more at a time (up to 4 MB), so rows two bands share are copied rarely. Direct bands
+# hold about 16k pixels.
 _TOEPLITZ_ROWS = 8
 _SEPARABLE_ROWS = 16
-_IM2COL_BYTES = 256 << 10
+_IM2COL_BYTES = min(max(l2_cache_bytes(), 256 << 10), 2 << 20)
 _IM2COL_MIN_PIXELS = 768
 _IM2COL_BAND_ROWS = 16
 _IM2COL_BAND_BYTES = 4 << 20
