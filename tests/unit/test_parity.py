@@ -363,6 +363,8 @@ def test_every_auto_path_matches_reference_on_random_layers(
     for path in applicable_paths(spec, w):
         plan = Plan(path, path_engine(path))
         assert_matches(auto.run(plan, x, w, b, spec), expected)
+    ort = auto.engine("onnxruntime")
+    assert isinstance(ort, OnnxRuntimeEngine)
     with mock.patch.object(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1):
-        packed = auto.engine("onnxruntime").conv2d(x, w, b, spec, strategy="packed")
+        packed = ort.conv2d(x, w, b, spec, strategy="packed")
     assert_matches(packed, expected)
