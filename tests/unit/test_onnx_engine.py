@@ -18,19 +18,19 @@ import onnxruntime
 import pytest
 
 from convserve import EngineUnavailableError, InvalidArgumentError, ShapeError, conv2d, conv_spec
-from convserve.conv import onnx_engine
+from convserve.conv import packing
 from convserve.conv.graphs import IR_VERSION, OPSET, conv_model, conv_nodes
 from convserve.conv.onnx_engine import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
     CUDA_PROVIDER_OPTIONS,
-    PACKED_MAX_WEIGHT_BYTES,
     CacheStats,
     OnnxRuntimeEngine,
     check_active,
     make_session,
     select_providers,
 )
+from convserve.conv.packing import PACKED_MAX_WEIGHT_BYTES
 from convserve.conv.spec import ConvSpec
 from convserve.cores import available_cores
 from tests.reference import ConvOptions
@@ -204,7 +204,7 @@ PACKED_CASES = [
 @pytest.fixture
 def packed_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Lift the output-channel rule of ``packed`` (speed, not results) for small layers."""
-    monkeypatch.setattr(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1)
+    monkeypatch.setattr(packing, "PACKED_MIN_OUT_CHANNELS", 1)
 
 
 @pytest.mark.usefixtures("packed_everywhere")
@@ -291,7 +291,7 @@ def test_packed_runs_only_where_it_pays(x_shape: tuple[int, ...], w_shape: tuple
     engine = OnnxRuntimeEngine(intra_op_threads=2)
     x, w, b = random_case(x_shape, w_shape, True)
     spec = conv_spec(x.shape, w.shape, (w_shape[0],))
-    assert onnx_engine.packed_applies(spec) is packed
+    assert packing.packed_applies(spec) is packed
     y = engine.conv2d(x, w, b, spec, strategy="packed")
     assert engine.packed_cache_stats().misses == int(packed)
     assert engine.cache_stats().misses == int(not packed)

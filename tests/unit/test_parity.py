@@ -27,10 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convserve import conv2d
-from convserve.conv import ENGINE_CHOICES, EngineChoice, onnx_engine
+from convserve.conv import ENGINE_CHOICES, EngineChoice, packing
 from convserve.conv.auto import AutoEngine, Plan, applicable_paths, path_engine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
-from convserve.conv.spec import conv_spec
+from convserve.conv.spec import ConvSpec, conv_spec
 from tests.reference import ConvOptions, conv2d_reference
 
 RTOL = 1e-4
@@ -254,26 +254,34 @@ def test_engine_matches_reference(
 def test_every_auto_path_matches_reference(
     case_id: str, layer: Layer, expected: dict[str, np.ndarray]
 ) -> None:
-    x, w, b = make_arrays(case_id, layer)
-    options = layer_options(layer)
-    if case_id not in expected:
-        expected[case_id] = conv2d_reference(x, w, b, **options)
-    x4 = x.reshape((1, *x.shape)) if x.ndim == 3 else x
-    spec = conv_spec(x4.shape, w.shape, None if b is None else b.shape, **options)
+    x4, w, b, spec, want = four_d_case(case_id, layer, expected)
     auto = AutoEngine()
     paths = applicable_paths(spec, w)
     assert "onnxruntime" in paths and "numpy:im2col" in paths
     for path in paths:
         plan = Plan(path, path_engine(path))
         y = auto.run(plan, x4, w, b, spec)
-        assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
+        assert_matches(y.reshape(want.shape), want)
+
+
+def four_d_case(
+    case_id: str, layer: Layer, expected: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, ConvSpec, np.ndarray]:
+    """A case's arrays with a 4-D input, its spec, and its reference output (computed once)."""
+    x, w, b = make_arrays(case_id, layer)
+    options = layer_options(layer)
+    if case_id not in expected:
+        expected[case_id] = conv2d_reference(x, w, b, **options)
+    x4 = x.reshape((1, *x.shape)) if x.ndim == 3 else x
+    spec = conv_spec(x4.shape, w.shape, None if b is None else b.shape, **options)
+    return x4, w, b, spec, expected[case_id]
 
 
 @pytest.fixture(scope="module")
 def packed_engine() -> Iterator[OnnxRuntimeEngine]:
     """An ONNX Runtime engine whose ``packed`` strategy runs every layer: the output-channel
     rule is about speed, not results, so the grid lifts it."""
-    with mock.patch.object(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1):
+    with mock.patch.object(packing, "PACKED_MIN_OUT_CHANNELS", 1):
         yield OnnxRuntimeEngine(intra_op_threads=2)
 
 
@@ -282,18 +290,13 @@ def test_packed_onnxruntime_matches_reference(
     case_id: str, layer: Layer, expected: dict[str, np.ndarray],
     packed_engine: OnnxRuntimeEngine,
 ) -> None:
-    x, w, b = make_arrays(case_id, layer)
-    options = layer_options(layer)
-    if case_id not in expected:
-        expected[case_id] = conv2d_reference(x, w, b, **options)
-    x4 = x.reshape((1, *x.shape)) if x.ndim == 3 else x
-    spec = conv_spec(x4.shape, w.shape, None if b is None else b.shape, **options)
-    assert onnx_engine.packed_applies(spec)
+    x4, w, b, spec, want = four_d_case(case_id, layer, expected)
+    assert packing.packed_applies(spec)
     misses = packed_engine.packed_cache_stats().misses
     y = packed_engine.conv2d(x4, w, b, spec, strategy="packed")
     if packed_engine.band_plan(spec) is None:
         assert packed_engine.packed_cache_stats().misses == misses + 1  # it ran packed
-    assert_matches(y.reshape(expected[case_id].shape), expected[case_id])
+    assert_matches(y.reshape(want.shape), want)
 
 
 @st.composite
@@ -365,6 +368,6 @@ def test_every_auto_path_matches_reference_on_random_layers(
         assert_matches(auto.run(plan, x, w, b, spec), expected)
     ort = auto.engine("onnxruntime")
     assert isinstance(ort, OnnxRuntimeEngine)
-    with mock.patch.object(onnx_engine, "PACKED_MIN_OUT_CHANNELS", 1):
+    with mock.patch.object(packing, "PACKED_MIN_OUT_CHANNELS", 1):
         packed = ort.conv2d(x, w, b, spec, strategy="packed")
     assert_matches(packed, expected)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convserve import imaging
-from convserve.conv.onnx_engine import packed_work_bytes
+from convserve.conv.packing import packed_work_bytes
 from convserve.cores import cgroup_memory_limit, physical_memory
 from convserve.errors import OverloadedError
 from convserve.settings import Settings
@@ -199,7 +199,7 @@ def estimate_working_bytes(
     packed : bool
         Whether ``engine="auto"`` may run the layer on ONNX Runtime's ``packed`` strategy,
         whose blocked layout holds about two outputs more while it convolves
-        (:func:`convserve.conv.onnx_engine.packed_work_bytes`).
+        (:func:`convserve.conv.packing.packed_work_bytes`).
 
     Returns
     -------

@@ -10,7 +10,7 @@ transform:
     The same with the weights built into a session of their own, which ONNX Runtime lays out
     for its blocked kernels once; the first call with new weights makes that session. Only
     for weights up to 1 MiB, 8 output channels or more, and inputs and outputs up to 16 MiB
-    (:func:`~convserve.conv.onnx_engine.packed_applies`).
+    (:func:`~convserve.conv.packing.packed_applies`).
 ``numpy:direct``, ``numpy:im2col``, ``numpy:toeplitz``, ``numpy:separable``
     The NumPy engine with that strategy forced (see :mod:`convserve.conv.numpy_engine`).
 ``opencv:filter2d``, ``opencv:sepfilter2d``
@@ -60,8 +60,8 @@ import numpy as np
 from convserve.conv import opencv_engine
 from convserve.conv.arrays import all_finite
 from convserve.conv.engine import Device, DeviceStatus, Engine, EngineChoice, EngineName
-from convserve.conv.onnx_engine import packed_applies, packs
 from convserve.conv.opencv_engine import OpenCvEngine
+from convserve.conv.packing import packed_applies, packs
 from convserve.conv.spec import ConvSpec
 from convserve.conv.threads import HelperThreads
 from convserve.cores import available_cores

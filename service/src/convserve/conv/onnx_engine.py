@@ -11,7 +11,8 @@ weights' bytes, made on first use (1-4 ms). Measured on 2 cores (``bench/bench_a
 is faster on many-channel and depthwise layers (a 32-channel 3x3 depthwise layer, 128x128: 0.11
 against 0.30 ms; 64 to 64 channels 3x3, 256x256: 12-14 against 16-17 ms) and slower on the
 3-channel ones, so ``engine="auto"`` picks it per shape from its table. Weights over
-:data:`PACKED_MAX_WEIGHT_BYTES` always run as inputs.
+:data:`~convserve.conv.packing.PACKED_MAX_WEIGHT_BYTES` always run as inputs; the rules of
+when it runs are in :mod:`convserve.conv.packing`.
 
 Padding: ``zeros`` pads go on the ``Conv`` itself; ``reflect``, ``replicate`` and ``circular``
 become a ``Pad`` node (``reflect``, ``edge``, ``wrap``; ``wrap`` needs opset 19) in front of a
@@ -34,6 +35,10 @@ after *every* run, as this engine first did, unmapped and faulted in again the w
 of each small layer: 1.4x a raw session's time on a 512x512 3->2 layer. So the arena keeps at
 most about that many bytes beyond what callers still hold.
 
+One module, over 500 lines, because the session plumbing here (providers, options, the cache)
+and the engine that is its main user change together; the rules of the ``packed`` strategy,
+which the admission estimate reads too, are in :mod:`convserve.conv.packing`.
+
 ``onnx`` and ``onnxruntime`` are imported on first use, so this module imports without them.
 The helpers :data:`OPSET`, :data:`IR_VERSION`, :func:`conv_nodes`, :func:`make_session` are
 meant for any module that builds ONNX graphs (multi-layer models, exports).
@@ -41,13 +46,12 @@ meant for any module that builds ONNX graphs (multi-layer models, exports).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -61,6 +65,12 @@ from convserve.conv.arena import (
 )
 from convserve.conv.engine import DEVICES, Device, DeviceStatus, EngineName, check_device
 from convserve.conv.graphs import OPSET, conv_model, import_onnx
+from convserve.conv.packing import (
+    ORT_STRATEGIES,
+    OrtStrategy,
+    packed_applies,
+    packs,
+)
 from convserve.conv.spec import ConvSpec
 from convserve.conv.tiling import DEFAULT_BAND_BYTES, BandPlan, plan_bands, run_in_bands
 from convserve.cores import available_cores
@@ -78,19 +88,10 @@ __all__ = [
     "CUDA_PROVIDER",
     "CUDA_PROVIDER_OPTIONS",
     "CacheStats",
-    "ORT_STRATEGIES",
     "OnnxRuntimeEngine",
-    "OrtStrategy",
-    "PACKED_MAX_ARRAY_BYTES",
-    "PACKED_MAX_WEIGHT_BYTES",
-    "PACKED_MIN_OUT_CHANNELS",
     "SessionCache",
     "check_active",
     "make_session",
-    "packed_applies",
-    "packed_may_run",
-    "packed_work_bytes",
-    "packs",
     "select_providers",
     "session_options",
 ]
@@ -109,25 +110,6 @@ CUDA_PROVIDER_OPTIONS: dict[str, str] = {
 }
 
 Provider: TypeAlias = str | tuple[str, dict[str, str]]
-
-OrtStrategy: TypeAlias = Literal["inputs", "packed"]
-"""How the engine hands ONNX Runtime the weights: as graph inputs, or packed into the graph."""
-ORT_STRATEGIES: tuple[OrtStrategy, ...] = get_args(OrtStrategy)
-
-PACKED_MAX_WEIGHT_BYTES = 1 << 20
-"""Weights and bias above this many bytes run as graph inputs even under ``packed``: each packed
-session holds its own copies of them, so the packed LRU (16 sessions by default) holds at most
-a few times 16 MiB of weights. 1 MiB covers 3x3 layers up to 160 to 160 channels."""
-PACKED_MAX_ARRAY_BYTES = 16 << 20
-"""Layers whose float32 input or output is larger run as graph inputs even under ``packed``.
-ONNX Runtime's blocked layout rounds the channels up to its block (16 floats on AVX-512) and
-reorders the output back, about two outputs more at the peak (a 16 MiB output: 79-81 MiB
-against 46 MiB as inputs); on large images it was also slower (4096x4096, 3 to 4 channels:
-981 ms against 103 ms; 1024x1024, 3 to 16: 26.7 against 6.6 ms)."""
-PACKED_MIN_OUT_CHANNELS = 8
-"""Layers with fewer output channels run as graph inputs even under ``packed``: rounded up to
-a block of 16, most of the blocked output would be padding (512x512, 3 to 2 channels: 1.29
-against 0.85 ms)."""
 
 _INSTALL_CPU = "pip install 'convserve[cpu]'"
 _INSTALL_CUDA = (
@@ -474,8 +456,10 @@ class OnnxRuntimeEngine:
         device : "cpu" or "cuda"
         strategy : "inputs" (default) or "packed", keyword only
             ``packed`` builds the weights into the session (see the module docstring); it runs
-            as ``inputs`` when they take more than :data:`PACKED_MAX_WEIGHT_BYTES`, where
-            :func:`packed_applies` does not hold, or when the layer runs in bands.
+            as ``inputs`` when they take more than
+            :data:`~convserve.conv.packing.PACKED_MAX_WEIGHT_BYTES`, where
+            :func:`~convserve.conv.packing.packed_applies` does not hold, or when the layer
+            runs in bands.
 
         Returns
         -------
@@ -532,28 +516,3 @@ class OnnxRuntimeEngine:
         y: np.ndarray = session.run(None, feeds, run_options(shrink))[0]
         return y
 
-
-def packs(weight: np.ndarray, bias: np.ndarray | None) -> bool:
-    """Whether the ``packed`` strategy builds these weights into a session (not too large)."""
-    return 4 * (weight.size + (0 if bias is None else bias.size)) <= PACKED_MAX_WEIGHT_BYTES
-
-
-def packed_may_run(in_values: int, out_values: int, out_channels: int) -> bool:
-    """Whether the ``packed`` strategy runs a layer of these sizes (float32 values of its input
-    and output): :data:`PACKED_MIN_OUT_CHANNELS` and :data:`PACKED_MAX_ARRAY_BYTES`. The
-    admission estimate asks too (:func:`packed_work_bytes`)."""
-    return (out_channels >= PACKED_MIN_OUT_CHANNELS
-            and 4 * max(in_values, out_values) <= PACKED_MAX_ARRAY_BYTES)
-
-
-def packed_applies(spec: ConvSpec) -> bool:
-    """:func:`packed_may_run` for ``spec``."""
-    return packed_may_run(math.prod(spec.input_shape), math.prod(spec.output_shape),
-                          spec.out_channels)
-
-
-def packed_work_bytes(in_values: int, out_values: int, out_channels: int) -> int:
-    """Bytes a packed run may need beyond an ``inputs`` run of the same layer: ONNX Runtime's
-    blocked output and its reorder, two outputs (see :data:`PACKED_MAX_ARRAY_BYTES`); 0 where
-    the packed strategy never runs."""
-    return 8 * out_values if packed_may_run(in_values, out_values, out_channels) else 0
