@@ -8,9 +8,9 @@ initializers of the graph, so ONNX Runtime lays them out for its kernels once, w
 is made (on CPU its blocked ``NCHWc`` convolutions, which it uses only for constant weights):
 a session per set of weights, in a second, smaller LRU keyed by the spec, the device and the
 weights' bytes, made on first use (1-4 ms). Measured on 2 cores (``bench/bench_auto.py``), it
-is faster on many-channel and depthwise layers (a 32-channel 3x3 depthwise layer, 128x128: 0.11
-against 0.30 ms; 64 to 64 channels 3x3, 256x256: 12-14 against 16-17 ms) and slower on the
-3-channel ones, so ``engine="auto"`` picks it per shape from its table. Weights over
+is faster on many-channel and depthwise layers (a 32-channel 3x3 depthwise layer, 128x128:
+0.17-0.22 against 0.41-0.51 ms; 64 to 64 channels 3x3, 256x256: 15.2 against 18.0 ms) and
+slower on the 3-channel ones, so ``engine="auto"`` picks it per shape from its table. Weights over
 :data:`~convserve.conv.packing.PACKED_MAX_WEIGHT_BYTES` always run as inputs; the rules of
 when it runs are in :mod:`convserve.conv.packing`.
 
