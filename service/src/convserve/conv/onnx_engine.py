@@ -1,5 +1,9 @@
 """Convolution on ONNX Runtime: one ``Pad`` + ``Conv`` graph per shape, sessions cached LRU.
 
+One module, over 500 lines, because the session plumbing here (providers, options, the cache)
+and the engine that is its main user change together; the rules of the ``packed`` strategy,
+which the admission estimate reads too, are in :mod:`convserve.conv.packing`.
+
 Two strategies. ``inputs`` (the default): the graph takes the weight ``W`` and bias ``B`` as
 graph inputs (not initializers), so one session serves every kernel of the same shape; sessions
 are kept in a bounded LRU keyed by the :class:`~convserve.conv.spec.ConvSpec` (shapes, stride,
@@ -34,10 +38,6 @@ good (the padded copy); with it, the process returns to its size before the run.
 after *every* run, as this engine first did, unmapped and faulted in again the working memory
 of each small layer: 1.4x a raw session's time on a 512x512 3->2 layer. So the arena keeps at
 most about that many bytes beyond what callers still hold.
-
-One module, over 500 lines, because the session plumbing here (providers, options, the cache)
-and the engine that is its main user change together; the rules of the ``packed`` strategy,
-which the admission estimate reads too, are in :mod:`convserve.conv.packing`.
 
 ``onnx`` and ``onnxruntime`` are imported on first use, so this module imports without them.
 The helpers :data:`OPSET`, :data:`IR_VERSION`, :func:`conv_nodes`, :func:`make_session` are

@@ -1,5 +1,9 @@
 """The one definition of a 2-D convolution layer that every engine follows.
 
+One module, over 500 lines, because the spec is the one place every engine, the flows and
+explain read the layer's geometry from: its validation, its padding forms and the values it
+reads (which the finiteness check of ``conv2d`` relies on) stay beside each other.
+
 Semantics are PyTorch's ``torch.nn.functional.conv2d``: cross-correlation without kernel flip,
 
     y[n, o, r, c] = bias[o] + sum_{i in group(o)} sum_{u < k_h} sum_{v < k_w}
@@ -14,10 +18,6 @@ Output size per axis: ``H_out = floor((H + top + bottom - d_h*(k_h - 1) - 1) / s
 goes to the bottom/right (PyTorch, ONNX ``SAME_UPPER``, TensorFlow).
 
 Pads are always reported begins-then-ends per axis as ``(top, bottom, left, right)``.
-
-One module, over 500 lines, because the spec is the one place every engine, the flows and
-explain read the layer's geometry from: its validation, its padding forms and the values it
-reads (which the finiteness check of ``conv2d`` relies on) stay beside each other.
 """
 
 from __future__ import annotations
