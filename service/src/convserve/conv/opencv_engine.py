@@ -75,9 +75,12 @@ MAX_TAPS = 49
 whose rounding and NaN spread differ."""
 BAND_BYTES = 2 * 2**20
 """Most bytes of output in one band (the buffer of a band that does not write straight into
-the output has its size): the size of one core's L2 cache, so that a band is still in cache
-when it is checked for NaN and infinity. On a 2048x2048 5x5 Gaussian (2 threads) 2 MiB bands
-took 3.1 ms checked against 4.6 ms with 16 MiB bands (and OpenCV's own filter2D 3.0 ms)."""
+the output has its size): small enough that a band is still in cache (L2, or the L3 slice
+beside it) when it is checked for NaN and infinity, large enough that OpenCV's per-call work
+is spread over many rows. On a 2048x2048 5x5 Gaussian (2 threads) 2 MiB bands took 3.1 ms
+checked against 4.6 ms with 16 MiB bands (and OpenCV's own filter2D 3.0 ms). On a machine
+with a 1 MiB L2, ``conv2d`` through ``auto`` in paired rounds: W3 2.71 ms with 2 MiB bands,
+2.87 with 1 MiB and 3.80 with 512 KiB; W5 4.19, 4.44 and 4.91 ms."""
 _INSTALL = "pip install opencv-python-headless"
 
 
