@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from convserve.conv import numpy_engine
 from convserve.cores import DEFAULT_L2_BYTES, l2_cache_bytes
 
 
@@ -41,6 +40,3 @@ def test_l2_falls_back_to_the_default(tmp_path: Path, layout: str) -> None:
     root = tmp_path / "absent" if layout == "missing" else tmp_path
     assert l2_cache_bytes(root) == DEFAULT_L2_BYTES
 
-
-def test_im2col_parts_fill_this_machines_l2_within_bounds() -> None:
-    assert numpy_engine._IM2COL_BYTES == min(max(l2_cache_bytes(), 256 << 10), 2 << 20)

@@ -246,8 +246,8 @@ def _weights_ok(path: str, weight: np.ndarray, finite_input: bool = False) -> bo
     take zero weights only for a ``finite_input`` (:func:`opencv_engine.weights_apply`)."""
     if path.endswith("separable"):
         return _rank1(weight)
-    if path.endswith("onnxruntime:packed"):
-        return packs(weight, None)
+    if path == "onnxruntime:packed":
+        return packs(weight)
     if "opencv:" in path:
         strategy: opencv_engine.OpenCvStrategy = (
             "sepfilter2d" if path.endswith("sepfilter2d") else "filter2d"

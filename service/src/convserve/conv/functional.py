@@ -146,7 +146,5 @@ def conv2d(
 
 def _check_read_input(x: np.ndarray, spec: ConvSpec) -> None:
     """Refuse ``x`` if a value the convolution reads is NaN or infinite, naming the input."""
-    if spec.reads_every_input:
-        check_finite_array("input", x)
-    else:
-        check_finite_array("input", spec.read_input(x), where="where the convolution reads it")
+    read = spec.read_input(x)
+    check_finite_array("input", read, where="" if read is x else "where the convolution reads it")

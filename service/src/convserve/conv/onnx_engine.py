@@ -484,7 +484,7 @@ class OnnxRuntimeEngine:
             last = plan.bands[-1].spec
             return run_in_bands(x, plan, lambda xb, sb: self._run(xb, weight, bias, sb, device,
                                                                   last_band=sb is last))
-        packed = strategy == "packed" and packs(weight, bias) and packed_applies(spec)
+        packed = strategy == "packed" and packs(weight) and packed_applies(spec)
         return self._run(x, weight, bias, spec, device, packed=packed)
 
     def band_plan(self, spec: ConvSpec) -> BandPlan | None:

@@ -36,7 +36,7 @@ OrtStrategy: TypeAlias = Literal["inputs", "packed"]
 ORT_STRATEGIES: tuple[OrtStrategy, ...] = get_args(OrtStrategy)
 
 PACKED_MAX_WEIGHT_BYTES = 1 << 20
-"""Weights and bias above this many bytes run as graph inputs even under ``packed``: each packed
+"""Weights above this many bytes run as graph inputs even under ``packed``: each packed
 session holds its own copies of them, so the packed LRU (16 sessions by default) holds at most
 a few times 16 MiB of weights. 1 MiB covers 3x3 layers up to 160 to 160 channels."""
 PACKED_MAX_ARRAY_BYTES = 16 << 20
@@ -51,9 +51,11 @@ a block of 16, most of the blocked output would be padding (512x512, 3 to 2 chan
 against 0.85 ms)."""
 
 
-def packs(weight: np.ndarray, bias: np.ndarray | None) -> bool:
-    """Whether the ``packed`` strategy builds these weights into a session (not too large)."""
-    return 4 * (weight.size + (0 if bias is None else bias.size)) <= PACKED_MAX_WEIGHT_BYTES
+def packs(weight: np.ndarray) -> bool:
+    """Whether the ``packed`` strategy builds this weight into a session (not too large; the
+    bias, one value per output channel, is not counted, so ``auto``, which plans before it
+    sees the bias, and the engine decide alike)."""
+    return 4 * weight.size <= PACKED_MAX_WEIGHT_BYTES
 
 
 def packed_may_run(in_values: int, out_values: int, out_channels: int) -> bool:

@@ -166,9 +166,10 @@ def _axis_read(size: int, before: int, kernel: int, stride: int, dilation: int, 
     """The samples of an axis of ``size`` that outputs ``0 .. out - 1`` read, directly or, for
     ``mode`` other than zeros, through the padding: ``slice(None)`` for all of them, a slice
     where they are evenly spaced, else their indices."""
-    if stride == 1 and dilation == 1:  # the windows overlap: one run from the first pad on
-        end = min(size, out + kernel - 1 - before)
-        return slice(None) if end == size else slice(0, end)
+    if stride == 1 and dilation == 1:
+        # The windows overlap and reach from the first pad to the last one (the output size
+        # is size + before + after - kernel + 1): every sample is read.
+        return slice(None)
     read_mask = np.zeros(size, dtype=bool)
     outputs = np.arange(out, dtype=np.int64) * stride - before
     for u in range(kernel):
@@ -184,6 +185,10 @@ def _axis_read(size: int, before: int, kernel: int, stride: int, dilation: int, 
         return slice(int(read[0]), int(read[-1]) + 1, int(steps[0]))
     read.setflags(write=False)
     return read
+
+
+def _reads_all(read: AxisRead) -> bool:
+    return isinstance(read, slice) and read == slice(None)
 
 
 def _axis_count(read: AxisRead, size: int) -> int:
@@ -298,6 +303,8 @@ class ConvSpec:
         engine multiplies every value it reads, a non-finite one among these reaches every
         output channel of its group (IEEE: ``nan * 0`` and ``inf * 0`` are NaN)."""
         rows, cols = self.read_rows, self.read_cols
+        if _reads_all(rows) and _reads_all(cols):
+            return x
         part = x[:, :, rows] if isinstance(rows, slice) else x.take(rows, axis=2)
         return part[:, :, :, cols] if isinstance(cols, slice) else part.take(cols, axis=3)
 
