@@ -40,6 +40,7 @@ from convserve.api.routes import (
 from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
 from convserve.api.schemas.models import MODEL_BODY_MODELS
+from convserve.conv import buffers
 from convserve.settings import Settings
 
 __all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)
@@ -76,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _configure_logging(settings.log_level)
     if settings.malloc_tuning:
         allocator.tune()
+    # The admission budget counts every byte a request holds; outputs the engines' pool kept
+    # between requests would sit outside it (and large requests are convolved in bands).
+    buffers.OUTPUTS.capacity = 0
     runtime = Runtime(settings=settings, metrics=Metrics())
 
     @asynccontextmanager

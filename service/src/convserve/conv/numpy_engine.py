@@ -59,6 +59,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from convserve.conv.buffers import OUTPUTS
 from convserve.conv.engine import Device, DeviceStatus, EngineName
 from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 from convserve.conv.threads import HelperThreads
@@ -706,7 +707,7 @@ class NumpyEngine:
                           whole_bytes=self.threads * _ITEM * padded_block)
 
     def _run(self, x: np.ndarray, spec: ConvSpec, kernel: _BandKernel) -> np.ndarray:
-        y = np.empty(spec.output_shape, dtype=np.float32)
+        y = OUTPUTS.empty(spec.output_shape)
         with _BLAS.single():
             self._run_bands(x, y, spec, kernel)
         return y

@@ -50,6 +50,7 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 
+from convserve.conv.buffers import OUTPUTS
 from convserve.conv.engine import Device, DeviceStatus
 from convserve.conv.spec import ConvSpec
 from convserve.conv.threads import HelperThreads
@@ -250,7 +251,7 @@ class OpenCvEngine:
         cv2 = _import_cv2()
         x = np.ascontiguousarray(x, dtype=np.float32)
         filters = self._filters(cv2, strategy, spec, weight, bias)
-        y = np.empty(spec.output_shape, dtype=np.float32)
+        y = OUTPUTS.empty(spec.output_shape)
         bands = self._bands(spec)
         finite = [True]
         top = spec.pads[0]

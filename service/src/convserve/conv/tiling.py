@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convserve.conv.buffers import OUTPUTS
 from convserve.conv.spec import ConvSpec, PaddingMode, padding_source
 
 __all__ = [
@@ -241,7 +242,7 @@ def run_in_bands(
     -------
     ndarray of float32, shape ``plan.spec.output_shape``
     """
-    y = np.empty(plan.spec.output_shape, dtype=np.float32)
+    y = OUTPUTS.empty(plan.spec.output_shape)
     for band in plan.bands:
         y[:, :, band.out_start : band.out_stop] = run(band_input(x, band), band.spec)
     return y
