@@ -17,10 +17,11 @@ Strategies, picked by :func:`choose_strategy` from the shapes and the weights
     ``(C_out/g, C_in/g) @ (C_in/g, pixels)``, straight from ``x`` into ``y``.
 ``im2col``
     The general case and wide layers: the patches of a part of a band are copied into columns
-    ``(C_in/g * k_h * k_w, R * W_out)`` (about 256 KB, so they stay in the L2 cache) and one
+    ``(C_in/g * k_h * k_w, R * W_out)`` (one core's L2 cache, so they stay there) and one
     matrix product per group writes those rows of ``y``, the bias folded in as a column of the
-    weight times a row of ones. The BLAS does exactly the useful work; the price is copying the
-    input ``k_h * k_w`` times.
+    weight times a row of ones (with at most 3 outputs per group, one matrix-vector product per
+    output). The BLAS does exactly the useful work; the price is copying the input
+    ``k_h * k_w`` times.
 ``toeplitz``
     One or two outputs per group with large kernels, or many groups (depthwise blurs, 7x7 and
     up): for each kernel column ``v`` the band is ``T_v @ X_v``, where ``X_v`` is the padded band
@@ -49,6 +50,7 @@ OpenBLAS to one thread (reference-counted, restored afterwards) and does its own
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,15 +97,22 @@ RANK1_RTOL = 1e-6
 # one core's L2 cache, clamped to 256 KiB-2 MiB (paired runs on a 1 MiB L2, 2 threads, against
 # 256 KiB parts: W1 1.52-1.80 against 2.41 ms, P5 4.4-5.2 against 7.1, W7 3.3 against 3.8, a
 # 96x96 3->8 layer 0.18 against 0.41, 3->16 layers even; 2 MiB parts, past that L2, took W1 to
-# 3.2 ms) but are at least 768 pixels wide (wide matmuls want long rows), from bands padded 16
-# rows or more at a time (up to 4 MB), so rows two bands share are copied rarely. Direct bands
-# hold about 16k pixels.
+# 3.2 ms) but are at least 768 pixels wide (wide matmuls want long rows), from bands padded 32
+# rows or more at a time while the padded band fits that L2 too, so rows two bands share are
+# copied rarely and the threads take few, large items (paired runs against 16 rows and 4 MB:
+# W1 1.69 against 2.25 ms, P8 0.94x, W2, W4, W7 and P1 even; 2 MB bands took W4 from 32 to
+# 38 ms). Direct bands hold about 16k pixels.
 _TOEPLITZ_ROWS = 8
 _SEPARABLE_ROWS = 16
 _IM2COL_BYTES = min(max(l2_cache_bytes(), 256 << 10), 2 << 20)
 _IM2COL_MIN_PIXELS = 768
-_IM2COL_BAND_ROWS = 16
-_IM2COL_BAND_BYTES = 4 << 20
+_IM2COL_BAND_ROWS = 32
+_IM2COL_BAND_BYTES = _IM2COL_BYTES
+# Up to this many outputs per group, im2col multiplies each output's weights with the columns
+# (a matrix-vector product) instead of all at once: OpenBLAS's GEMM with 2 or 3 rows took 98
+# and 66 us on 28 x 18432 and 28 x 9216 columns, against 67 and 40 us for the products one by
+# one; from 4 rows GEMM is faster (48 against 56 us).
+_IM2COL_GEMV_OUTPUTS = 3
 _DIRECT_PIXELS = 1 << 14
 
 # Toeplitz against im2col (measured on 512x512 inputs): Toeplitz multiplies
@@ -355,8 +364,7 @@ class _BandKernel:
 
     def padded_rows(self, rows: int) -> int:
         """Padded input rows that ``rows`` output rows read."""
-        s_h, d_h = self.spec.stride[0], self.spec.dilation[0]
-        return (rows - 1) * s_h + d_h * (self.spec.kernel_h - 1) + 1
+        return _padded_rows(self.spec, rows)
 
     def slot(self, rows: int) -> _Slot:
         spec = self.spec
@@ -390,6 +398,11 @@ class _BandKernel:
     def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
         """Write ``band`` of ``y`` (N, C_out, H_out, W_out) from ``x`` or ``slot.padded``."""
         raise NotImplementedError
+
+
+def _padded_rows(spec: ConvSpec, rows: int) -> int:
+    """Padded input rows that ``rows`` output rows of ``spec`` read."""
+    return (rows - 1) * spec.stride[0] + spec.dilation[0] * (spec.kernel_h - 1) + 1
 
 
 def _rows(spec: ConvSpec, requested: int | None, preferred: int) -> int:
@@ -470,10 +483,17 @@ class _Im2col(_BandKernel):
         spec = self.spec
         w_out = spec.out_width
         image = y[band.n].reshape(spec.groups, spec.out_per_group, spec.out_height * w_out)
+        few = spec.out_per_group <= _IM2COL_GEMV_OUTPUTS
         for first, rows, patches, patch_cols, cols in slot.parts:
             np.copyto(patch_cols, patches)
             start = (band.row0 + first) * w_out
-            np.matmul(self.weight, cols, out=image[:, :, start : start + rows * w_out])
+            out = image[:, :, start : start + rows * w_out]
+            if few:  # one matrix-vector product per output: the BLAS's GEMM is slower here
+                for g in range(spec.groups):
+                    for o in range(spec.out_per_group):
+                        np.dot(self.weight[g, o], cols[g], out=out[g, o])
+            else:
+                np.matmul(self.weight, cols, out=out)
 
 
 class _Toeplitz(_BandKernel):
@@ -595,6 +615,21 @@ def _kernel(strategy: Strategy, spec: ConvSpec, weight: np.ndarray, bias: np.nda
     raise ValueError(f"strategy={strategy!r} is not one of {', '.join(STRATEGIES)}")
 
 
+@functools.lru_cache(maxsize=64)
+def _band_layout(spec: ConvSpec, band_rows: int,
+                 padded: bool) -> tuple[_BandPadder | None, tuple[_Band, ...]]:
+    """The padder and the bands of ``band_rows`` rows of ``spec``, made once per layout (a
+    512x512 layer's 29 bands took 0.17 ms to lay out, a tenth of its convolution)."""
+    padder = _BandPadder(spec) if padded else None
+    bands: list[_Band] = []
+    for n in range(spec.batch):
+        for row0 in range(0, spec.out_height, band_rows):
+            rows = min(band_rows, spec.out_height - row0)
+            runs = () if padder is None else padder.runs(row0, _padded_rows(spec, rows))
+            bands.append(_Band(n, row0, rows, runs))
+    return padder, tuple(bands)
+
+
 # -- the engine ------------------------------------------------------------------------------
 
 
@@ -714,13 +749,8 @@ class NumpyEngine:
 
     def _run_bands(self, x: np.ndarray, y: np.ndarray, spec: ConvSpec,
                    kernel: _BandKernel) -> None:
-        padder = _BandPadder(spec) if kernel.padded else None
-        bands: list[_Band] = []
-        for n in range(spec.batch):
-            for row0 in range(0, spec.out_height, kernel.band_rows):
-                rows = min(kernel.band_rows, spec.out_height - row0)
-                runs = () if padder is None else padder.runs(row0, kernel.padded_rows(rows))
-                bands.append(_Band(n, row0, rows, runs))
+        padder, bands = _band_layout(spec, kernel.band_rows, kernel.padded)
+
         def worker() -> Callable[[_Band], None]:
             slots: dict[int, _Slot] = {}  # this thread's scratch, per band height
 
