@@ -3,6 +3,9 @@ on bytes; the engines' outputs held together never share memory and stay exact."
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -132,6 +135,31 @@ def test_arrays_handed_to_threads_at_once_never_share_memory() -> None:
         thread.join()
     assert failures == []
     assert pool.held_bytes() <= 32 * MIB
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_can_use_the_pool_even_if_its_lock_was_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(buffers.OUTPUTS, "capacity", 64 * MIB)
+    monkeypatch.setattr(buffers.OUTPUTS, "min_bytes", MIB)
+    buffers.OUTPUTS.clear()
+    with buffers.OUTPUTS._lock:  # as if another thread were inside empty() at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the pool works
+            signal.alarm(20)  # a deadlocked child dies (SIGALRM) instead of hanging the test
+            try:
+                array = buffers.OUTPUTS.empty((1, 1024, 1024))
+                array.fill(1.0)
+                code = 0 if buffers.OUTPUTS.held_bytes() == 4 * MIB else 2
+            except BaseException:
+                code = 3
+            sys.stdout.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    buffers.OUTPUTS.clear()
 
 
 @pytest.fixture

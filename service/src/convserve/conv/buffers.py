@@ -19,6 +19,7 @@ Outside CPython, where reference counts do not say this, it is always :func:`num
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 
@@ -117,7 +118,14 @@ class BufferPool:
         with self._lock:
             self._buffers = []
 
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held by a thread the
+        child does not have); the buffers, copied with the process, stay usable."""
+        self._lock = threading.Lock()
+
 
 OUTPUTS = BufferPool(POOL_BYTES)
 """The process's pool for the engines' outputs (:mod:`convserve.conv.numpy_engine`,
 :mod:`convserve.conv.opencv_engine`, :mod:`convserve.conv.tiling`)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=OUTPUTS._after_fork)
