@@ -19,8 +19,8 @@ Strategies, picked by :func:`choose_strategy` from the shapes and the weights
     The general case and wide layers: the patches of a part of a band are copied into columns
     ``(C_in/g * k_h * k_w, R * W_out)`` (one core's L2 cache, so they stay there) and one
     matrix product per group writes those rows of ``y``, the bias folded in as a column of the
-    weight times a row of ones (with at most 3 outputs per group, one matrix-vector product per
-    output). The BLAS does exactly the useful work; the price is copying the input
+    weight times a row of ones (with one group of at most 3 outputs, one matrix-vector product
+    per output). The BLAS does exactly the useful work; the price is copying the input
     ``k_h * k_w`` times.
 ``toeplitz``
     One or two outputs per group with large kernels, or many groups (depthwise blurs, 7x7 and
@@ -108,10 +108,12 @@ _IM2COL_BYTES = min(max(l2_cache_bytes(), 256 << 10), 2 << 20)
 _IM2COL_MIN_PIXELS = 768
 _IM2COL_BAND_ROWS = 32
 _IM2COL_BAND_BYTES = _IM2COL_BYTES
-# Up to this many outputs per group, im2col multiplies each output's weights with the columns
+# Up to this many outputs (one group), im2col multiplies each output's weights with the columns
 # (a matrix-vector product) instead of all at once: OpenBLAS's GEMM with 2 or 3 rows took 98
 # and 66 us on 28 x 18432 and 28 x 9216 columns, against 67 and 40 us for the products one by
-# one; from 4 rows GEMM is faster (48 against 56 us).
+# one (W1 on one thread: 2.15 against 2.99 ms; even on two, where other limits bind); from 4
+# rows GEMM is faster (48 against 56 us). With several groups the batched matmul stays (a
+# 32-group depthwise layer took 5.1 ms as 32 products per part, 2.1 ms batched).
 _IM2COL_GEMV_OUTPUTS = 3
 _DIRECT_PIXELS = 1 << 14
 
@@ -483,15 +485,14 @@ class _Im2col(_BandKernel):
         spec = self.spec
         w_out = spec.out_width
         image = y[band.n].reshape(spec.groups, spec.out_per_group, spec.out_height * w_out)
-        few = spec.out_per_group <= _IM2COL_GEMV_OUTPUTS
+        few = spec.groups == 1 and spec.out_per_group <= _IM2COL_GEMV_OUTPUTS
         for first, rows, patches, patch_cols, cols in slot.parts:
             np.copyto(patch_cols, patches)
             start = (band.row0 + first) * w_out
             out = image[:, :, start : start + rows * w_out]
             if few:  # one matrix-vector product per output: the BLAS's GEMM is slower here
-                for g in range(spec.groups):
-                    for o in range(spec.out_per_group):
-                        np.dot(self.weight[g, o], cols[g], out=out[g, o])
+                for o in range(spec.out_per_group):
+                    np.dot(self.weight[0, o], cols[0], out=out[0, o])
             else:
                 np.matmul(self.weight, cols, out=out)
 
