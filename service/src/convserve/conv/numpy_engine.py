@@ -23,21 +23,25 @@ Strategies, picked by :func:`choose_strategy` from the shapes and the weights
     per output). The BLAS does exactly the useful work; the price is copying the input
     ``k_h * k_w`` times.
 ``toeplitz``
-    One or two outputs per group with large kernels, or many groups (depthwise blurs, 7x7 and
-    up): for each kernel column ``v`` the band is ``T_v @ X_v``, where ``X_v`` is the padded band
-    *viewed* (not copied) ``v * d_w`` columns to the right, shape ``(C_in/g * R_p, W_out)``, and
-    ``T_v`` ``(C_out/g * R, C_in/g * R_p)`` is a banded Toeplitz matrix holding kernel column
-    ``v`` along the rows. One batched matmul over groups and ``v``, then a sum over ``v``. It
-    multiplies zeros (``C_out/g * R_p / k_h`` times the useful work), which the BLAS does faster
-    than the memory traffic of im2col or of per-tap accumulation (``y += w[u, v] * view``, 3-4x
-    slower than Toeplitz on a 7x7 depthwise layer, so used only for separable kernels below).
+    One or two outputs per group with large kernels, or many groups (depthwise blurs, 5x5 and
+    up, or 8 groups and more): for each kernel column ``v`` the band is ``T_v @ X_v``, where
+    ``X_v`` is the padded band *viewed* (not copied) ``v * d_w`` columns to the right, shape
+    ``(C_in/g * R_p, W_out)``, and ``T_v`` ``(C_out/g * R, C_in/g * R_p)`` is a banded Toeplitz
+    matrix holding kernel column ``v`` along the rows. One batched matmul over groups and
+    ``v``, then a sum over ``v``; with one input channel per group the ``X_v`` are copied side
+    by side first and one matmul does the sum. It multiplies zeros (``C_out/g * R_p / k_h``
+    times the useful work), which the BLAS does faster than the memory traffic of im2col or of
+    per-tap accumulation (``y += w[u, v] * view``, 3-4x slower than Toeplitz on a 7x7 depthwise
+    layer, so used only for separable kernels below).
 ``separable``
-    One input channel per group and every kernel of rank 1 (box, Gaussian, Sobel and Prewitt
-    parts): ``w[o] = outer(col_o, row_o)``, found by SVD and kept only when both the second
-    singular value and the reconstruction error are below ``1e-6`` of the kernel's scale.
-    A vertical pass (a Toeplitz matmul with ``col_o``) then a horizontal pass (``k_w`` in-place
-    multiply-adds of shifted views with ``row_o``) do ``k_h + k_w`` instead of ``k_h * k_w``
-    multiply-adds per output.
+    One input channel per group and every kernel of rank 1 and larger than 11x11 (box and
+    Gaussian blurs): ``w[o] = outer(col_o, row_o)``, found by SVD and kept only when both the
+    second singular value and the reconstruction error are below ``1e-6`` of the kernel's
+    scale. A vertical pass (a Toeplitz matmul with ``col_o``) then a horizontal pass (``k_w``
+    in-place multiply-adds of shifted views with ``row_o``) do ``k_h + k_w`` instead of
+    ``k_h * k_w`` multiply-adds per output. Its many short passes lost to Toeplitz or im2col
+    on every smaller rank-1 kernel measured (3x3 to 11x11 Gaussians, Sobel: 0.69-0.95x of its
+    time for Toeplitz, 0.58x for im2col on Sobel).
 
 Accumulation is in float32, as in any float32 convolution library; results match a float64
 reference to ``1e-4`` relative.
@@ -123,6 +127,12 @@ _DIRECT_PIXELS = 1 << 14
 # larger, two outputs per group from 7x7) and there are at least 25 taps*channels to copy.
 _TOEPLITZ_MAX_WASTE = 4.0
 _TOEPLITZ_MIN_COPIES = 25
+# With one input channel per group, a 3x3 kernel over a few channels runs faster as im2col
+# (2048x2048 grey Gaussian: 5.5 against 8.4 ms; 512x512 RGB: 1.7 against 2.7), over 8 groups or
+# more as Toeplitz (32 channels: 2.9 against 5.0 ms), and 5x5 and larger as Toeplitz (W3 8.9
+# against 12.1 ms, 5x5 RGB depthwise 7.3 against 11.0). Rank-1 kernels of more taps than
+# this keep the separable strategy; it was slower on every smaller one measured.
+_SEPARABLE_MIN_TAPS = 121
 
 
 # -- padding -------------------------------------------------------------------------------
@@ -498,7 +508,15 @@ class _Im2col(_BandKernel):
 
 
 class _Toeplitz(_BandKernel):
-    """``sum_v T_v @ X_v``: banded ``T_v`` times ``X_v``, a shifted view of the padded band."""
+    """``sum_v T_v @ X_v``: banded ``T_v`` times ``X_v``, a shifted view of the padded band.
+
+    With one input channel per group (depthwise layers, where the products are small) the
+    shifted views are first copied into one matrix per group, ``(R_p * k_w, W_out)``, so that
+    one matrix product with the ``T_v`` side by side does the whole sum: no products to add up
+    afterwards (paired runs against the sum: 0.94x on W5, 0.78-0.84x on 3x3 and 5x5 depthwise
+    layers). With more input channels per group each ``X_v`` is already a long matrix, and that
+    copy would grow with them.
+    """
 
     def __init__(self, spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
                  band_rows: int | None) -> None:
@@ -509,14 +527,29 @@ class _Toeplitz(_BandKernel):
         self.columns = weight.reshape(g, o, i, spec.kernel_h, spec.kernel_w).transpose(
             0, 4, 1, 2, 3
         )
+        self.stacked = i == 1
 
     def add_views(self, slot: _Slot, rows: int) -> None:
         spec = self.spec
         g, o, i = spec.groups, spec.out_per_group, spec.in_per_group
         k_w, w_out = spec.kernel_w, spec.out_width
         _, r_p, w_p = slot.padded.shape
-        slot.views["matrices"] = _toeplitz(self.columns, rows, r_p, spec.stride[0],
-                                           spec.dilation[0])
+        matrices = _toeplitz(self.columns, rows, r_p, spec.stride[0], spec.dilation[0])
+        if self.stacked:
+            # T[g, v, o*rows + r, p] side by side: (G, O, rows, R_p * k_w), column p*k_w + v.
+            slot.views["matrices"] = np.ascontiguousarray(
+                matrices.transpose(0, 2, 3, 1)).reshape(g, o, rows, r_p * k_w)
+            slot.views["shifted"] = as_strided(
+                slot.padded, shape=(g, r_p, k_w, w_out),
+                strides=(r_p * w_p * _ITEM, w_p * _ITEM, spec.dilation[1] * _ITEM,
+                         spec.stride[1] * _ITEM),
+                writeable=False,
+            )
+            stack = np.empty((g, 1, r_p * k_w, w_out), dtype=np.float32)
+            slot.views["stack"] = stack
+            slot.views["stack_rows"] = stack.reshape(g, r_p, k_w, w_out)
+            return
+        slot.views["matrices"] = matrices
         slot.views["shifted"] = as_strided(
             slot.padded, shape=(g, k_w, i * r_p, w_out),
             strides=(i * r_p * w_p * _ITEM, spec.dilation[1] * _ITEM, w_p * _ITEM,
@@ -529,9 +562,13 @@ class _Toeplitz(_BandKernel):
 
     def run(self, slot: _Slot, x: np.ndarray, band: _Band, y: np.ndarray) -> None:
         views = slot.views
-        np.matmul(views["matrices"], views["shifted"], out=views["products"])
         out = self.output(y, band)
-        np.sum(views["terms"], axis=1, out=out)
+        if self.stacked:
+            np.copyto(views["stack_rows"], views["shifted"])
+            np.matmul(views["matrices"], views["stack"], out=out)
+        else:
+            np.matmul(views["matrices"], views["shifted"], out=views["products"])
+            np.sum(views["terms"], axis=1, out=out)
         if self.bias is not None:
             out += self.bias
 
@@ -587,13 +624,17 @@ def choose_strategy(spec: ConvSpec, weight: np.ndarray) -> Strategy:
     k_h, k_w = spec.kernel_h, spec.kernel_w
     if (k_h, k_w) == (1, 1) and spec.stride == (1, 1) and spec.pads == (0, 0, 0, 0):
         return "direct"
-    if spec.in_per_group == 1 and k_h > 1 and k_w > 1 and rank1_factors(weight) is not None:
+    depthwise = spec.in_per_group == 1
+    if (depthwise and k_h * k_w > _SEPARABLE_MIN_TAPS and k_h > 1 and k_w > 1
+            and rank1_factors(weight) is not None):
         return "separable"
     s_h, d_h = spec.stride[0], spec.dilation[0]
     padded_rows = (_TOEPLITZ_ROWS - 1) * s_h + (k_h - 1) * d_h + 1
     waste = spec.out_per_group * padded_rows / k_h
     copies = spec.in_channels * k_h * k_w
-    if spec.stride[1] == 1 and waste <= _TOEPLITZ_MAX_WASTE and copies >= _TOEPLITZ_MIN_COPIES:
+    stacks = not depthwise or k_h * k_w >= _TOEPLITZ_MIN_COPIES or spec.groups >= 8
+    if (spec.stride[1] == 1 and waste <= _TOEPLITZ_MAX_WASTE and copies >= _TOEPLITZ_MIN_COPIES
+            and stacks):
         return "toeplitz"
     return "im2col"
 
