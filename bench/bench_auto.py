@@ -8,6 +8,12 @@ each layer, fastest first (by the median over rounds of each block's median), ma
 of the table; ``--write`` stores the table in ``convserve/conv/auto_table.json``, which the
 repository keeps and :class:`convserve.conv.auto.AutoTable` reads.
 
+The layers run as in a service process, where ``auto`` serves every request: glibc's
+allocator set as the service sets it (:func:`convserve.allocator.tune`) and the engines' output
+pool off (``create_app`` turns it off). With the pool on, as in a library process, the NumPy
+engine's ``direct`` product on W6's 32 MiB output measured 5.8 ms and came first, while a
+service would run it on fresh pages each time (about 7 ms, against ONNX Runtime's 5.3-6.1).
+
 Usage: ``python -m bench.bench_auto [--quick] [--only W1,P2] [--threads N] [--write]``.
 Not a test: timings depend on the machine.
 """
@@ -25,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.workloads import BY_ID, max_rel_diff, time_blocks
+from convserve import allocator
+from convserve.conv import buffers
 from convserve.conv.auto import (
     TABLE_PATH,
     AutoEngine,
@@ -73,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [i for i in ids if i not in BY_ID]
     if unknown:
         parser.error(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(BY_ID)}")
+    allocator.tune()  # as a service process (see the module docstring)
+    buffers.OUTPUTS.capacity = 0
     auto = AutoEngine({"numpy": NumpyEngine(args.threads),
                        "onnxruntime": OnnxRuntimeEngine(args.threads)})
     entries = []
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "about": "engine='auto' paths per probe layer, fastest first; written by "
                      "python -m bench.bench_auto --write (make bench)",
             "measured_with": {"threads": args.threads, "machine": platform.machine(),
+                              "process": "as a service process: allocator tuned, no pool",
                               "python": platform.python_version(), "numpy": np.__version__,
                               "onnxruntime": onnxruntime.__version__},
             "entries": entries,
