@@ -132,6 +132,8 @@ _TOEPLITZ_MIN_COPIES = 25
 # more as Toeplitz (32 channels: 2.9 against 5.0 ms), and 5x5 and larger as Toeplitz (W3 8.9
 # against 12.1 ms, 5x5 RGB depthwise 7.3 against 11.0). Rank-1 kernels of more taps than
 # this keep the separable strategy; it was slower on every smaller one measured.
+_TOEPLITZ_DEPTHWISE_MIN_TAPS = 25
+_TOEPLITZ_DEPTHWISE_MIN_GROUPS = 8
 _SEPARABLE_MIN_TAPS = 121
 
 
@@ -460,6 +462,8 @@ class _Im2col(_BandKernel):
         if bias is not None:
             w = np.concatenate([w, bias.reshape(g, c_out_g, 1)], axis=2)
         self.weight = np.ascontiguousarray(w)
+        # One group of few outputs: a matrix-vector product per output (_IM2COL_GEMV_OUTPUTS).
+        self.per_output = g == 1 and c_out_g <= _IM2COL_GEMV_OUTPUTS
         row_bytes = spec.in_channels * spec.kernel_h * spec.kernel_w * spec.out_width * _ITEM
         part = max(_IM2COL_BYTES // row_bytes, -(-_IM2COL_MIN_PIXELS // spec.out_width))
         self.part_rows = _rows(spec, band_rows, max(1, part))
@@ -495,12 +499,11 @@ class _Im2col(_BandKernel):
         spec = self.spec
         w_out = spec.out_width
         image = y[band.n].reshape(spec.groups, spec.out_per_group, spec.out_height * w_out)
-        few = spec.groups == 1 and spec.out_per_group <= _IM2COL_GEMV_OUTPUTS
         for first, rows, patches, patch_cols, cols in slot.parts:
             np.copyto(patch_cols, patches)
             start = (band.row0 + first) * w_out
             out = image[:, :, start : start + rows * w_out]
-            if few:  # one matrix-vector product per output: the BLAS's GEMM is slower here
+            if self.per_output:  # the BLAS's GEMM is slower here
                 for o in range(spec.out_per_group):
                     np.dot(self.weight[0, o], cols[0], out=out[0, o])
             else:
@@ -632,9 +635,10 @@ def choose_strategy(spec: ConvSpec, weight: np.ndarray) -> Strategy:
     padded_rows = (_TOEPLITZ_ROWS - 1) * s_h + (k_h - 1) * d_h + 1
     waste = spec.out_per_group * padded_rows / k_h
     copies = spec.in_channels * k_h * k_w
-    stacks = not depthwise or k_h * k_w >= _TOEPLITZ_MIN_COPIES or spec.groups >= 8
+    suits_depthwise = (k_h * k_w >= _TOEPLITZ_DEPTHWISE_MIN_TAPS
+                       or spec.groups >= _TOEPLITZ_DEPTHWISE_MIN_GROUPS)
     if (spec.stride[1] == 1 and waste <= _TOEPLITZ_MAX_WASTE and copies >= _TOEPLITZ_MIN_COPIES
-            and stacks):
+            and (suits_depthwise or not depthwise)):
         return "toeplitz"
     return "im2col"
 
