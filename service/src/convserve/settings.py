@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     compute_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     """Seconds a request may wait for a compute thread and compute before it gets 504 (a full
     queue is refused with 503 at once)."""
+    compute_nice: Annotated[int, Field(ge=0, le=19)] = 10
+    """Nice value added to the threads that convolve and encode (Linux), so that the event
+    loop, which accepts connections and answers health checks, gets the CPU first when both
+    want it (convserve.priority); 0 runs them at the loop's priority."""
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     """Threads one convolution may use (ONNX Runtime intra-op, NumPy bands); 0 = cores / workers."""
     web_concurrency: Annotated[int, Field(ge=1)] = Field(

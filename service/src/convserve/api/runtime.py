@@ -43,6 +43,7 @@ from convserve.errors import (
 from convserve.flows.context import FlowContext, make_engines
 from convserve.limits import Limits
 from convserve.models import ModelService
+from convserve.priority import priority_initializer
 from convserve.settings import Settings
 
 __all__ = ["ComputePool", "Runtime"]
@@ -62,6 +63,11 @@ class ComputePool:
         Work items that may wait for a thread; one more is refused with OverloadedError.
     timeout_s : float
         Seconds a caller waits (queue and run) before ComputeTimeoutError.
+    on_reject : callable, optional
+        Called for each refused item (a metric).
+    nice : int
+        Nice value added to the pool's threads (:mod:`convserve.priority`); 0 leaves them
+        at the creating thread's.
     """
 
     def __init__(
@@ -70,11 +76,13 @@ class ComputePool:
         queue_size: int,
         timeout_s: float,
         on_reject: Callable[[], None] | None = None,
+        nice: int = 0,
     ) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
         self.timeout_s = timeout_s
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="convserve-compute")
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="convserve-compute",
+                                            initializer=priority_initializer(nice))
         self._lock = threading.Lock()
         self._in_flight = 0
         self._on_reject = on_reject
@@ -181,10 +189,12 @@ class Runtime:
             self.settings.queue_size,
             self.settings.compute_timeout_s,
             on_reject=self.metrics.rejected_overload.inc,
+            nice=self.settings.compute_nice,
         )
         # PNG encoding of several channels runs in parallel beside the compute threads.
         self.encoder = ThreadPoolExecutor(
-            max(2, self.settings.threads_per_op), thread_name_prefix="convserve-encode"
+            max(2, self.settings.threads_per_op), thread_name_prefix="convserve-encode",
+            initializer=priority_initializer(self.settings.compute_nice),
         )
         self._closed = False
 
