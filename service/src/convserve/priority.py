@@ -11,9 +11,9 @@ helper threads) run at the same priority. Nothing is slower when the CPU is othe
 a nice value only weighs threads that are runnable at the same time.
 
 Measured on 2 cores (``bench/loadtest.py --scenario abort``: 300 clients that upload a photo
-at once against 2 workers), the slowest ``/healthz`` took 145-219 ms with compute at the
-loop's priority and 112-117 ms with nice 10; R2's throughput over HTTP was unchanged (126-137
-req/s either way).
+at once against 2 workers, three runs each way, alternating), the slowest ``/healthz`` took
+92-120 ms with compute at the loop's priority and 50-64 ms with nice 10; R2's throughput over
+HTTP (``bench/bench_http.py``) was unchanged, 125-137 req/s either way.
 """
 
 from __future__ import annotations
