@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.workloads import BY_ID, max_rel_diff, time_blocks
+from bench.workloads import BY_ID, blas_description, max_rel_diff, time_blocks
 from convserve import allocator
 from convserve.conv import buffers
 from convserve.conv.auto import (
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             "measured_with": {"threads": args.threads, "machine": platform.machine(),
                               "process": "as a service process: allocator tuned, no pool",
                               "python": platform.python_version(), "numpy": np.__version__,
-                              "onnxruntime": onnxruntime.__version__},
+                              "onnxruntime": onnxruntime.__version__,
+                              "blas": blas_description()},
             "entries": entries,
         }
         TABLE_PATH.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")

@@ -43,6 +43,7 @@ from bench.workloads import (
     BY_ID,
     WORKLOADS,
     Workload,
+    blas_description,
     max_rel_diff,
     paired_ratio,
     peers,
@@ -136,7 +137,7 @@ def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, thre
 
     print(f"\nconvserve core benchmark: float32, batch 1, {threads} threads, medians in ms; "
           f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, "
-          f"python {platform.python_version()}, {platform.machine()}\n")
+          f"python {platform.python_version()}, {platform.machine()}, {blas_description()}\n")
     print("| id | workload | raw | torch | torch-cl | opencv | ort | auto | numpy | auto path "
           "| best peer | T3 ort/raw | T4 auto/best | T4 numpy/best | max rel diff |")
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|--:|")

@@ -19,7 +19,9 @@ Peers (bench-only dependencies, the ``bench`` extra of ``service/pyproject.toml`
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
 import random
 import statistics
 import sys
@@ -235,3 +237,33 @@ def max_rel_diff(y: np.ndarray, reference: np.ndarray) -> float:
     """``max |y - reference| / max |reference|``."""
     scale = float(np.abs(reference).max()) or 1.0
     return float(np.abs(y - reference).max()) / scale
+
+
+def blas_description() -> str:
+    """NumPy's OpenBLAS and the kernels it chose (``"OpenBLAS Haswell, OPENBLAS_CORETYPE=Haswell
+    from the environment"``), as the library reports them; benchmarks print it, since the NumPy
+    engine's matrix products run on those kernels and an environment variable can choose them.
+    """
+    core = "unknown"
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split(maxsplit=5)[-1].strip() for line in maps
+                            if "openblas" in line.lower()})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        names = [f"{prefix}_get_corename{suffix}" for prefix in ("scipy_openblas", "openblas")
+                 for suffix in ("64_", "")]
+        function = next((getattr(library, n) for n in names if hasattr(library, n)), None)
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            core = (function() or b"unknown").decode(errors="replace")
+            break
+    chosen = {name: os.environ[name] for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+              if os.environ.get(name)}
+    told = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    return f"OpenBLAS {core}" + (f" ({told} from the environment)" if told else "")
