@@ -59,6 +59,17 @@ def base_image() -> str:
                 "reach; ../shared/tools/local-docker.sh builds local/python:3.11-bookworm")
 
 
+TASK_NICE = """
+import glob
+for stat in glob.glob("/proc/[0-9]*/task/*/stat"):
+    try:
+        print(open(stat).read().rsplit(")", 1)[1].split()[16])
+    except OSError:
+        pass
+"""
+"""Prints the nice value of every thread in the container (field 19 of its stat)."""
+
+
 @pytest.fixture(scope="module")
 def image() -> str:
     base = base_image()
@@ -110,6 +121,10 @@ def test_image_serves_d2l_as_non_root_within_one_cpu(container: str) -> None:
                            if '"starting uvicorn"' in line))
     assert (plan["cpu_quota"], plan["cores"], plan["workers"], plan["intra_op_threads"]) == (
         1.0, 1, 1, 1)
+    # Compute threads run nicer than the event loops, without any capability (cap-drop ALL).
+    assert "keep the event loop's priority" not in logs.stdout + logs.stderr
+    nice_values = docker("exec", container, "python3", "-c", TASK_NICE).stdout.split()
+    assert {"0", "10"} <= set(nice_values), nice_values
 
     health = "starting"
     while health != "healthy" and time.monotonic() < deadline:
