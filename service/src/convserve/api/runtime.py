@@ -29,6 +29,7 @@ import numpy as np
 
 from convserve.admission import ADMISSION_WAIT_S, CURRENT, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
+from convserve.collector import freeze_start_up
 from convserve.conv.engine import Engine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.runner import LayerRunner
@@ -219,7 +220,9 @@ class Runtime:
     def warm_up(self) -> None:
         """Load the default engine and run one small convolution on every usable device.
 
-        Sets :attr:`ready` when the default engine and device answered correctly.
+        Sets :attr:`ready` when the default engine and device answered correctly, after
+        freezing the process's start-up objects out of the garbage collector's full passes
+        (:func:`convserve.collector.freeze_start_up`, once per process).
         """
         x = np.arange(2 * 5 * 5, dtype=np.float32).reshape(1, 2, 5, 5)
         w = np.ones((3, 2, 3, 3), dtype=np.float32)
@@ -254,6 +257,8 @@ class Runtime:
             self.warmup_error = str(exc)
             log.error("warm-up failed: %s", exc)
             return
+        # Before /readyz turns 200: the one full collection holds the GIL for about 0.1 s.
+        freeze_start_up()
         self.ready.set()
 
     def model_service(self) -> ModelService:
