@@ -54,6 +54,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from convserve.models.sample import write_sample
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "tests" / "data" / "chelsea.png"
 MiB = 2**20
@@ -201,11 +203,18 @@ def wait_ready(url: str, timeout: float = 120.0, streak: int = 1) -> bool:
 
 @contextmanager
 def start_server(env: dict[str, str], workers: int = 2) -> Iterator[Server]:
-    """Run ``python -m convserve.launcher`` with ``workers`` workers on a free loopback port."""
+    """Run ``python -m convserve.launcher`` with ``workers`` workers on a free loopback port,
+    with the sample network built ahead as in the image (``CONVSERVE_SAMPLE_MODEL_FILE``)."""
     port = free_port()
     full = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers),
             "CONVSERVE_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1", **env}
     with tempfile.TemporaryDirectory(prefix="convserve-load-") as tmp:
+        if not full.get("CONVSERVE_SAMPLE_MODEL_FILE"):
+            # As the image does: the sample network built once, read by each worker at start
+            # (a worker that builds it holds the GIL for about a second, beside its loop).
+            sample = Path(tmp) / "sample.onnx"
+            write_sample(sample)
+            full["CONVSERVE_SAMPLE_MODEL_FILE"] = str(sample)
         log = Path(tmp) / "server.log"
         with log.open("wb") as sink:
             process = subprocess.Popen([sys.executable, "-m", "convserve.launcher"], env=full,

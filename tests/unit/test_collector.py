@@ -1,11 +1,14 @@
-"""Start-up objects frozen out of the collector's full passes (convserve.collector), each in a
-fresh process: freezing is once per process, and this test process may have done it already."""
+"""What a worker does at start-up so that its event loop stays free later: its start-up objects
+frozen out of the collector's full passes (convserve.collector), OpenCV loaded by the warm-up.
+Each runs in a fresh process (freezing is once per process; this one may have done it)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 ONCE = """
 import gc, json
@@ -64,3 +67,22 @@ def test_a_warmed_up_service_leaves_its_start_up_objects_out_of_full_collections
     assert isinstance(frozen, int) and isinstance(tracked, int)
     # Tens of thousands of start-up objects frozen; a full pass walks only what came after.
     assert frozen > 20_000 and tracked < frozen // 2, (frozen, tracked)
+
+
+OPENCV = """
+import json, sys, time
+from fastapi.testclient import TestClient
+from convserve.main import create_app
+from convserve.settings import Settings
+before = "cv2" in sys.modules
+with TestClient(create_app(Settings(sample_model=False))) as client:
+    while client.get("/readyz").status_code != 200:
+        time.sleep(0.01)
+    print(json.dumps({"before": before, "ready": "cv2" in sys.modules}))
+"""
+
+
+def test_the_warm_up_loads_opencv_before_ready() -> None:
+    """Importing cv2 holds the GIL for about 0.1 s: not on a request's path after /readyz."""
+    pytest.importorskip("cv2")
+    assert run(OPENCV) == {"before": False, "ready": True}

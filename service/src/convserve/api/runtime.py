@@ -30,6 +30,8 @@ import numpy as np
 from convserve.admission import ADMISSION_WAIT_S, CURRENT, MemoryBudget, resource_exhaustion
 from convserve.api.metrics import Metrics
 from convserve.collector import freeze_start_up
+from convserve.conv import opencv_engine
+from convserve.conv.auto import AutoEngine
 from convserve.conv.engine import Engine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
 from convserve.conv.runner import LayerRunner
@@ -242,6 +244,16 @@ class Runtime:
                         extra={"engine": engine.name, "device": status.device,
                                "ms": round(1000 * (time.perf_counter() - started), 1)},
                     )
+            auto = self.engines.get("auto")
+            if isinstance(auto, AutoEngine) and opencv_engine.installed():
+                # auto's OpenCV paths too: importing cv2 holds the GIL for about 0.1 s, which
+                # the first request needing it would otherwise make the event loop wait for.
+                started = time.perf_counter()
+                y = auto.engine("opencv").conv2d(x, w, None, spec, "cpu")
+                np.testing.assert_allclose(y, expected, rtol=1e-5)
+                log.info("warm-up done", extra={
+                    "engine": "opencv", "device": "cpu",
+                    "ms": round(1000 * (time.perf_counter() - started), 1)})
             usable = {
                 (engine.name, status.device)
                 for engine in self.engines.values()
