@@ -60,12 +60,10 @@ def base_image() -> str:
 
 
 TASK_NICE = """
-import glob
+import contextlib, glob
 for stat in glob.glob("/proc/[0-9]*/task/*/stat"):
-    try:
+    with contextlib.suppress(OSError):  # a thread that ended meanwhile
         print(open(stat).read().rsplit(")", 1)[1].split()[16])
-    except OSError:
-        pass
 """
 """Prints the nice value of every thread in the container (field 19 of its stat)."""
 
