@@ -1,7 +1,7 @@
 """Keep the objects a worker made at start-up out of the cyclic garbage collector's full passes.
 
 A worker imports FastAPI, pydantic, NumPy, ONNX Runtime, OpenCV and the service, builds its app
-and warms its engines: about 98,000 objects that live as long as the process. CPython's full
+and warms its engines: about 89,000 objects that live as long as the process. CPython's full
 (generation 2) collection walks every tracked object, and it runs on whichever thread happens
 to allocate at the time, in a worker mostly the event loop. Measured after a two-minute soak
 on 2 cores, each full pass held the event loop 80-97 ms, and one falling inside

@@ -32,8 +32,9 @@ from convserve.api.metrics import Metrics
 from convserve.collector import freeze_start_up
 from convserve.conv import opencv_engine
 from convserve.conv.auto import AutoEngine
-from convserve.conv.engine import Engine
+from convserve.conv.engine import Device, Engine
 from convserve.conv.onnx_engine import OnnxRuntimeEngine
+from convserve.conv.opencv_engine import OpenCvEngine
 from convserve.conv.runner import LayerRunner
 from convserve.conv.spec import conv_spec
 from convserve.errors import (
@@ -232,27 +233,20 @@ class Runtime:
         expected = self.engines["numpy"].conv2d(x, w, None, spec, "cpu")
         default = (self.settings.engine, self.settings.device)
         try:
-            for engine in self.engines.values():
-                for status in engine.devices():
-                    if not status.available:
-                        continue
-                    started = time.perf_counter()
-                    y = engine.conv2d(x, w, None, spec, status.device)
-                    np.testing.assert_allclose(y, expected, rtol=1e-5)
-                    log.info(
-                        "warm-up done",
-                        extra={"engine": engine.name, "device": status.device,
-                               "ms": round(1000 * (time.perf_counter() - started), 1)},
-                    )
+            runs: list[tuple[str, Device, Engine | OpenCvEngine]] = [
+                (engine.name, status.device, engine) for engine in self.engines.values()
+                for status in engine.devices() if status.available]
             auto = self.engines.get("auto")
             if isinstance(auto, AutoEngine) and opencv_engine.installed():
                 # auto's OpenCV paths too: importing cv2 holds the GIL for about 0.1 s, which
                 # the first request needing it would otherwise make the event loop wait for.
+                runs.append(("opencv", "cpu", auto.engine("opencv")))
+            for name, device, runner in runs:
                 started = time.perf_counter()
-                y = auto.engine("opencv").conv2d(x, w, None, spec, "cpu")
+                y = runner.conv2d(x, w, None, spec, device)
                 np.testing.assert_allclose(y, expected, rtol=1e-5)
                 log.info("warm-up done", extra={
-                    "engine": "opencv", "device": "cpu",
+                    "engine": name, "device": device,
                     "ms": round(1000 * (time.perf_counter() - started), 1)})
             usable = {
                 (engine.name, status.device)
