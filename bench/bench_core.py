@@ -22,8 +22,14 @@ and every output agrees with raw to 1e-4 relative to its largest value. For W8 t
 engine's peak RSS is measured in a fresh child process (``VmHWM``, Linux) against
 ``2 x (input + output bytes) + 150 MB``.
 
-Usage: ``python -m bench.bench_core [--quick] [--only W1,W2] [--threads N] [--strict]``
-(``--strict`` exits 1 when a target fails). Not a test: timings depend on the machine.
+Every runner is timed on warm memory: the process has glibc keep every block in its heap
+(``workloads.keep_heap_warm``), since PyTorch's and ONNX Runtime's outputs are plain ``malloc``
+and would otherwise fault in fresh pages on every call while convserve's engines reuse theirs
+(``--allocator default`` measures glibc as it starts, which made PyTorch up to 6x slower here).
+
+Usage: ``python -m bench.bench_core [--quick] [--only W1,W2] [--threads N]
+[--allocator warm|default] [--strict]`` (``--strict`` exits 1 when a target fails). Not a
+test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from bench.workloads import (
     WORKLOADS,
     Workload,
     blas_description,
+    keep_heap_warm,
     max_rel_diff,
     paired_ratio,
     peers,
@@ -131,13 +138,15 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, threads: int) -> bool:
+def report(results: list[dict[str, Any]], rss: tuple[int, int, int] | None, threads: int,
+           allocator: str) -> bool:
     """Print the markdown table, the targets and the RSS line; True when every target holds."""
     import onnxruntime
 
     print(f"\nconvserve core benchmark: float32, batch 1, {threads} threads, medians in ms; "
           f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}, "
-          f"python {platform.python_version()}, {platform.machine()}, {blas_description()}\n")
+          f"python {platform.python_version()}, {platform.machine()}, {blas_description()}; "
+          f"{allocator}\n")
     print("| id | workload | raw | torch | torch-cl | opencv | ort | auto | numpy | auto path "
           "| best peer | T3 ort/raw | T4 auto/best | T4 numpy/best | max rel diff |")
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|--:|")
@@ -180,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated workload ids, e.g. W1,W2")
     parser.add_argument("--threads", type=int, default=2, help="threads per convolution")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--allocator", choices=("warm", "default"), default="warm",
+                        help="warm (default): glibc keeps every block in its heap, so no runner "
+                             "faults in fresh pages per call; default: glibc as it starts")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
@@ -192,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(BY_ID)}")
     rounds = 3 if args.quick else 12
+    allocator = keep_heap_warm() if args.allocator == "warm" else "allocator: glibc's defaults"
 
     results = []
     for wid in ids:
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     rss = None
     if RSS_WORKLOAD in ids:
         rss = measure_rss(RSS_WORKLOAD, args.threads)
-    ok = report(results, rss, args.threads)
+    ok = report(results, rss, args.threads, allocator)
     return 1 if args.strict and not ok else 0
 
 
