@@ -164,6 +164,32 @@ async def _async_nice() -> int | None:
     return thread_nice()
 
 
+def test_the_warm_up_and_the_threads_it_starts_run_at_the_compute_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm-up makes the engines' first sessions (ONNX Runtime's intra-op threads among
+    them), which keep their threads: it runs at the compute threads' nice value, not the
+    loop's."""
+    seen: dict[str, object] = {}
+    warm_up = Runtime.warm_up
+
+    def recorded(runtime: Runtime) -> None:
+        before = set(os.listdir("/proc/self/task"))
+        seen["nice"] = thread_nice()
+        warm_up(runtime)
+        seen["started"] = {_task_nice(tid) for tid in set(os.listdir("/proc/self/task"))
+                           - before}
+
+    monkeypatch.setattr(Runtime, "warm_up", recorded)
+    app = create_app(app_settings(compute_nice=5))
+    with TestClient(app) as client:
+        wait_ready(client)
+        loop_nice = client.portal.call(_async_nice) if client.portal else None
+    assert loop_nice == base()
+    assert seen["nice"] == min(MAX_NICE, base() + 5)
+    assert seen["started"] == {min(MAX_NICE, base() + 5)}  # ONNX Runtime's threads at least
+
+
 def test_compute_nice_zero_keeps_the_loops_priority_and_the_range_is_checked() -> None:
     app = create_app(app_settings(compute_nice=0))
     with TestClient(app) as client:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -41,6 +42,7 @@ from convserve.api.runtime import Runtime
 from convserve.api.schemas import BODY_MODELS
 from convserve.api.schemas.models import MODEL_BODY_MODELS
 from convserve.conv import buffers
+from convserve.priority import priority_initializer
 from convserve.settings import Settings
 
 __all__ = ["create_app"]  # and `app`, built on first access (see __getattr__)
@@ -145,12 +147,22 @@ async def _start_up(runtime: Runtime) -> None:
     (/readyz turns 200 when the engines have run one convolution), then the sample network
     into the model store (about a second to read or build and validate it). The sample comes
     second so that it never delays readiness, and /readyz does not wait for it: POST
-    /v1/models/sample stores it on demand all the same."""
+    /v1/models/sample stores it on demand all the same.
+
+    The thread runs at the compute threads' priority (``CONVSERVE_COMPUTE_NICE``), not the
+    event loop's: it does compute work, and the ONNX Runtime sessions the warm-up makes keep
+    their intra-op threads, which inherit its nice value."""
     loop = asyncio.get_running_loop()
-    if runtime.settings.warmup:
-        await loop.run_in_executor(None, runtime.warm_up)
-    if runtime.settings.sample_model:
-        await loop.run_in_executor(None, runtime.store_sample)
+    settings = runtime.settings
+    starter = ThreadPoolExecutor(1, thread_name_prefix="convserve-start-up",
+                                 initializer=priority_initializer(settings.compute_nice))
+    try:
+        if settings.warmup:
+            await loop.run_in_executor(starter, runtime.warm_up)
+        if settings.sample_model:
+            await loop.run_in_executor(starter, runtime.store_sample)
+    finally:
+        starter.shutdown(wait=False)
 
 
 def _openapi_with_body_models(app: FastAPI) -> dict[str, Any]:
