@@ -20,7 +20,6 @@ Peers (bench-only dependencies, the ``bench`` extra of ``service/pyproject.toml`
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import importlib
 import os
 import random
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from convserve import allocator
 from convserve.conv.graphs import conv_model
 from convserve.conv.spec import ConvSpec, conv_spec
 
@@ -240,8 +240,6 @@ def max_rel_diff(y: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(y - reference).max()) / scale
 
 
-_M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
-_M_MMAP_MAX = -4
 KEPT_TRIM_THRESHOLD = 2**31 - 1  # the largest ``int`` mallopt takes: 2 GiB
 
 
@@ -261,16 +259,10 @@ def keep_heap_warm() -> str:
     setting is this process's only: child processes (the RSS measurement) start with glibc's
     defaults.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return "allocator: the C library's own (no glibc mallopt here)"
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    if mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD) == 1:
+    if allocator.set_options(((allocator.M_MMAP_MAX, 0),
+                              (allocator.M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD))):
         return "allocator: glibc, every block kept in the heap (warm memory for every runner)"
-    return "allocator: glibc's defaults (mallopt refused the warm-heap setting)"
+    return "allocator: the C library's own (the warm-heap setting was not applied)"
 
 
 def blas_description() -> str:

@@ -24,8 +24,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Iterable
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune"]
+__all__ = ["ARENA_MAX", "M_ARENA_MAX", "M_MMAP_MAX", "M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD",
+           "MMAP_THRESHOLD", "TRIM_THRESHOLD", "set_options", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,10 @@ MMAP_THRESHOLD = 4 * 2**20
 TRIM_THRESHOLD = 16 * 2**20
 ARENA_MAX = 2
 
-_M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
+M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
+M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 
 
 def tune(libc_name: str | None = None) -> bool:
@@ -44,6 +47,13 @@ def tune(libc_name: str | None = None) -> bool:
 
     ``libc_name``: the C library to load (tests pass one); default: this process's.
     """
+    return set_options(((M_ARENA_MAX, ARENA_MAX), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+                        (M_MMAP_THRESHOLD, MMAP_THRESHOLD)), libc_name)
+
+
+def set_options(options: Iterable[tuple[int, int]], libc_name: str | None = None) -> bool:
+    """``mallopt(parameter, value)`` for each pair (the ``M_*`` parameters above); False where
+    the C library has no ``mallopt`` (nothing changed) or refused a value."""
     try:
         libc = ctypes.CDLL(libc_name or ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -52,9 +62,5 @@ def tune(libc_name: str | None = None) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    applied = [mallopt(param, value) == 1 for param, value in (
-        (_M_ARENA_MAX, ARENA_MAX),
-        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-    )]
+    applied = [mallopt(param, value) == 1 for param, value in options]
     return all(applied)
