@@ -23,8 +23,8 @@ engine's peak RSS is measured in a fresh child process (``VmHWM``, Linux) agains
 ``2 x (input + output bytes) + 150 MB``.
 
 Every runner is timed on warm memory: the process has glibc keep every block in its heap
-(``workloads.keep_heap_warm``), since PyTorch's and ONNX Runtime's outputs are plain ``malloc``
-and would otherwise fault in fresh pages on every call while convserve's engines reuse theirs
+(``workloads.keep_heap_warm``), since PyTorch's tensors are plain ``malloc`` and would
+otherwise fault in fresh pages on every call while convserve's engines reuse their outputs
 (``--allocator default`` measures glibc as it starts, which made PyTorch up to 6x slower here).
 
 Usage: ``python -m bench.bench_core [--quick] [--only W1,W2] [--threads N]

@@ -249,15 +249,15 @@ def keep_heap_warm() -> str:
     By default glibc maps each allocation of 128 KiB or more afresh (raised up to 32 MiB after
     a free, never beyond) and unmaps it on ``free``, so a runner whose output or scratch
     buffers are that large faults in fresh pages on every call, 4 KiB at a time. PyTorch's
-    CPU tensors and ONNX Runtime's returned arrays are plain ``malloc``; convserve's NumPy and
-    OpenCV engines reuse large outputs from their own pool (``conv/buffers.py``). Measured
-    here, PyTorch channels-last on W6 (a 32 MiB output) took 12.2 ms cold and 1.9 ms warm,
-    and channels-first on W3 131 against 33 ms. So that every runner is timed on memory it
-    has used before, as in a long-running process whose allocator keeps it (jemalloc,
-    tcmalloc, or glibc tuned so), the benchmark process sets ``M_MMAP_MAX`` to 0 (no block
-    is mapped on its own) and ``M_TRIM_THRESHOLD`` to 2 GiB (freed memory stays). The
-    setting is this process's only: child processes (the RSS measurement) start with glibc's
-    defaults.
+    CPU tensors are plain ``malloc``; convserve's NumPy and OpenCV engines reuse large outputs
+    from their own pool (``conv/buffers.py``). Measured here in paired runs, PyTorch
+    channels-last took 14.4 ms cold and 2.75 ms warm on W6 (a 32 MiB output), channels-first
+    128 against 36 ms on W3; the raw ONNX Runtime session 67 against 61 ms on W8. So that
+    every runner is timed on memory it has used before, as in a long-running process whose
+    allocator keeps it (jemalloc, tcmalloc, or glibc tuned so), the benchmark process sets
+    ``M_MMAP_MAX`` to 0 (no block is mapped on its own) and ``M_TRIM_THRESHOLD`` to 2 GiB
+    (freed memory stays). The setting is this process's only: child processes (the RSS
+    measurement) start with glibc's defaults.
     """
     if allocator.set_options(((allocator.M_MMAP_MAX, 0),
                               (allocator.M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD))):

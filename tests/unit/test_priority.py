@@ -184,7 +184,8 @@ def test_the_warm_up_and_the_threads_it_starts_run_at_the_compute_priority(
     app = create_app(app_settings(compute_nice=5))
     with TestClient(app) as client:
         wait_ready(client)
-        loop_nice = client.portal.call(_async_nice) if client.portal else None
+        assert client.portal is not None
+        loop_nice = client.portal.call(_async_nice)
     assert loop_nice == base()
     assert seen["nice"] == min(MAX_NICE, base() + 5)
     assert seen["started"] == {min(MAX_NICE, base() + 5)}  # ONNX Runtime's threads at least
